@@ -1,0 +1,76 @@
+"""The demo tenant, its pixel dataset, and the demo page that embeds the snippet (make run, browser tests)."""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEMO_PAGE_DIR = Path(__file__).resolve().parent / "demo_page"
+DEMO_TENANT = "demo"
+DEMO_DATASET = "pricing-visits"
+
+
+def demo_dataset(page_origin: str) -> dict[str, Any]:
+    return {
+        "capability": "pixel",
+        "purpose": "Follow up on leads who visit the pricing page",
+        "legal_basis": "consent",
+        "retention_days": 14,
+        "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+        "dpo": {"name": "Jane Roe", "email": "dpo@contoso.example"},
+        "subject_field": "visitor",
+        "fields": [
+            {"name": "page_url", "type": "url", "required": True, "personal": False, "max_length": 2048},
+            {"name": "visitor", "type": "string", "required": False, "personal": True, "max_length": 64},
+            {"name": "ip", "type": "ip", "required": False, "personal": True},
+        ],
+        "allowed_origins": [page_origin],
+    }
+
+
+def create_demo(api_base: str, function_key: str, page_origin: str, tenant: str = DEMO_TENANT) -> dict[str, Any]:
+    """Create (or find) the demo tenant and dataset through the manage API; answers the tenant document."""
+    headers = {"x-functions-key": function_key}
+    with httpx.Client(base_url=api_base, headers=headers, timeout=30) as client:
+        answer = client.put(f"/manage/tenants/{tenant}", json={"name": "Contoso (demo)"})
+        answer.raise_for_status()
+        dataset = client.put(f"/manage/tenants/{tenant}/datasets/{DEMO_DATASET}", json=demo_dataset(page_origin))
+        dataset.raise_for_status()
+        return answer.json()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """No access log: a demo is still a web server that sees visitors' addresses."""
+
+
+def render_page(api_base: str, tenant: str, dataset: str) -> str:
+    template = (DEMO_PAGE_DIR / "index.html").read_text(encoding="utf-8")
+    return template.replace("{{API_BASE}}", api_base).replace("{{TENANT}}", tenant).replace("{{DATASET}}", dataset)
+
+
+def serve_demo_page(
+    port: int, api_base: str, tenant: str = DEMO_TENANT, dataset: str = DEMO_DATASET
+) -> ThreadingHTTPServer:
+    """Serve the demo page on 127.0.0.1:port from a thread; call .shutdown() to stop."""
+    page = render_page(api_base, tenant, dataset).encode("utf-8")
+
+    class Handler(_QuietHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] not in ("/", "/index.html", "/pricing"):
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), partial(Handler))
+    threading.Thread(target=server.serve_forever, name="demo-page", daemon=True).start()
+    return server

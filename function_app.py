@@ -1,0 +1,16 @@
+"""PackCloud: one Azure Functions app, one Blueprint per capability.
+
+The settings are read here, at start-up, so a missing or invalid setting stops the app with a
+message naming it instead of failing on the first request.
+"""
+
+import azure.functions as func
+
+from functions import manage, tracking_pixel
+from shared.settings import get_settings
+
+get_settings()
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(tracking_pixel.bp)
+app.register_functions(manage.bp)

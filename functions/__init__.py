@@ -1,0 +1,1 @@
+"""One module per capability; each exposes a Blueprint `bp` that function_app.py registers."""

@@ -1,0 +1,93 @@
+"""The manage API (function key): tenants and their datasets, the purpose registry.
+
+PUT/GET/DELETE /api/manage/tenants/{tenant}
+GET            /api/manage/tenants/{tenant}/datasets
+PUT/GET/DELETE /api/manage/tenants/{tenant}/datasets/{dataset}
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import handles_errors, json_response
+from shared.auth import require_tenant
+from shared.bodies import parse_json_object, validate_model
+from shared.errors import NotFound
+from shared.ids import check_id
+from shared.keys import signing_key_text
+from shared.models import Dataset, DatasetDoc, TenantIn
+from shared.services import get_services
+
+bp = func.Blueprint()
+
+
+def _read_body(req: func.HttpRequest) -> dict:
+    settings = get_services().settings
+    return parse_json_object(req.get_body() or b"{}", req.headers.get("content-type"), settings.max_body_bytes)
+
+
+@bp.function_name("manage_tenant")
+@bp.route(route="manage/tenants/{tenant}", methods=["PUT", "GET", "DELETE"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    tenant_id = check_id("tenant", req.route_params.get("tenant"))
+    if req.method == "GET":
+        return json_response(require_tenant(services.registry, tenant_id).public())
+    if req.method == "DELETE":
+        if not services.registry.delete_tenant(tenant_id):
+            raise NotFound("unknown_tenant", "no such tenant in this deployment")
+        return func.HttpResponse(status_code=204)
+    change = validate_model(TenantIn, _read_body(req), "invalid_tenant", "tenant")
+    tenant, api_key = services.registry.put_tenant(tenant_id, change)
+    if api_key is None:
+        return json_response(tenant.public())
+    master_key = services.settings.master_key.get_secret_value()
+    created = {
+        **tenant.public(),
+        # Shown once: only the API key's hash is kept, and the signing key is not stored at all.
+        "api_key": api_key,
+        "signing_key": signing_key_text(master_key, tenant.id, tenant.signing_key_version),
+    }
+    return json_response(created, 201)
+
+
+@bp.function_name("manage_datasets")
+@bp.route(route="manage/tenants/{tenant}/datasets", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def manage_datasets(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
+    docs = services.registry.list_datasets(tenant.id)
+    return json_response({"tenant": tenant.id, "datasets": [_shown(doc) for doc in docs]})
+
+
+@bp.function_name("manage_dataset")
+@bp.route(
+    route="manage/tenants/{tenant}/datasets/{dataset}",
+    methods=["PUT", "GET", "DELETE"],
+    auth_level=func.AuthLevel.FUNCTION,
+)
+@handles_errors
+def manage_dataset(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
+    dataset_id = check_id("dataset", req.route_params.get("dataset"))
+    if req.method == "GET":
+        doc = services.registry.get_dataset(tenant.id, dataset_id)
+        if doc is None:
+            raise NotFound("unknown_dataset", "the tenant has no dataset with this id")
+        return json_response(_shown(doc))
+    if req.method == "DELETE":
+        if not services.registry.delete_dataset(tenant.id, dataset_id):
+            raise NotFound("unknown_dataset", "the tenant has no dataset with this id")
+        return func.HttpResponse(status_code=204)
+    declaration = validate_model(Dataset, _read_body(req), "invalid_dataset", "dataset")
+    # Datasets are declared where the tenant's data lives, never in another region.
+    services.capture.require_home(tenant)
+    doc, created = services.registry.put_dataset(tenant.id, dataset_id, declaration)
+    return json_response(_shown(doc), 201 if created else 200)
+
+
+def _shown(doc: DatasetDoc) -> dict:
+    return doc.model_dump(mode="json")

@@ -1,0 +1,62 @@
+"""GET /api/px/{tenant}/{dataset}: the tracking pixel; GET /api/px/snippet.js: the embeddable script."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions.http import base_url, lower_headers
+from shared.ids import is_valid_id
+from shared.pixel import GIF, Hit, record_hit, render_snippet
+from shared.services import get_services
+
+bp = func.Blueprint()
+log = logging.getLogger("packcloud.pixel")
+
+GIF_HEADERS = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
+    "Pragma": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+}
+
+
+@bp.function_name("pixel")
+@bp.route(route="px/{tenant}/{dataset}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def pixel(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    hit = Hit(
+        tenant=req.route_params.get("tenant", ""),
+        dataset=req.route_params.get("dataset", ""),
+        query=dict(req.params),
+        headers=lower_headers(req),
+        now_epoch=int(services.clock.now().timestamp()),
+    )
+    try:
+        record_hit(services.capture, services.settings, hit)
+    except Exception as error:
+        # A page must never show a broken image: storage trouble is logged, the GIF still goes out.
+        log.warning("pixel hit not recorded: %s", type(error).__name__)
+    return func.HttpResponse(GIF, status_code=200, mimetype="image/gif", headers=GIF_HEADERS)
+
+
+@bp.function_name("pixel_snippet")
+@bp.route(route="px/snippet.js", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def pixel_snippet(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    tenant, dataset = req.params.get("tenant", ""), req.params.get("dataset", "")
+    doc = None
+    if is_valid_id(tenant) and is_valid_id(dataset):
+        try:
+            target = services.capture.resolve(tenant, dataset, "pixel")
+            doc = target.dataset
+        except Exception:  # an unknown or unreachable dataset gets the do-nothing script
+            doc = None
+    endpoint = f"{base_url(req)}/px/{tenant}/{dataset}"
+    return func.HttpResponse(
+        render_snippet(doc, endpoint),
+        status_code=200,
+        mimetype="application/javascript",
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )

@@ -1,0 +1,1 @@
+"""Business rules of PackCloud, shared by every function module. Never imports azure.functions."""

@@ -1,0 +1,133 @@
+"""The Blob Storage account of this deployment: one client, its containers, and a request counter.
+
+Locally it is Azurite through a connection string; in Azure an account URL with the managed identity,
+so no account key exists anywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import requests
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from shared.errors import StorageUnavailable
+from shared.settings import Settings
+
+REGISTRY = "registry"
+RECORDS = "records"
+STATE = "state"
+AUDIT = "audit"
+CONTAINERS = (REGISTRY, RECORDS, STATE, AUDIT)
+
+# Bounds so that slow storage gives a clear 503 instead of a hanging request.
+CONNECTION_TIMEOUT_S = 5
+READ_TIMEOUT_S = 10
+RETRY_TOTAL = 2
+POOL_SIZE = 64
+BATCH_DELETE_MAX = 256  # Blob batch takes at most 256 sub-requests.
+
+
+class CountingTransport(RequestsTransport):
+    """Counts the HTTP requests the SDK sends: benchmarks and tests check storage round trips."""
+
+    def __init__(self, **kwargs: object) -> None:
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        super().__init__(session=session, session_owner=True, **kwargs)
+        self._lock = threading.Lock()
+        self.sent = 0
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def,override]
+        with self._lock:
+            self.sent += 1
+        return super().send(request, **kwargs)
+
+
+def make_service_client(settings: Settings, transport: CountingTransport) -> BlobServiceClient:
+    options = {
+        "transport": transport,
+        "connection_timeout": CONNECTION_TIMEOUT_S,
+        "read_timeout": READ_TIMEOUT_S,
+        "retry_total": RETRY_TOTAL,
+    }
+    if settings.storage_connection_string is not None:
+        return BlobServiceClient.from_connection_string(
+            settings.storage_connection_string.get_secret_value(), **options
+        )
+    from azure.identity import DefaultAzureCredential
+
+    credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
+    return BlobServiceClient(str(settings.storage_account_url), credential=credential, **options)
+
+
+@dataclass
+class Storage:
+    """The account's containers, created once per process (not on the hot path)."""
+
+    service: BlobServiceClient
+    transport: CountingTransport
+    _ready: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Storage:
+        transport = CountingTransport()
+        return cls(make_service_client(settings, transport), transport)
+
+    def container(self, name: str) -> ContainerClient:
+        self._ensure_containers()
+        return self.service.get_container_client(name)
+
+    def _ensure_containers(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if self._ready:
+                return
+            for name in CONTAINERS:
+                try:
+                    self.service.create_container(name)
+                except ResourceExistsError:
+                    pass
+                except AzureError:
+                    raise StorageUnavailable() from None
+            self._ready = True
+
+    def find_by_tags(self, container: str, where: str) -> Iterator[str]:
+        """Names of the blobs whose index tags match; uses the tag index, never lists blobs."""
+        for item in self.container(container).find_blobs_by_tags(where):
+            yield item.name
+
+    def delete_names(self, container: str, names: Iterable[str]) -> int:
+        """Batch-delete (256 per request); a name already gone counts as deleted, so reruns are harmless."""
+        client = self.container(container)
+        deleted = 0
+        batch: list[str] = []
+        for name in names:
+            batch.append(name)
+            if len(batch) == BATCH_DELETE_MAX:
+                deleted += _delete_batch(client, batch)
+                batch = []
+        if batch:
+            deleted += _delete_batch(client, batch)
+        return deleted
+
+
+def _delete_batch(client: ContainerClient, names: list[str]) -> int:
+    responses = client.delete_blobs(*names, raise_on_any_failure=False)
+    return sum(1 for response in responses if response.status_code in (202, 404))
+
+
+def tag_filter(**equals: str) -> str:
+    """A Find-Blobs-by-Tags expression of equalities; values are tag-safe ids or hashes (no quotes inside)."""
+    for value in equals.values():
+        if "'" in value or '"' in value:
+            raise ValueError("tag values never contain quotes")
+    return " AND ".join(f"\"{key}\" = '{value}'" for key, value in equals.items())

@@ -1,0 +1,151 @@
+"""The capture store: every capability writes personal data only through `CaptureStore.capture`.
+
+On each write it enforces the GDPR rules of the dataset: the tenant is homed in this region, only
+declared fields are kept (validated by type and length), the record expires after the dataset's
+retention, and the subject is indexed by a keyed hash so one person's data is found without a scan.
+One blob per record, one storage request per capture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from azure.core.exceptions import AzureError
+from azure.storage.blob import ContentSettings
+
+from shared.blobs import RECORDS, Storage
+from shared.clock import Clock, tag_time
+from shared.errors import Misdirected, NotFound, StorageUnavailable, Unprocessable
+from shared.fieldtypes import InvalidValue, StoredValue, normalise
+from shared.ids import check_id, new_record_id
+from shared.keys import subject_hash
+from shared.models import Capability, DatasetDoc, Record, Tenant
+from shared.registry import Registry
+from shared.settings import Settings
+
+JSON = ContentSettings(content_type="application/json")
+
+
+def record_blob(tenant: str, dataset: str, record_id: str) -> str:
+    # Ids only: a blob name never carries personal data.
+    return f"{tenant}/{dataset}/{record_id}.json"
+
+
+@dataclass(frozen=True)
+class Captured:
+    record: Record
+    dropped_fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Target:
+    tenant: Tenant
+    dataset: DatasetDoc
+
+
+class CaptureStore:
+    def __init__(self, storage: Storage, registry: Registry, settings: Settings, clock: Clock) -> None:
+        self._storage = storage
+        self._registry = registry
+        self._settings = settings
+        self._clock = clock
+
+    def resolve(self, tenant_id: str, dataset_id: str, capability: Capability) -> Target:
+        """The tenant and dataset a capture goes to, or the reason it may not be stored here."""
+        check_id("tenant", tenant_id)
+        check_id("dataset", dataset_id)
+        tenant = self._registry.get_tenant(tenant_id)
+        if tenant is None:
+            raise NotFound("unknown_tenant", "no such tenant in this deployment")
+        self.require_home(tenant)
+        dataset = self._registry.get_dataset(tenant_id, dataset_id)
+        if dataset is None or dataset.capability != capability:
+            raise NotFound("unknown_dataset", f"the tenant has no {capability} dataset with this id")
+        return Target(tenant, dataset)
+
+    def require_home(self, tenant: Tenant) -> None:
+        if tenant.region != self._settings.region:
+            base_url = self._settings.region_urls.get(tenant.region)
+            raise Misdirected(
+                "misdirected",
+                f"this tenant's data is kept in region {tenant.region}; send the request there",
+                region=tenant.region,
+                base_url=str(base_url) if base_url else None,
+            )
+
+    def capture(
+        self,
+        target: Target,
+        values: Mapping[str, object],
+        *,
+        lenient: bool = False,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Captured:
+        """Validate against the declaration and store one record.
+
+        Strict (forms, APIs): any invalid or missing required field is a 422 naming each field.
+        Lenient (the pixel, which must never fail a page): invalid optional fields are left out.
+        """
+        fields, dropped = keep_declared(target.dataset, values, lenient=lenient)
+        now = self._clock.now()
+        record = Record(
+            id=new_record_id(now),
+            tenant=target.tenant.id,
+            dataset=target.dataset.id,
+            captured_at=now,
+            expires_at=now + timedelta(days=target.dataset.retention_days),
+            fields=fields,
+            dropped_fields=len(dropped),
+            meta=dict(meta or {}),
+        )
+        self._write(record, self._tags(record, target.dataset))
+        return Captured(record, dropped)
+
+    def _tags(self, record: Record, dataset: DatasetDoc) -> dict[str, str]:
+        tags = {
+            "t": record.tenant,
+            "d": record.dataset,
+            "cap": tag_time(record.captured_at),
+            "exp": tag_time(record.expires_at),
+        }
+        subject = record.fields.get(dataset.subject_field) if dataset.subject_field else None
+        if subject is not None and subject != "":
+            tags["sub"] = subject_hash(self._settings.master_key.get_secret_value(), record.tenant, str(subject))
+        return tags
+
+    def _write(self, record: Record, tags: dict[str, str]) -> None:
+        body = record.model_dump_json().encode("utf-8")
+        name = record_blob(record.tenant, record.dataset, record.id)
+        try:
+            # overwrite=False: a record id is never reused, so an existing blob is never replaced.
+            self._storage.container(RECORDS).upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON)
+        except AzureError:
+            raise StorageUnavailable() from None
+
+
+def keep_declared(
+    dataset: DatasetDoc, values: Mapping[str, object], *, lenient: bool
+) -> tuple[dict[str, StoredValue], tuple[str, ...]]:
+    """Data minimisation: declared fields, validated and normalised; the names of the others."""
+    kept: dict[str, StoredValue] = {}
+    problems: list[dict[str, str]] = []
+    for spec in dataset.fields:
+        raw = values.get(spec.name)
+        if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+            if spec.required:
+                problems.append({"field": spec.name, "reason": "is required"})
+            continue
+        try:
+            kept[spec.name] = normalise(spec.type, raw, max_length=spec.max_length, options=spec.options or ())
+        except InvalidValue as reason:
+            if spec.required or not lenient:
+                problems.append({"field": spec.name, "reason": str(reason)})
+    if problems:
+        summary = "; ".join(f"{p['field']} {p['reason']}" for p in problems[:5])
+        raise Unprocessable("invalid_fields", f"the submission does not fit the dataset: {summary}", errors=problems)
+    declared = dataset.field_names
+    dropped = tuple(sorted(name for name in values if name not in declared))
+    return kept, dropped

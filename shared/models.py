@@ -1,0 +1,171 @@
+"""Documents at the boundaries: tenants, datasets (purposes of processing) and captured records."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+
+from shared.fieldtypes import LENGTH_TYPES, FieldType, StoredValue
+from shared.settings import Region
+
+MAX_RETENTION_DAYS = 30
+
+Capability = Literal["pixel", "webform", "geologin"]
+LegalBasis = Literal["consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interest"]
+
+FIELD_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+def _origin(value: str) -> str:
+    """An origin is scheme://host[:port] with nothing after it; http only for local development hosts."""
+    parts = urlsplit(value.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("is not an origin (scheme://host[:port])") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError("is not an origin (scheme://host[:port])")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("is not an origin (scheme://host[:port])")
+    if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        raise ValueError("must use https (http only for localhost)")
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+
+
+Origin = Annotated[str, AfterValidator(_origin)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class FieldSpec(Strict):
+    name: str = Field(pattern=FIELD_NAME_PATTERN)
+    type: FieldType
+    required: bool = False
+    personal: bool = True
+    max_length: int | None = Field(default=None, ge=1, le=65536)
+    options: tuple[Annotated[str, Field(min_length=1, max_length=200)], ...] | None = Field(
+        default=None, min_length=1, max_length=200
+    )
+    description: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _type_options(self) -> FieldSpec:
+        if self.type == "choice" and not self.options:
+            raise ValueError(f"field {self.name}: a choice field needs options")
+        if self.type != "choice" and self.options is not None:
+            raise ValueError(f"field {self.name}: options are only for choice fields")
+        if self.options is not None and len(set(self.options)) != len(self.options):
+            raise ValueError(f"field {self.name}: options repeat")
+        if self.max_length is not None and self.type not in LENGTH_TYPES:
+            raise ValueError(f"field {self.name}: max_length is only for {', '.join(sorted(LENGTH_TYPES))} fields")
+        return self
+
+
+class Party(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+
+
+class Dataset(Strict):
+    """One purpose of processing inside a tenant, declared before any data is accepted."""
+
+    capability: Capability
+    purpose: str = Field(min_length=3, max_length=500)
+    legal_basis: LegalBasis
+    retention_days: int = Field(ge=1, description=f"1 to {MAX_RETENTION_DAYS}")
+    controller: Party
+    dpo: Party | None = None
+    subject_field: str | None = None
+    fields: tuple[FieldSpec, ...] = Field(min_length=1, max_length=100)
+    allowed_origins: tuple[Origin, ...] = Field(default=(), max_length=50)
+    require_signature: bool = False
+
+    @field_validator("retention_days")
+    @classmethod
+    def _retention_limit(cls, value: int) -> int:
+        if value > MAX_RETENTION_DAYS:
+            raise ValueError(
+                f"retention_days must be at most {MAX_RETENTION_DAYS}: PackCloud keeps personal data "
+                f"{MAX_RETENTION_DAYS} days at most"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Dataset:
+        names = [spec.name for spec in self.fields]
+        if len(set(names)) != len(names):
+            raise ValueError("field names repeat")
+        if self.subject_field is not None and self.subject_field not in names:
+            raise ValueError("subject_field must name a declared field")
+        return self
+
+    def field(self, name: str) -> FieldSpec | None:
+        return next((spec for spec in self.fields if spec.name == name), None)
+
+    @property
+    def field_names(self) -> frozenset[str]:
+        return frozenset(spec.name for spec in self.fields)
+
+
+class DatasetDoc(Dataset):
+    """A dataset as stored: the declaration plus where it belongs and when it changed."""
+
+    tenant: str
+    id: str
+    created_at: datetime
+    updated_at: datetime
+
+    def declaration(self) -> Dataset:
+        return Dataset.model_validate(self.model_dump(exclude={"tenant", "id", "created_at", "updated_at"}))
+
+
+class TenantIn(Strict):
+    region: Region | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class Tenant(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    region: Region
+    name: str | None = None
+    api_key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signing_key_version: int = 1
+    created_at: datetime
+    updated_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        """What the manage API shows: never the key hash."""
+        return self.model_dump(mode="json", exclude={"api_key_sha256"})
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    tenant: str
+    dataset: str
+    captured_at: datetime
+    expires_at: datetime
+    fields: dict[str, StoredValue]
+    dropped_fields: int = 0
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+SUBJECT_TAG_MAX = 256
+_TAG_SAFE = re.compile(r"^[A-Za-z0-9 +\-./:=_]{0,256}$")
+
+
+def tag_safe(value: str) -> bool:
+    """Blob index tag values allow only these characters."""
+    return _TAG_SAFE.fullmatch(value) is not None

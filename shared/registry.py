@@ -1,0 +1,188 @@
+"""The purpose registry: tenants and their datasets, as JSON blobs in the `registry` container.
+
+Reads go through an in-process cache with a short time-to-live (settings.registry_cache_ttl_seconds),
+so the capture hot path does no storage read; a change made through the manage API is seen by every
+instance within that time (at once by the instance that made it).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TypeVar
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import ContentSettings
+from cachetools import TTLCache
+from pydantic import BaseModel
+
+from shared.blobs import RECORDS, REGISTRY, Storage, tag_filter
+from shared.clock import Clock
+from shared.errors import Conflict, StorageUnavailable
+from shared.keys import hash_api_key, new_api_key
+from shared.models import Dataset, DatasetDoc, Tenant, TenantIn
+from shared.settings import Region
+
+CACHE_MAX_ENTRIES = 10_000  # bounds memory when someone probes random ids (absences are cached too)
+JSON = ContentSettings(content_type="application/json")
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def tenant_blob(tenant: str) -> str:
+    return f"tenants/{tenant}.json"
+
+
+def dataset_blob(tenant: str, dataset: str) -> str:
+    return f"datasets/{tenant}/{dataset}.json"
+
+
+class Registry:
+    def __init__(self, storage: Storage, clock: Clock, region: Region, cache_ttl_seconds: float) -> None:
+        self._storage = storage
+        self._clock = clock
+        self._region = region
+        self._lock = threading.Lock()
+        self._cache: TTLCache[str, BaseModel | None] | None = (
+            TTLCache(maxsize=CACHE_MAX_ENTRIES, ttl=cache_ttl_seconds) if cache_ttl_seconds > 0 else None
+        )
+
+    # -- reads (cached) -------------------------------------------------------------------------
+
+    def get_tenant(self, tenant: str) -> Tenant | None:
+        return self._cached(tenant_blob(tenant), Tenant)
+
+    def get_dataset(self, tenant: str, dataset: str) -> DatasetDoc | None:
+        return self._cached(dataset_blob(tenant, dataset), DatasetDoc)
+
+    def list_datasets(self, tenant: str) -> list[DatasetDoc]:
+        container = self._storage.container(REGISTRY)
+        try:
+            names = [blob.name for blob in container.list_blobs(name_starts_with=f"datasets/{tenant}/")]
+            return [doc for name in names if (doc := self._read(name, DatasetDoc)) is not None]
+        except AzureError:
+            raise StorageUnavailable() from None
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def put_tenant(self, tenant: str, change: TenantIn) -> tuple[Tenant, str | None]:
+        """Create (answering the new API key, the only time it exists in clear) or update a tenant."""
+        now = self._clock.now()
+        existing = self._read(tenant_blob(tenant), Tenant)
+        if existing is not None:
+            if change.region is not None and change.region != existing.region:
+                raise Conflict(
+                    "region_change",
+                    "a tenant's region cannot change: its data stays where the customer chose; "
+                    "delete the tenant and create it in the new region",
+                )
+            updated = existing.model_copy(update={"name": change.name or existing.name, "updated_at": now})
+            self._write(tenant_blob(tenant), updated, overwrite=True)
+            return updated, None
+        api_key = new_api_key()
+        created = Tenant(
+            id=tenant,
+            region=change.region or self._region,
+            name=change.name,
+            api_key_sha256=hash_api_key(api_key),
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            self._write(tenant_blob(tenant), created, overwrite=False)
+        except ResourceExistsError:
+            raise Conflict("tenant_exists", "the tenant was created by a concurrent request; retry") from None
+        return created, api_key
+
+    def put_dataset(self, tenant: str, dataset: str, declaration: Dataset) -> tuple[DatasetDoc, bool]:
+        now = self._clock.now()
+        existing = self._read(dataset_blob(tenant, dataset), DatasetDoc)
+        if existing is not None and existing.capability != declaration.capability:
+            raise Conflict(
+                "capability_change",
+                f"dataset {dataset} is a {existing.capability} dataset; delete it to reuse the id",
+            )
+        doc = DatasetDoc(
+            **declaration.model_dump(),
+            tenant=tenant,
+            id=dataset,
+            created_at=existing.created_at if existing else now,
+            updated_at=now,
+        )
+        self._write(dataset_blob(tenant, dataset), doc, overwrite=True)
+        return doc, existing is None
+
+    def delete_dataset(self, tenant: str, dataset: str) -> bool:
+        """Deletes the dataset's records first, so a failure halfway leaves a dataset that can be deleted again."""
+        if self._read(dataset_blob(tenant, dataset), DatasetDoc) is None:
+            return False
+        self._delete_records(tag_filter(t=tenant, d=dataset))
+        self._delete_blob(dataset_blob(tenant, dataset))
+        return True
+
+    def delete_tenant(self, tenant: str) -> bool:
+        if self._read(tenant_blob(tenant), Tenant) is None:
+            return False
+        self._delete_records(tag_filter(t=tenant))
+        for doc in self.list_datasets(tenant):
+            self._delete_blob(dataset_blob(tenant, doc.id))
+        self._delete_blob(tenant_blob(tenant))
+        return True
+
+    def forget(self) -> None:
+        """Drop the cache (tests, and after bulk changes)."""
+        if self._cache is not None:
+            with self._lock:
+                self._cache.clear()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _cached(self, name: str, model: type[T]) -> T | None:
+        if self._cache is None:
+            return self._read(name, model)
+        with self._lock:
+            if name in self._cache:
+                return self._cache[name]  # type: ignore[return-value]
+        value = self._read(name, model)
+        with self._lock:
+            self._cache[name] = value
+        return value
+
+    def _read(self, name: str, model: type[T]) -> T | None:
+        try:
+            data = self._storage.container(REGISTRY).download_blob(name).readall()
+        except ResourceNotFoundError:
+            return None
+        except AzureError:
+            raise StorageUnavailable() from None
+        return model.model_validate(json.loads(data))
+
+    def _write(self, name: str, doc: BaseModel, *, overwrite: bool) -> None:
+        body = doc.model_dump_json().encode("utf-8")
+        try:
+            self._storage.container(REGISTRY).upload_blob(name, body, overwrite=overwrite, content_settings=JSON)
+        except ResourceExistsError:
+            raise
+        except AzureError:
+            raise StorageUnavailable() from None
+        self._invalidate(name, doc)
+
+    def _delete_blob(self, name: str) -> None:
+        try:
+            self._storage.container(REGISTRY).delete_blob(name)
+        except ResourceNotFoundError:
+            pass
+        except AzureError:
+            raise StorageUnavailable() from None
+        self._invalidate(name, None)
+
+    def _delete_records(self, where: str) -> int:
+        try:
+            return self._storage.delete_names(RECORDS, self._storage.find_by_tags(RECORDS, where))
+        except AzureError:
+            raise StorageUnavailable() from None
+
+    def _invalidate(self, name: str, value: BaseModel | None) -> None:
+        if self._cache is not None:
+            with self._lock:
+                self._cache[name] = value

@@ -1,0 +1,125 @@
+"""Every setting PackCloud reads, from the environment (app settings in Azure, local.settings.json locally)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Region = Literal["us", "br", "eu", "ea"]
+REGIONS: tuple[Region, ...] = ("us", "br", "eu", "ea")
+Role = Literal["regional", "registration"]
+
+ENV_PREFIX = "PACKCLOUD_"
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or invalid; the message names it (never its value)."""
+
+
+class Settings(BaseSettings):
+    """One class, one place: the Bicep app settings and local.settings.sample.json list exactly these."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True)
+
+    region: Region = Field(description="Region code of this deployment: us, br, eu or ea.")
+    role: Annotated[frozenset[Role], NoDecode] = Field(
+        default=frozenset({"regional"}),
+        description="Comma-separated roles of this deployment: regional, registration.",
+    )
+    storage_connection_string: SecretStr | None = Field(
+        default=None, description="Blob connection string (local development with Azurite only)."
+    )
+    storage_account_url: AnyHttpUrl | None = Field(
+        default=None, description="Blob endpoint of the capture storage account, used with a managed identity."
+    )
+    managed_identity_client_id: str | None = Field(
+        default=None, description="Client id of the user-assigned managed identity (Azure only)."
+    )
+    key_vault_url: AnyHttpUrl | None = Field(default=None, description="Key Vault URL; unset locally.")
+    master_key: SecretStr = Field(
+        description="Secret (32+ characters) from which per-tenant signing and subject-hash keys are derived; "
+        "a Key Vault reference in Azure."
+    )
+    registry_cache_ttl_seconds: int = Field(
+        default=30, ge=0, le=300, description="How long tenant and dataset documents are cached in process."
+    )
+    trusted_proxies: Annotated[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode] = Field(
+        default=(), description="Comma-separated CIDRs whose X-Forwarded-For entries are trusted."
+    )
+    region_urls: Annotated[dict[Region, AnyHttpUrl], NoDecode] = Field(
+        default_factory=dict, description='JSON map of region code to base URL, e.g. {"eu": "https://..."}.'
+    )
+    purge_schedule: str = Field(default="0 5 * * * *", description="NCRONTAB schedule of the retention purge.")
+    max_body_bytes: int = Field(default=65536, ge=1024, le=1048576, description="Largest request body accepted.")
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _split_roles(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(ipaddress.ip_network(part.strip()) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("region_urls", mode="before")
+    @classmethod
+    def _parse_region_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("master_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _one_storage(self) -> Settings:
+        if (self.storage_connection_string is None) == (self.storage_account_url is None):
+            raise ValueError(
+                f"set exactly one of {ENV_PREFIX}STORAGE_CONNECTION_STRING and {ENV_PREFIX}STORAGE_ACCOUNT_URL"
+            )
+        if not self.role:
+            raise ValueError(f"{ENV_PREFIX}ROLE names no role")
+        return self
+
+
+def setting_names() -> set[str]:
+    """The environment variable names of every setting (the infra tests compare them with Bicep)."""
+    return {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+
+
+def load_settings() -> Settings:
+    """Read the settings, or fail naming each missing or invalid one (values are never echoed)."""
+    try:
+        return Settings()  # type: ignore[call-arg]
+    except ValidationError as error:
+        problems = []
+        for item in error.errors(include_input=False, include_url=False):
+            where = ENV_PREFIX + str(item["loc"][0]).upper() if item["loc"] else "settings"
+            problems.append(f"{where}: {item['msg']}")
+        raise SettingsError("invalid PackCloud settings: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

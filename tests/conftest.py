@@ -1,0 +1,137 @@
+"""Fixtures: a real Azurite per test session, services wired to it, and the local host over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devenv.azurite import Azurite, free_port, start_azurite, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+MASTER_KEY = secrets.token_urlsafe(48)
+FUNCTION_KEY = secrets.token_urlsafe(24)
+HOST_MASTER_KEY = secrets.token_urlsafe(24)
+# A real browser's user agent: the pixel ignores HTTP libraries as bots.
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
+EU_URL = "https://packcloud-eu.example.net/api"
+US_URL = "https://packcloud-us.example.net/api"
+
+
+def settings_env(azurite: Azurite, region: str = "eu") -> dict[str, str]:
+    return {
+        "PACKCLOUD_REGION": region,
+        "PACKCLOUD_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "PACKCLOUD_MASTER_KEY": MASTER_KEY,
+        "PACKCLOUD_REGION_URLS": f'{{"eu": "{EU_URL}", "us": "{US_URL}"}}',
+    }
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    instance = start_azurite(in_memory=True)
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _process_settings(azurite: Azurite) -> Iterator[None]:
+    """function_app reads its settings from the environment at import, as in Azure."""
+    saved = dict(os.environ)
+    os.environ.update(settings_env(azurite))
+    from shared.settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def clock():
+    from shared.clock import ManualClock
+
+    return ManualClock(datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def settings(azurite: Azurite):
+    from shared.settings import Settings
+
+    return Settings(**{k.removeprefix("PACKCLOUD_").lower(): v for k, v in settings_env(azurite).items()})
+
+
+@pytest.fixture
+def services(settings, clock):
+    from shared.services import Services
+
+    return Services.build(settings, clock)
+
+
+@pytest.fixture
+def tenant_id() -> str:
+    return "t-" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def host(azurite: Azurite) -> Iterator[str]:
+    """The local host serving function_app.py on a free port; yields the API base URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        **settings_env(azurite),
+        "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
+        "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devhost", "--root", str(ROOT), "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, 60, process)
+        yield f"http://127.0.0.1:{port}/api"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def manage(host: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=host, headers={"x-functions-key": FUNCTION_KEY}, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def anon(host: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=host, headers={"user-agent": BROWSER_UA}, timeout=30) as client:
+        yield client
+
+
+def all_blobs(azurite: Azurite, container: str, prefix: str = "") -> dict[str, bytes]:
+    """Every blob of a container with its content: what is really in storage."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.blob import BlobServiceClient
+
+    client = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(container)
+    try:
+        return {
+            blob.name: client.download_blob(blob.name).readall()
+            for blob in client.list_blobs(name_starts_with=prefix or None)
+        }
+    except ResourceNotFoundError:
+        return {}
