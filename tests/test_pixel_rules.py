@@ -1,0 +1,168 @@
+"""The pixel's recording rules, called in process against a real Azurite."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from shared.blobs import RECORDS
+from shared.keys import signing_key_text
+from shared.models import Dataset, TenantIn
+from shared.pixel import GIF, Hit, canonical_query, is_bot, record_hit, render_snippet, sign_query
+from tests.conftest import BROWSER_UA, MASTER_KEY, all_blobs
+from tests.test_models import variant
+
+PAGE = "https://www.contoso.example/pricing"
+SITE_HEADERS = {
+    "user-agent": BROWSER_UA,
+    "referer": "https://www.contoso.example/",
+    "x-forwarded-for": "203.0.113.77:51000",
+}
+
+
+@pytest.fixture
+def tenant(services, tenant_id):
+    services.registry.put_tenant(tenant_id, TenantIn())
+    services.registry.put_dataset(tenant_id, "pricing", Dataset.model_validate(variant()))
+    services.registry.put_dataset(
+        tenant_id,
+        "mail-opens",
+        Dataset.model_validate(
+            variant(
+                require_signature=True,
+                allowed_origins=[],
+                subject_field="contact",
+                fields=[
+                    {"name": "contact", "type": "string", "personal": True},
+                    {"name": "campaign", "type": "string", "personal": False},
+                ],
+            )
+        ),
+    )
+    return tenant_id
+
+
+def hit(tenant, dataset="pricing", query=None, headers=None, now=1_800_000_000):
+    return Hit(
+        tenant, dataset, query if query is not None else {"page_url": PAGE}, {**SITE_HEADERS, **(headers or {})}, now
+    )
+
+
+def stored(azurite, tenant):
+    return [json.loads(body) for body in all_blobs(azurite, RECORDS, f"{tenant}/").values()]
+
+
+def test_gif_is_a_1x1_gif():
+    assert GIF[:6] == b"GIF89a" and GIF[6:10] == b"\x01\x00\x01\x00"
+
+
+def test_a_page_view_is_recorded_with_declared_fields(azurite, services, settings, tenant):
+    query = {"page_url": PAGE, "visitor": "abc", "email": "jane@example.com", "_": "123"}
+    assert record_hit(services.capture, settings, hit(tenant, query=query))
+    (record,) = stored(azurite, tenant)
+    assert record["fields"] == {"page_url": PAGE, "visitor": "abc", "ip": "203.0.113.0"}
+    assert record["dropped_fields"] == 1  # email; the cache buster `_` is not data
+
+
+def test_ip_comes_from_the_request_never_from_the_query(azurite, services, settings, tenant):
+    assert record_hit(services.capture, settings, hit(tenant, query={"page_url": PAGE, "ip": "198.51.100.1"}))
+    (record,) = stored(azurite, tenant)
+    assert record["fields"]["ip"] == "203.0.113.0"
+
+
+def test_page_url_falls_back_to_the_referer(azurite, services, settings, tenant):
+    assert record_hit(services.capture, settings, hit(tenant, query={}, headers={"referer": PAGE}))
+    assert stored(azurite, tenant)[0]["fields"]["page_url"] == PAGE
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"sec-gpc": "1"},
+        {"dnt": "1"},
+        {"user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"},
+        {"user-agent": ""},
+        {"referer": "https://evil.example/"},
+        {"origin": "https://evil.example"},
+    ],
+)
+def test_refused_hits_record_nothing(azurite, services, settings, tenant, headers):
+    assert not record_hit(services.capture, settings, hit(tenant, headers=headers))
+    assert stored(azurite, tenant) == []
+
+
+def test_page_url_on_a_foreign_site_records_nothing(azurite, services, settings, tenant):
+    assert not record_hit(services.capture, settings, hit(tenant, query={"page_url": "https://evil.example/x"}))
+    assert stored(azurite, tenant) == []
+
+
+@pytest.mark.parametrize(("tenant_id_", "dataset"), [("unknown-tenant", "pricing"), (None, "nope"), ("../x", "p")])
+def test_unknown_or_bad_ids_leave_no_trace(azurite, services, settings, tenant, tenant_id_, dataset):
+    assert not record_hit(services.capture, settings, hit(tenant_id_ or tenant, dataset))
+    assert stored(azurite, tenant) == []
+
+
+def test_signed_mail_open_is_recorded_and_forgeries_are_not(azurite, services, settings, tenant):
+    key = signing_key_text(MASTER_KEY, tenant, 1)
+    query = {"contact": "c-42", "campaign": "spring"}
+    signed = {**query, "sig": sign_query(key, tenant, "mail-opens", query)}
+    mail_client = {"referer": "", "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"}
+    assert record_hit(services.capture, settings, hit(tenant, "mail-opens", signed, mail_client))
+    unsigned = hit(tenant, "mail-opens", query, mail_client)
+    forged = hit(tenant, "mail-opens", {**signed, "contact": "c-43"}, mail_client)
+    other_key = hit(
+        tenant, "mail-opens", {**query, "sig": sign_query("0" * 64, tenant, "mail-opens", query)}, mail_client
+    )
+    for attempt in (unsigned, forged, other_key):
+        assert not record_hit(services.capture, settings, attempt)
+    records = stored(azurite, tenant)
+    assert [r["fields"] for r in records] == [{"contact": "c-42", "campaign": "spring"}]
+
+
+def test_expired_signature_is_ignored(services, settings, tenant):
+    key = signing_key_text(MASTER_KEY, tenant, 1)
+    query = {"contact": "c-1", "exp": "1700000000"}
+    signed = {**query, "sig": sign_query(key, tenant, "mail-opens", query)}
+    assert not record_hit(services.capture, settings, hit(tenant, "mail-opens", signed, {"referer": ""}))
+
+
+def test_signature_covers_the_path():
+    assert canonical_query("a1", "b1", {"x": "1"}) != canonical_query("a1", "b2", {"x": "1"})
+    assert canonical_query("a1", "b1", {"y": "2", "x": "1", "sig": "s"}) == "a1/b1?x=1&y=2"
+
+
+@pytest.mark.parametrize(
+    ("agent", "bot"),
+    [
+        ("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", True),
+        ("curl/8.5.0", True),
+        ("python-httpx/0.28.1", True),
+        ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0", True),
+        (BROWSER_UA, False),
+        ("Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)", False),
+    ],
+)
+def test_bot_detection(agent, bot):
+    assert is_bot(agent) is bot
+
+
+def snippet_config(script):
+    return json.loads(re.search(r"var config = (\{.*?\});", script).group(1))
+
+
+def test_snippet_is_configured_from_the_declaration(services, tenant):
+    doc = services.registry.get_dataset(tenant, "pricing")
+    config = snippet_config(render_snippet(doc, "https://x.example/api/px/t1/pricing"))
+    assert config == {
+        "enabled": True,
+        "endpoint": "https://x.example/api/px/t1/pricing",
+        "send": ["page_url", "visitor"],
+        "visitorDays": 14,
+    }
+    no_visitor = doc.model_copy(update={"fields": tuple(f for f in doc.fields if f.name != "visitor")})
+    assert snippet_config(render_snippet(no_visitor, "https://x.example/p"))["send"] == ["page_url"]
+    assert snippet_config(render_snippet(None, "https://x.example/p")) == {"enabled": False}
+    hostile = render_snippet(doc, "https://x.example/</script><script>alert(1)//")
+    assert "</script>" not in re.search(r"var config = (\{.*?\});", hostile).group(1)
