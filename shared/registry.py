@@ -16,7 +16,7 @@ from azure.storage.blob import ContentSettings
 from cachetools import TTLCache
 from pydantic import BaseModel
 
-from shared.blobs import RECORDS, REGISTRY, Storage, tag_filter
+from shared.blobs import RECORDS, REGISTRY, STATE, Storage, tag_filter
 from shared.clock import Clock
 from shared.errors import Conflict, StorageUnavailable
 from shared.keys import hash_api_key, new_api_key
@@ -27,6 +27,16 @@ CACHE_MAX_ENTRIES = 10_000  # bounds memory when someone probes random ids (abse
 JSON = ContentSettings(content_type="application/json")
 
 T = TypeVar("T", bound=BaseModel)
+
+
+def tenant_state_prefix(tenant: str) -> str:
+    """Everything a capability keeps for a tenant outside records lives under this prefix of `state`."""
+    return f"{tenant}/"
+
+
+def dataset_state_prefix(tenant: str, dataset: str) -> str:
+    """State that belongs to one dataset (idempotency markers, last-known locations, ...)."""
+    return f"{tenant}/datasets/{dataset}/"
 
 
 def tenant_blob(tenant: str) -> str:
@@ -117,6 +127,7 @@ class Registry:
         if self._read(dataset_blob(tenant, dataset), DatasetDoc) is None:
             return False
         self._delete_records(tag_filter(t=tenant, d=dataset))
+        self._delete_state(dataset_state_prefix(tenant, dataset))
         self._delete_blob(dataset_blob(tenant, dataset))
         return True
 
@@ -124,6 +135,7 @@ class Registry:
         if self._read(tenant_blob(tenant), Tenant) is None:
             return False
         self._delete_records(tag_filter(t=tenant))
+        self._delete_state(tenant_state_prefix(tenant))
         for doc in self.list_datasets(tenant):
             self._delete_blob(dataset_blob(tenant, doc.id))
         self._delete_blob(tenant_blob(tenant))
@@ -179,6 +191,14 @@ class Registry:
     def _delete_records(self, where: str) -> int:
         try:
             return self._storage.delete_names(RECORDS, self._storage.find_by_tags(RECORDS, where))
+        except AzureError:
+            raise StorageUnavailable() from None
+
+    def _delete_state(self, prefix: str) -> int:
+        # State holds little per tenant (sequences, per-user markers), so listing its prefix is cheap.
+        try:
+            names = (blob.name for blob in self._storage.container(STATE).list_blobs(name_starts_with=prefix))
+            return self._storage.delete_names(STATE, names)
         except AzureError:
             raise StorageUnavailable() from None
 
