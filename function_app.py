@@ -6,7 +6,7 @@ message naming it instead of failing on the first request.
 
 import azure.functions as func
 
-from functions import manage, tracking_pixel
+from functions import manage, privacy, retention_purge, sync, tracking_pixel
 from shared.settings import get_settings
 
 get_settings()
@@ -14,3 +14,6 @@ get_settings()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(tracking_pixel.bp)
 app.register_functions(manage.bp)
+app.register_functions(sync.bp)
+app.register_functions(privacy.bp)
+app.register_functions(retention_purge.bp)

@@ -107,22 +107,32 @@ class Storage:
 
     def delete_names(self, container: str, names: Iterable[str]) -> int:
         """Batch-delete (256 per request); a name already gone counts as deleted, so reruns are harmless."""
+        deleted, already_gone = self.delete_each(container, names)
+        return deleted + already_gone
+
+    def delete_each(self, container: str, names: Iterable[str]) -> tuple[int, int]:
+        """Batch-delete; answers how many were deleted now and how many were already gone."""
         client = self.container(container)
-        deleted = 0
+        deleted = already_gone = 0
         batch: list[str] = []
         for name in names:
             batch.append(name)
             if len(batch) == BATCH_DELETE_MAX:
-                deleted += _delete_batch(client, batch)
-                batch = []
+                now_gone, before = _delete_batch(client, batch)
+                deleted, already_gone, batch = deleted + now_gone, already_gone + before, []
         if batch:
-            deleted += _delete_batch(client, batch)
-        return deleted
+            now_gone, before = _delete_batch(client, batch)
+            deleted, already_gone = deleted + now_gone, already_gone + before
+        return deleted, already_gone
 
 
-def _delete_batch(client: ContainerClient, names: list[str]) -> int:
-    responses = client.delete_blobs(*names, raise_on_any_failure=False)
-    return sum(1 for response in responses if response.status_code in (202, 404))
+def _delete_batch(client: ContainerClient, names: list[str]) -> tuple[int, int]:
+    statuses = [response.status_code for response in client.delete_blobs(*names, raise_on_any_failure=False)]
+    failed = [status for status in statuses if status not in (202, 404)]
+    if failed:
+        # A sub-request that failed for another reason must not count as done: the caller retries.
+        raise StorageUnavailable(f"storage refused {len(failed)} of {len(names)} deletions, retry later")
+    return statuses.count(202), statuses.count(404)
 
 
 def tag_filter(**equals: str) -> str:

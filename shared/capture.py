@@ -8,6 +8,7 @@ One blob per record, one storage request per capture.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +18,7 @@ from azure.core.exceptions import AzureError
 from azure.storage.blob import ContentSettings
 
 from shared.blobs import RECORDS, Storage
+from shared.capture_counts import CaptureCounts
 from shared.clock import Clock, tag_time
 from shared.errors import Misdirected, NotFound, StorageUnavailable, Unprocessable
 from shared.fieldtypes import InvalidValue, StoredValue, normalise
@@ -27,6 +29,9 @@ from shared.registry import Registry
 from shared.settings import Settings
 
 JSON = ContentSettings(content_type="application/json")
+# A record that took longer than this to commit is withdrawn (503, the caller retries): so every record
+# is visible within this time of its id's timestamp, and the delivery feed can page by id without skipping.
+COMMIT_DEADLINE = timedelta(seconds=10)
 
 
 def record_blob(tenant: str, dataset: str, record_id: str) -> str:
@@ -47,11 +52,19 @@ class Target:
 
 
 class CaptureStore:
-    def __init__(self, storage: Storage, registry: Registry, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        registry: Registry,
+        settings: Settings,
+        clock: Clock,
+        counts: CaptureCounts | None = None,
+    ) -> None:
         self._storage = storage
         self._registry = registry
         self._settings = settings
         self._clock = clock
+        self._counts = counts
 
     def resolve(self, tenant_id: str, dataset_id: str, capability: Capability) -> Target:
         """The tenant and dataset a capture goes to, or the reason it may not be stored here."""
@@ -102,6 +115,8 @@ class CaptureStore:
             meta=dict(meta or {}),
         )
         self._write(record, self._tags(record, target.dataset))
+        if self._counts is not None:
+            self._counts.add(record.tenant, record.dataset, record.captured_at)
         return Captured(record, dropped)
 
     def _tags(self, record: Record, dataset: DatasetDoc) -> dict[str, str]:
@@ -119,11 +134,16 @@ class CaptureStore:
     def _write(self, record: Record, tags: dict[str, str]) -> None:
         body = record.model_dump_json().encode("utf-8")
         name = record_blob(record.tenant, record.dataset, record.id)
+        container = self._storage.container(RECORDS)
         try:
             # overwrite=False: a record id is never reused, so an existing blob is never replaced.
-            self._storage.container(RECORDS).upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON)
+            container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON)
         except AzureError:
             raise StorageUnavailable() from None
+        if self._clock.now() - record.captured_at > COMMIT_DEADLINE:
+            with contextlib.suppress(AzureError):
+                container.delete_blob(name)
+            raise StorageUnavailable("storage is too slow, retry later")
 
 
 def keep_declared(

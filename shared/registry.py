@@ -65,6 +65,15 @@ class Registry:
     def get_dataset(self, tenant: str, dataset: str) -> DatasetDoc | None:
         return self._cached(dataset_blob(tenant, dataset), DatasetDoc)
 
+    def list_tenants(self) -> list[Tenant]:
+        """Every tenant of this deployment, read afresh (the purge and reports; not a hot path)."""
+        container = self._storage.container(REGISTRY)
+        try:
+            names = [blob.name for blob in container.list_blobs(name_starts_with="tenants/")]
+            return [doc for name in names if (doc := self._read(name, Tenant)) is not None]
+        except AzureError:
+            raise StorageUnavailable() from None
+
     def list_datasets(self, tenant: str) -> list[DatasetDoc]:
         container = self._storage.container(REGISTRY)
         try:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
 from dataclasses import dataclass
 
+from shared.audit import AuditLog
 from shared.blobs import Storage
 from shared.capture import CaptureStore
+from shared.capture_counts import CaptureCounts
 from shared.clock import Clock, SystemClock
+from shared.purge import Purger
 from shared.registry import Registry
 from shared.settings import Settings, get_settings
 
@@ -19,13 +23,30 @@ class Services:
     storage: Storage
     registry: Registry
     capture: CaptureStore
+    audit: AuditLog
+    counts: CaptureCounts
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None, storage: Storage | None = None) -> Services:
         clock = clock or SystemClock()
         storage = storage or Storage.from_settings(settings)
         registry = Registry(storage, clock, settings.region, settings.registry_cache_ttl_seconds)
-        return cls(settings, clock, storage, registry, CaptureStore(storage, registry, settings, clock))
+        audit = AuditLog(storage, clock)
+        counts = CaptureCounts(audit)
+        capture = CaptureStore(storage, registry, settings, clock, counts)
+        return cls(settings, clock, storage, registry, capture, audit, counts)
+
+    def purger(self, budget_s: float | None = None) -> Purger:
+        options = {} if budget_s is None else {"budget_s": budget_s}
+        return Purger(
+            self.storage,
+            self.registry,
+            self.audit,
+            self.clock,
+            region=self.settings.region,
+            audit_retention_days=self.settings.audit_retention_days,
+            **options,
+        )
 
 
 _lock = threading.Lock()
@@ -38,4 +59,6 @@ def get_services() -> Services:
         with _lock:
             if _services is None:
                 _services = Services.build(get_settings())
+                # Counts of the last hour go to the audit trail when the instance shuts down.
+                atexit.register(_services.counts.flush)
     return _services

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
         default_factory=dict, description='JSON map of region code to base URL, e.g. {"eu": "https://..."}.'
     )
     purge_schedule: str = Field(default="0 5 * * * *", description="NCRONTAB schedule of the retention purge.")
+    audit_retention_days: int = Field(
+        default=400, ge=30, le=3650, description="How long audit entries (which hold no personal data) are kept."
+    )
     max_body_bytes: int = Field(default=65536, ge=1024, le=1048576, description="Largest request body accepted.")
 
     @field_validator("role", mode="before")

@@ -1,0 +1,73 @@
+"""Delivery to Dynamics 365 (tenant key).
+
+GET  /api/sync/{tenant}/{dataset}?cursor=&limit=   records in capture order, with next_cursor
+POST /api/sync/{tenant}/{dataset}/ack              {"ids": [...]}: delivered, deleted now
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import azure.functions as func
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.http import handles_errors, json_response
+from shared.bodies import parse_json_object, validate_model
+from shared.delivery import DEFAULT_LIMIT, MAX_LIMIT, Delivery
+from shared.errors import BadRequest
+from shared.ids import is_record_id
+from shared.services import get_services
+from shared.tenant_access import tenant_access
+
+bp = func.Blueprint()
+
+RECORD_ID_PATTERN = r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{16}$"
+
+
+class AckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[Annotated[str, Field(pattern=RECORD_ID_PATTERN)]] = Field(min_length=1, max_length=MAX_LIMIT)
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise BadRequest("invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+@bp.function_name("sync_records")
+@bp.route(route="sync/{tenant}/{dataset}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@handles_errors
+def sync_records(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    access = tenant_access(
+        services, req.route_params.get("tenant", ""), req.headers.get("authorization"), req.route_params.get("dataset")
+    )
+    cursor = req.params.get("cursor") or None
+    if cursor is not None and not is_record_id(cursor):
+        raise BadRequest("invalid_cursor", "cursor must be a next_cursor value from an earlier page")
+    limit = _limit(req.params.get("limit"))
+    page = Delivery(services.storage, services.audit, services.clock).page(
+        access.tenant.id, access.dataset.id, cursor, limit
+    )
+    return json_response({"records": page.records, "next_cursor": page.next_cursor, "more": page.more})
+
+
+@bp.function_name("sync_ack")
+@bp.route(route="sync/{tenant}/{dataset}/ack", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@handles_errors
+def sync_ack(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    access = tenant_access(
+        services, req.route_params.get("tenant", ""), req.headers.get("authorization"), req.route_params.get("dataset")
+    )
+    body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
+    ack = validate_model(AckRequest, body, "invalid_ack", "acknowledgement")
+    ids = list(dict.fromkeys(ack.ids))
+    deleted, already_gone = Delivery(services.storage, services.audit, services.clock).acknowledge(
+        access.tenant.id, access.dataset.id, ids
+    )
+    return json_response({"acknowledged": len(ids), "new": deleted, "already_gone": already_gone})

@@ -1,0 +1,109 @@
+"""Delivery to Dynamics 365: a feed of captured records in capture order, and acknowledgements.
+
+The CRM side pages with `next_cursor` (the last record id it received) and acknowledges what it has
+stored. An acknowledged record is deleted at once (storage limitation: nothing is kept once delivered),
+which is earlier than the next purge, and counted in the tenant's audit trail as a delivery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+from shared.audit import AuditLog
+from shared.blobs import RECORDS, Storage
+from shared.capture import COMMIT_DEADLINE, record_blob
+from shared.clock import Clock
+from shared.errors import StorageUnavailable
+from shared.ids import is_record_id
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+# Records younger than this are not delivered yet: every record commits within COMMIT_DEADLINE of its id's
+# timestamp, so once a page passes an id, no record with a smaller id can still appear behind it.
+SETTLE = COMMIT_DEADLINE + timedelta(seconds=5)
+READERS = 8
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[dict[str, Any]]
+    next_cursor: str | None
+    more: bool
+
+
+def id_time(record_id: str) -> datetime:
+    return datetime.strptime(record_id.split("-", 1)[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+
+
+class Delivery:
+    def __init__(self, storage: Storage, audit: AuditLog, clock: Clock) -> None:
+        self._storage = storage
+        self._audit = audit
+        self._clock = clock
+
+    def page(self, tenant: str, dataset: str, cursor: str | None, limit: int) -> Page:
+        horizon = self._clock.now() - SETTLE
+        names: list[str] = []
+        more = False
+        try:
+            for name in self._names_after(tenant, dataset, cursor, horizon):
+                if len(names) == limit:
+                    more = True
+                    break
+                names.append(name)
+            records = self._read_all(names)
+        except AzureError:
+            raise StorageUnavailable() from None
+        last = names[-1].rsplit("/", 1)[-1].removesuffix(".json") if names else cursor
+        return Page([record for record in records if record is not None], last, more)
+
+    def acknowledge(self, tenant: str, dataset: str, ids: list[str]) -> tuple[int, int]:
+        """Delete delivered records; answers (deleted now, already gone). Idempotent."""
+        names = [record_blob(tenant, dataset, record_id) for record_id in ids]
+        try:
+            deleted, already_gone = self._storage.delete_each(RECORDS, names)
+        except AzureError:
+            raise StorageUnavailable() from None
+        if deleted:
+            self._audit.append(tenant, "delivery", dataset=dataset, acknowledged=len(ids), deleted=deleted)
+        return deleted, already_gone
+
+    def _names_after(self, tenant: str, dataset: str, cursor: str | None, horizon: datetime) -> Iterator[str]:
+        """Record names in id order after the cursor and no younger than the horizon.
+
+        Ids begin with the capture date, so listing starts at the cursor's day instead of the beginning.
+        """
+        container = self._storage.container(RECORDS)
+        base = f"{tenant}/{dataset}/"
+        if cursor is None:
+            prefixes = [base]
+        else:
+            day, last = id_time(cursor).date(), horizon.date()
+            prefixes = [f"{base}{day + timedelta(days=n):%Y%m%d}" for n in range((last - day).days + 1)]
+        for prefix in prefixes:
+            for blob in container.list_blobs(name_starts_with=prefix):
+                record_id = blob.name[len(base) :].removesuffix(".json")
+                if not is_record_id(record_id) or (cursor is not None and record_id <= cursor):
+                    continue
+                if id_time(record_id) > horizon:
+                    return
+                yield blob.name
+
+    def _read_all(self, names: list[str]) -> list[dict[str, Any] | None]:
+        container = self._storage.container(RECORDS)
+
+        def read(name: str) -> dict[str, Any] | None:
+            try:
+                return dict(json.loads(container.download_blob(name).readall()))
+            except ResourceNotFoundError:
+                return None  # acknowledged or purged meanwhile
+
+        with ThreadPoolExecutor(max_workers=READERS) as pool:
+            return list(pool.map(read, names))

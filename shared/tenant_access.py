@@ -1,0 +1,32 @@
+"""What every tenant endpoint checks first: the tenant key, the home region, and the dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.auth import authenticate_tenant
+from shared.errors import NotFound
+from shared.ids import check_id
+from shared.models import DatasetDoc, Tenant
+from shared.services import Services
+
+
+@dataclass(frozen=True)
+class Access:
+    tenant: Tenant
+    dataset: DatasetDoc | None
+
+
+def tenant_access(
+    services: Services, tenant_id: str, authorization: str | None, dataset_id: str | None = None
+) -> Access:
+    """Key first (401/403), then region (421, nothing read or written), then the dataset (404)."""
+    tenant = authenticate_tenant(services.registry, tenant_id, authorization)
+    services.capture.require_home(tenant)
+    if dataset_id is None:
+        return Access(tenant, None)
+    check_id("dataset", dataset_id)
+    dataset = services.registry.get_dataset(tenant.id, dataset_id)
+    if dataset is None:
+        raise NotFound("unknown_dataset", "the tenant has no dataset with this id")
+    return Access(tenant, dataset)
