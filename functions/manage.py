@@ -37,9 +37,11 @@ def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
     if req.method == "DELETE":
         if not services.registry.delete_tenant(tenant_id):
             raise NotFound("unknown_tenant", "no such tenant in this deployment")
+        services.audit.append(tenant_id, "tenant", change="deleted")
         return func.HttpResponse(status_code=204)
     change = validate_model(TenantIn, _read_body(req), "invalid_tenant", "tenant")
     tenant, api_key = services.registry.put_tenant(tenant_id, change)
+    services.audit.append(tenant_id, "tenant", change="updated" if api_key is None else "created", region=tenant.region)
     if api_key is None:
         return json_response(tenant.public())
     master_key = services.settings.master_key.get_secret_value()
@@ -81,11 +83,21 @@ def manage_dataset(req: func.HttpRequest) -> func.HttpResponse:
     if req.method == "DELETE":
         if not services.registry.delete_dataset(tenant.id, dataset_id):
             raise NotFound("unknown_dataset", "the tenant has no dataset with this id")
+        services.audit.append(tenant.id, "dataset", dataset=dataset_id, change="deleted")
         return func.HttpResponse(status_code=204)
     declaration = validate_model(Dataset, _read_body(req), "invalid_dataset", "dataset")
     # Datasets are declared where the tenant's data lives, never in another region.
     services.capture.require_home(tenant)
     doc, created = services.registry.put_dataset(tenant.id, dataset_id, declaration)
+    # Ids and the retention only: the declaration names the controller's and DPO's contacts.
+    services.audit.append(
+        tenant.id,
+        "dataset",
+        dataset=dataset_id,
+        change="created" if created else "replaced",
+        capability=doc.capability,
+        retention_days=doc.retention_days,
+    )
     return json_response(_shown(doc), 201 if created else 200)
 
 

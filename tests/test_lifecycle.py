@@ -294,3 +294,47 @@ def test_captures_are_counted_per_dataset_and_hour(services, clock, tenant):
     visit(services, tenant)  # a capture in a new hour writes the counts of the hour before
     counts = {(e["dataset"], e["count"]) for e in services.audit.entries(tenant) if e["kind"] == "captures"}
     assert counts == {("visits", 2), ("contact", 1)}
+
+
+def test_a_purge_process_killed_midway_is_finished_by_the_next_run(azurite, services, tenant_id):
+    """The real command, killed with SIGKILL while deleting; the next run leaves nothing expired."""
+    import os
+    import secrets
+    import signal
+    import subprocess
+    import sys
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    from tests.conftest import ROOT, settings_env
+
+    now = datetime.now(UTC)
+    container = services.storage.container(RECORDS)
+    stamp = (now - timedelta(days=20)).strftime("%Y%m%dT%H%M%S%fZ")
+    tags = {
+        "t": tenant_id,
+        "d": "bulk",
+        "cap": tag_time(now - timedelta(days=20)),
+        "exp": tag_time(now - timedelta(days=6)),
+    }
+    names = [f"{tenant_id}/bulk/{stamp}-{secrets.token_hex(8)}.json" for _ in range(2000)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda name: container.upload_blob(name, b"{}", tags=tags), names))
+
+    def remaining():
+        return sum(1 for _ in container.list_blobs(name_starts_with=f"{tenant_id}/bulk/"))
+
+    env = {**os.environ, **settings_env(azurite)}
+    command = [sys.executable, "-m", "shared.purge"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while remaining() == len(names) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    left = remaining()
+    assert left < len(names)  # it had started deleting
+    rerun = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert remaining() == 0
