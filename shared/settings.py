@@ -91,7 +91,11 @@ class Settings(BaseSettings):
     @field_validator("master_key")
     @classmethod
     def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 32:
+        secret = value.get_secret_value()
+        # Azure passes an unresolvable Key Vault reference through as its own text: never derive keys from it.
+        if secret.startswith("@Microsoft.KeyVault("):
+            raise ValueError("is an unresolved Key Vault reference: check the app's identity and the secret")
+        if len(secret) < 32:
             raise ValueError("must be at least 32 characters")
         return value
 

@@ -36,6 +36,7 @@ def test_valid_settings_load(env):
         ("PACKCLOUD_REGION", None, "PACKCLOUD_REGION"),
         ("PACKCLOUD_REGION", "mars", "PACKCLOUD_REGION"),
         ("PACKCLOUD_MASTER_KEY", "short", "PACKCLOUD_MASTER_KEY"),
+        ("PACKCLOUD_MASTER_KEY", "@Microsoft.KeyVault(VaultName=pc-eu;SecretName=packcloud-master-key)", "Key Vault"),
         ("PACKCLOUD_MASTER_KEY", None, "PACKCLOUD_MASTER_KEY"),
         ("PACKCLOUD_REGISTRY_CACHE_TTL_SECONDS", "-1", "PACKCLOUD_REGISTRY_CACHE_TTL_SECONDS"),
         ("PACKCLOUD_ROLE", "regional,janitor", "PACKCLOUD_ROLE"),
