@@ -46,7 +46,7 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | 
 class Azurite:
     port: int
     process: subprocess.Popen[bytes]
-    location: Path
+    location: Path | None
 
     @property
     def connection_string(self) -> str:
@@ -67,8 +67,9 @@ def start_azurite(port: int | None = None, location: Path | None = None, in_memo
     if not AZURITE_BIN.exists():
         raise RuntimeError(f"{AZURITE_BIN} is missing: run `make test` or `make run`, which install it")
     port = port or free_port()
-    location = location or Path(tempfile.mkdtemp(prefix="azurite-"))
-    location.mkdir(parents=True, exist_ok=True)
+    if not in_memory:
+        location = location or Path(tempfile.mkdtemp(prefix="azurite-"))
+        location.mkdir(parents=True, exist_ok=True)
     command = [
         str(AZURITE_BIN),
         "--silent",

@@ -15,6 +15,8 @@ bp = func.Blueprint()
 log = logging.getLogger("packcloud.pixel")
 
 GIF_HEADERS = {
+    # Explicit, or the Functions worker would add "; charset=utf-8" to an image.
+    "Content-Type": "image/gif",
     "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
     "Pragma": "no-cache",
     "X-Content-Type-Options": "nosniff",

@@ -68,7 +68,7 @@ def test_snippet_is_served_configured(anon, tenant):
     assert answer.headers["content-type"].startswith("application/javascript")
     config = json.loads(re.search(r"var config = (\{.*?\});", answer.text).group(1))
     assert config["enabled"] is True
-    assert config["endpoint"] == f"{anon.base_url}/px/{tenant}/pricing".replace("http://", "http://", 1)
+    assert config["endpoint"] == str(anon.base_url).rstrip("/") + f"/px/{tenant}/pricing"
 
 
 def test_snippet_for_unknown_dataset_does_nothing(anon):
