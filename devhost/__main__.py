@@ -57,8 +57,17 @@ def main(argv: list[str]) -> int:
         f"devhost: serving {len(host.routes)} HTTP function(s) on http://{args.host}:{args.port}/{route_prefix(root)}",
         flush=True,
     )
-    # No access log: URLs and client addresses can carry personal data.
-    uvicorn.run(host, host=args.host, port=args.port, access_log=False, log_level="warning", lifespan="on")
+    # No access log: URLs and client addresses can carry personal data. No proxy headers: the client address
+    # must be the TCP peer, or a caller could choose the address its data is recorded under.
+    uvicorn.run(
+        host,
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        proxy_headers=False,
+        log_level="warning",
+        lifespan="on",
+    )
     return 0
 
 
