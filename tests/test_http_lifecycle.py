@@ -26,9 +26,13 @@ def tenant(manage, tenant_id, settings):
     assert created.status_code == 201
     assert manage.put(f"/manage/tenants/{tenant_id}/datasets/contact", json=FORM).status_code == 201
     # Captured a minute ago by "another instance", so the feed's settle time has passed.
-    past = Services.build(settings, ManualClock(datetime.now(UTC) - timedelta(minutes=1)))
+    clock = ManualClock(datetime.now(UTC) - timedelta(minutes=1))
+    past = Services.build(settings, clock)
     target = past.capture.resolve(tenant_id, "contact", "webform")
-    ids = [past.capture.capture(target, {"email": f"p{n}@example.com"}).record.id for n in range(3)]
+    ids = []
+    for n in range(3):
+        ids.append(past.capture.capture(target, {"email": f"p{n}@example.com"}).record.id)
+        clock.advance(timedelta(milliseconds=1))  # distinct capture times, so capture order is id order
     return tenant_id, created.json()["api_key"], ids
 
 
