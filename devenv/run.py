@@ -95,6 +95,9 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        # A second Ctrl-C (or the SIGTERM a terminal sends the whole group) must not cut the cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if page is not None:
             page.shutdown()
         if host.poll() is None:
