@@ -16,8 +16,8 @@ from shared.bodies import parse_json_object, validate_model
 from shared.delivery import DEFAULT_LIMIT, MAX_LIMIT, Delivery
 from shared.errors import BadRequest
 from shared.ids import is_record_id
-from shared.services import get_services
-from shared.tenant_access import tenant_access
+from shared.services import Services, get_services
+from shared.tenant_access import Access, tenant_access
 
 bp = func.Blueprint()
 
@@ -38,21 +38,24 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
-@bp.function_name("sync_records")
-@bp.route(route="sync/{tenant}/{dataset}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@handles_errors
-def sync_records(req: func.HttpRequest) -> func.HttpResponse:
+def _open(req: func.HttpRequest) -> tuple[Services, Access, Delivery]:
     services = get_services()
     access = tenant_access(
         services, req.route_params.get("tenant", ""), req.headers.get("authorization"), req.route_params.get("dataset")
     )
+    return services, access, Delivery(services.storage, services.audit, services.clock)
+
+
+@bp.function_name("sync_records")
+@bp.route(route="sync/{tenant}/{dataset}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@handles_errors
+def sync_records(req: func.HttpRequest) -> func.HttpResponse:
+    services, access, delivery = _open(req)
     cursor = req.params.get("cursor") or None
     if cursor is not None and not is_record_id(cursor):
         raise BadRequest("invalid_cursor", "cursor must be a next_cursor value from an earlier page")
     limit = _limit(req.params.get("limit"))
-    page = Delivery(services.storage, services.audit, services.clock).page(
-        access.tenant.id, access.dataset.id, cursor, limit
-    )
+    page = delivery.page(access.tenant.id, access.dataset.id, cursor, limit)
     return json_response({"records": page.records, "next_cursor": page.next_cursor, "more": page.more})
 
 
@@ -60,14 +63,9 @@ def sync_records(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="sync/{tenant}/{dataset}/ack", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def sync_ack(req: func.HttpRequest) -> func.HttpResponse:
-    services = get_services()
-    access = tenant_access(
-        services, req.route_params.get("tenant", ""), req.headers.get("authorization"), req.route_params.get("dataset")
-    )
+    services, access, delivery = _open(req)
     body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
     ack = validate_model(AckRequest, body, "invalid_ack", "acknowledgement")
     ids = list(dict.fromkeys(ack.ids))
-    deleted, already_gone = Delivery(services.storage, services.audit, services.clock).acknowledge(
-        access.tenant.id, access.dataset.id, ids
-    )
+    deleted, already_gone = delivery.acknowledge(access.tenant.id, access.dataset.id, ids)
     return json_response({"acknowledged": len(ids), "new": deleted, "already_gone": already_gone})
