@@ -50,7 +50,7 @@ def _open(req: func.HttpRequest) -> tuple[Services, Access, Delivery]:
 @bp.route(route="sync/{tenant}/{dataset}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def sync_records(req: func.HttpRequest) -> func.HttpResponse:
-    services, access, delivery = _open(req)
+    _, access, delivery = _open(req)
     cursor = req.params.get("cursor") or None
     if cursor is not None and not is_record_id(cursor):
         raise BadRequest("invalid_cursor", "cursor must be a next_cursor value from an earlier page")
