@@ -1,10 +1,13 @@
 """`make bench`: every benchmark of the suite, each against its own baseline measured in the same run."""
 
-from bench import pixel
+import sys
+
+from bench import pixel, purge
 
 
 def main() -> None:
     pixel.main()
+    purge.main(sys.argv[1:])
 
 
 if __name__ == "__main__":

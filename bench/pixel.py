@@ -1,5 +1,8 @@
 """Pixel hits per second through the local host against raw SDK uploads of the same bytes, same Azurite.
 
+The raw baseline uploads the same record bytes with the same blob index tags: the same Put Blob request
+the capture store sends, without PackCloud around it.
+
 Target: pixel rate >= 0.6 x raw rate, and exactly one storage request per recorded hit.
 """
 
@@ -39,14 +42,20 @@ def sample_record_bytes() -> bytes:
     return json.dumps(record).encode()
 
 
+def sample_tags() -> dict[str, str]:
+    # The same index tags the capture store writes: the raw baseline is the very same Put Blob request.
+    return {"t": "bench", "d": "pricing", "cap": "20261123T100000Z", "exp": "20261207T100000Z", "sub": "0" * 40}
+
+
 def raw_uploads(connection_string: str) -> float:
     body = sample_record_bytes()
+    tags = sample_tags()
     service = BlobServiceClient.from_connection_string(connection_string, transport=CountingTransport())
     container = service.get_container_client("raw-" + uuid.uuid4().hex[:8])
     container.create_container()
 
     def worker():
-        return lambda: container.upload_blob(f"raw/{uuid.uuid4().hex}.json", body)
+        return lambda: container.upload_blob(f"raw/{uuid.uuid4().hex}.json", body, tags=tags)
 
     return run_concurrently(worker, CLIENTS, PER_CLIENT).rate
 
