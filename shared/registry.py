@@ -30,8 +30,16 @@ T = TypeVar("T", bound=BaseModel)
 
 
 def tenant_state_prefix(tenant: str) -> str:
-    """Everything a capability keeps for a tenant outside records lives under this prefix of `state`."""
+    """Personal state a capability keeps for a tenant outside records lives under this prefix of `state`.
+
+    `state` is for personal data only: the storage lifecycle rule deletes its blobs 30 days after creation.
+    """
     return f"{tenant}/"
+
+
+def sequence_prefix(tenant: str) -> str:
+    """Long-lived state without personal data (auto-number sequences) lives in `registry`, beyond that rule."""
+    return f"sequences/{tenant}/"
 
 
 def dataset_state_prefix(tenant: str, dataset: str) -> str:
@@ -145,6 +153,7 @@ class Registry:
             return False
         self._delete_records(tag_filter(t=tenant))
         self._delete_state(tenant_state_prefix(tenant))
+        self._delete_prefix(REGISTRY, sequence_prefix(tenant))
         for doc in self.list_datasets(tenant):
             self._delete_blob(dataset_blob(tenant, doc.id))
         self._delete_blob(tenant_blob(tenant))
@@ -204,10 +213,13 @@ class Registry:
             raise StorageUnavailable() from None
 
     def _delete_state(self, prefix: str) -> int:
-        # State holds little per tenant (sequences, per-user markers), so listing its prefix is cheap.
+        return self._delete_prefix(STATE, prefix)
+
+    def _delete_prefix(self, container: str, prefix: str) -> int:
+        # Per-tenant state is small (per-user markers, sequences), so listing its prefix is cheap.
         try:
-            names = (blob.name for blob in self._storage.container(STATE).list_blobs(name_starts_with=prefix))
-            return self._storage.delete_names(STATE, names)
+            names = (blob.name for blob in self._storage.container(container).list_blobs(name_starts_with=prefix))
+            return self._storage.delete_names(container, names)
         except AzureError:
             raise StorageUnavailable() from None
 

@@ -177,13 +177,15 @@ def test_misdirected_answer_names_the_home_region_url(services, tenant_id, setti
 
 
 def test_deleting_removes_the_state_kept_for_tenant_and_dataset(azurite, services, pixel_target, tenant_id):
-    from shared.blobs import STATE
-    from shared.registry import dataset_state_prefix, tenant_state_prefix
+    from shared.blobs import REGISTRY, STATE
+    from shared.registry import dataset_state_prefix, sequence_prefix, tenant_state_prefix
 
     state = services.storage.container(STATE)
     state.upload_blob(dataset_state_prefix(tenant_id, "pricing") + "marker.json", b"{}")
-    state.upload_blob(tenant_state_prefix(tenant_id) + "sequences/invoice.json", b"{}")
+    state.upload_blob(tenant_state_prefix(tenant_id) + "other/marker.json", b"{}")
+    services.storage.container(REGISTRY).upload_blob(sequence_prefix(tenant_id) + "invoice.json", b"{}")
     services.registry.delete_dataset(tenant_id, "pricing")
-    assert list(all_blobs(azurite, STATE, f"{tenant_id}/")) == [f"{tenant_id}/sequences/invoice.json"]
+    assert list(all_blobs(azurite, STATE, f"{tenant_id}/")) == [f"{tenant_id}/other/marker.json"]
     services.registry.delete_tenant(tenant_id)
     assert all_blobs(azurite, STATE, f"{tenant_id}/") == {}
+    assert all_blobs(azurite, REGISTRY, sequence_prefix(tenant_id)) == {}
