@@ -2,11 +2,12 @@
 
 import sys
 
-from bench import pixel, purge
+from bench import autonumber, pixel, purge
 
 
 def main() -> None:
     pixel.main()
+    autonumber.main()
     purge.main(sys.argv[1:])
 
 

@@ -1,0 +1,75 @@
+"""Auto-number (PowerAutoNumber).
+
+PUT/GET/DELETE /api/manage/tenants/{tenant}/sequences/{sequence}   (function key) the definition
+POST           /api/autonumber/{tenant}/{sequence}/next            (tenant key) {"count": n} -> values
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import handles_errors, json_response
+from shared.auth import require_tenant
+from shared.autonumber import NextRequest, SequenceDefinition, SequenceState, SequenceStore
+from shared.bodies import parse_json_object, validate_model
+from shared.errors import BadRequest, NotFound
+from shared.ids import check_id
+from shared.services import Services, get_services
+from shared.tenant_access import tenant_access
+
+bp = func.Blueprint()
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def _store(services: Services) -> SequenceStore:
+    return SequenceStore(services.storage, services.clock, services.settings.master_key.get_secret_value())
+
+
+def _shown(state: SequenceState) -> dict:
+    return {"tenant": state.tenant, "sequence": state.sequence, **state.definition.model_dump(), "next": state.next}
+
+
+@bp.function_name("manage_sequence")
+@bp.route(
+    route="manage/tenants/{tenant}/sequences/{sequence}",
+    methods=["PUT", "GET", "DELETE"],
+    auth_level=func.AuthLevel.FUNCTION,
+)
+@handles_errors
+def manage_sequence(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
+    sequence = check_id("sequence", req.route_params.get("sequence"))
+    services.capture.require_home(tenant)
+    store = _store(services)
+    if req.method == "GET":
+        return json_response(_shown(store.get(tenant.id, sequence)))
+    if req.method == "DELETE":
+        if not store.delete(tenant.id, sequence):
+            raise NotFound("unknown_sequence", "the tenant has no sequence with this id")
+        return func.HttpResponse(status_code=204)
+    body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
+    definition = validate_model(SequenceDefinition, body, "invalid_sequence", "sequence")
+    state, created = store.put(tenant.id, sequence, definition)
+    return json_response(_shown(state), 201 if created else 200)
+
+
+@bp.function_name("autonumber_next")
+@bp.route(route="autonumber/{tenant}/{sequence}/next", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@handles_errors
+def autonumber_next(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"))
+    sequence = check_id("sequence", req.route_params.get("sequence"))
+    raw = req.get_body() or b"{}"
+    body = parse_json_object(
+        raw, req.headers.get("content-type") if req.get_body() else None, services.settings.max_body_bytes
+    )
+    request = validate_model(NextRequest, body, "invalid_request", "request")
+    key = req.headers.get("idempotency-key")
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
+        raise BadRequest(
+            "invalid_idempotency_key", f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+        )
+    allocation = _store(services).next(access.tenant.id, sequence, request.count, key)
+    return json_response(allocation.model_dump())
