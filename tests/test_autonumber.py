@@ -217,14 +217,21 @@ def test_http_bad_definitions(manage, http_tenant, body, points_at):
     assert manage.get(f"/manage/tenants/{tenant_id}/sequences/other").status_code == 404
 
 
+# A client as documented: a 503 (busy, nothing consumed) is retried with the same Idempotency-Key.
 CLIENT = """
-import json, random, sys, httpx
+import json, random, sys, time, uuid, httpx
 base, tenant, key, numbers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 got = []
 with httpx.Client(headers={"authorization": "Bearer " + key}, timeout=60) as client:
     while len(got) < numbers:
         count = min(random.choice([1, 1, 2, 5]), numbers - len(got))
-        answer = client.post(f"{base}/autonumber/{tenant}/invoice/next", json={"count": count})
+        request_key = uuid.uuid4().hex
+        while True:
+            answer = client.post(f"{base}/autonumber/{tenant}/invoice/next", json={"count": count},
+                                 headers={"idempotency-key": request_key})
+            if answer.status_code != 503:
+                break
+            time.sleep(float(answer.headers.get("retry-after", "1")))
         answer.raise_for_status()
         got.extend(zip(answer.json()["values"], answer.json()["seq"]))
 print(json.dumps(got))
@@ -246,7 +253,16 @@ def test_16_threads_and_4_processes_never_get_the_same_number(host, http_tenant)
         with httpx.Client(headers={"authorization": f"Bearer {key}"}, timeout=60) as client:
             while len(got) < per_client:
                 count = min(random.choice([1, 1, 2, 5]), per_client - len(got))
-                answer = client.post(f"{host}/autonumber/{tenant_id}/invoice/next", json={"count": count})
+                request_key = uuid.uuid4().hex
+                while True:
+                    answer = client.post(
+                        f"{host}/autonumber/{tenant_id}/invoice/next",
+                        json={"count": count},
+                        headers={"idempotency-key": request_key},
+                    )
+                    if answer.status_code != 503:
+                        break
+                    time.sleep(float(answer.headers.get("retry-after", "1")))
                 assert answer.status_code == 200, answer.text
                 got.extend(zip(answer.json()["values"], answer.json()["seq"], strict=True))
         with lock:
