@@ -16,11 +16,9 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError
 from azure.storage.blob import BlobServiceClient
 
-from bench.common import local_stack, run_concurrently, write_results
+from bench.common import in_process_services, local_stack, run_concurrently, write_results
 from shared.autonumber import SequenceStore
 from shared.blobs import CountingTransport
-from shared.services import Services
-from shared.settings import Settings
 
 SINGLE_CALLS = 300
 CONTENDED_CLIENTS, CONTENDED_CALLS = 16, 40
@@ -112,12 +110,7 @@ def main() -> dict[str, float]:
 
 def store_retries(env: dict[str, str], tenant: str) -> float:
     """Retries per number of the same SequenceStore under 16 contending threads (the host's are not visible)."""
-    settings = Settings(
-        region="eu",
-        storage_connection_string=env["PACKCLOUD_STORAGE_CONNECTION_STRING"],
-        master_key=env["PACKCLOUD_MASTER_KEY"],
-    )
-    services = Services.build(settings)
+    services = in_process_services(env)
     store = SequenceStore(services.storage, services.clock, env["PACKCLOUD_MASTER_KEY"])
     load = run_concurrently(lambda: lambda: store.next(tenant, "bench", 1, None), CONTENDED_CLIENTS, CONTENDED_CALLS)
     return store.retries / load.count

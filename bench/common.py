@@ -6,8 +6,6 @@ import json
 import os
 import platform
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from devenv.azurite import ROOT, Azurite, free_port, start_azurite, wait_for_port
+from devenv.azurite import ROOT, Azurite, free_port, start_azurite
+from devenv.local_host import start_local_host, stop_local_host
+from shared.services import Services
+from shared.settings import Settings
 
 RESULTS = ROOT / "bench" / "results.json"
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
@@ -41,18 +42,15 @@ def local_stack() -> Iterator[Stack]:
         "DEVHOST_FUNCTION_KEY": secrets.token_urlsafe(24),
         "DEVHOST_MASTER_KEY": secrets.token_urlsafe(24),
     }
-    host = subprocess.Popen(
-        [sys.executable, "-m", "devhost", "--root", str(ROOT), "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
     try:
-        wait_for_port(port, 60, host)
+        host = start_local_host(port, env)
+    except Exception:
+        azurite.stop()
+        raise
+    try:
         yield Stack(azurite, f"http://127.0.0.1:{port}/api", env["DEVHOST_FUNCTION_KEY"], env)
     finally:
-        host.terminate()
-        host.wait(timeout=15)
+        stop_local_host(host)
         azurite.stop()
 
 
@@ -114,3 +112,13 @@ def write_results(key: str, values: dict[str, object]) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+def in_process_services(env: dict[str, str]) -> Services:
+    """The same services the host runs, in this process, on the stack's Azurite (to count what it does)."""
+    settings = Settings(
+        region="eu",
+        storage_connection_string=env["PACKCLOUD_STORAGE_CONNECTION_STRING"],
+        master_key=env["PACKCLOUD_MASTER_KEY"],
+    )
+    return Services.build(settings)

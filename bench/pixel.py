@@ -14,12 +14,10 @@ import uuid
 import httpx
 from azure.storage.blob import BlobServiceClient
 
-from bench.common import BROWSER_UA, local_stack, run_concurrently, write_results
+from bench.common import BROWSER_UA, in_process_services, local_stack, run_concurrently, write_results
 from devenv.demo import demo_dataset
 from shared.blobs import CountingTransport
 from shared.pixel import Hit, record_hit
-from shared.services import Services
-from shared.settings import Settings
 
 CLIENTS = 16
 PER_CLIENT = 150
@@ -77,12 +75,8 @@ def pixel_hits(api: str, tenant: str):
 
 def writes_per_hit(env: dict[str, str], tenant: str) -> float:
     """The same recording code in process, counting the HTTP requests the SDK sends."""
-    settings = Settings(
-        region="eu",
-        storage_connection_string=env["PACKCLOUD_STORAGE_CONNECTION_STRING"],
-        master_key=env["PACKCLOUD_MASTER_KEY"],
-    )
-    services = Services.build(settings)
+    services = in_process_services(env)
+    settings = services.settings
     services.registry.get_dataset(tenant, "pricing")  # warm the cache, as a running instance has
     services.registry.get_tenant(tenant)
     hits = 200

@@ -10,13 +10,13 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from devenv.azurite import ROOT, start_azurite, wait_for_port
+from devenv.azurite import ROOT, start_azurite
 from devenv.demo import DEMO_DATASET, DEMO_TENANT, create_demo, serve_demo_page
+from devenv.local_host import start_local_host, stop_local_host
 
 HOST_PORT = 7071
 AZURITE_PORT = 10000
@@ -66,12 +66,10 @@ def main() -> int:
     values = local_settings()
     env = {**os.environ, **values}
     azurite = start_azurite(port=AZURITE_PORT, location=ROOT / ".azurite")
-    host = subprocess.Popen(
-        [sys.executable, "-m", "devhost", "--root", str(ROOT), "--port", str(HOST_PORT)], cwd=ROOT, env=env
-    )
     page = None
+    host = None
     try:
-        wait_for_port(HOST_PORT, 60, host)
+        host = start_local_host(HOST_PORT, env, quiet=False)
         api_base = f"http://127.0.0.1:{HOST_PORT}/api"
         page_origin = f"http://127.0.0.1:{PAGE_PORT}"
         keys = demo_keys(api_base, values["DEVHOST_FUNCTION_KEY"], page_origin)
@@ -100,12 +98,8 @@ def main() -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if page is not None:
             page.shutdown()
-        if host.poll() is None:
-            host.terminate()
-            try:
-                host.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                host.kill()
+        if host is not None and host.poll() is None:
+            stop_local_host(host)
         azurite.stop()
         print("stopped Azurite, the local host and the demo page")
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,7 +13,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from devenv.azurite import Azurite, free_port, start_azurite, wait_for_port
+from devenv.azurite import Azurite, free_port, start_azurite
+from devenv.local_host import start_local_host, stop_local_host
 
 ROOT = Path(__file__).resolve().parent.parent
 MASTER_KEY = secrets.token_urlsafe(48)
@@ -91,24 +90,10 @@ def host(azurite: Azurite) -> Iterator[str]:
         **settings_env(azurite),
         "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
         "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
-        "PYTHONUNBUFFERED": "1",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devhost", "--root", str(ROOT), "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, 60, process)
-        yield f"http://127.0.0.1:{port}/api"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    process = start_local_host(port, env)
+    yield f"http://127.0.0.1:{port}/api"
+    stop_local_host(process)
 
 
 @pytest.fixture

@@ -17,12 +17,13 @@ import pytest
 from azure.core.exceptions import ResourceModifiedError
 
 import shared.autonumber as autonumber
-from devenv.azurite import free_port, start_azurite, wait_for_port
+from devenv.azurite import free_port, start_azurite
+from devenv.local_host import start_local_host, stop_local_host
 from shared.autonumber import SequenceDefinition, SequenceStore
 from shared.blobs import REGISTRY
 from shared.errors import Conflict, NotFound, StorageUnavailable
 from shared.models import TenantIn
-from tests.conftest import FUNCTION_KEY, HOST_MASTER_KEY, MASTER_KEY, ROOT, all_blobs, settings_env
+from tests.conftest import FUNCTION_KEY, HOST_MASTER_KEY, MASTER_KEY, all_blobs, settings_env
 
 INVOICE = {"format": "INV-{DATETIMEUTC:yyyy}-{SEQNUM:6}", "reset": "yearly"}
 
@@ -295,16 +296,9 @@ def test_azurite_stopped_midway_then_back(tmp_path):
         "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
         "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
     }
-    host = subprocess.Popen(
-        [sys.executable, "-m", "devhost", "--root", str(ROOT), "--port", str(host_port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    host = start_local_host(host_port, env)
     base = f"http://127.0.0.1:{host_port}/api"
     try:
-        wait_for_port(host_port, 60, host)
         manage = httpx.Client(base_url=base, headers={"x-functions-key": FUNCTION_KEY}, timeout=30)
         key = manage.put("/manage/tenants/faults", json={}).json()["api_key"]
         assert manage.put("/manage/tenants/faults/sequences/invoice", json={"format": "{SEQNUM:6}"}).status_code == 201
@@ -350,8 +344,7 @@ def test_azurite_stopped_midway_then_back(tmp_path):
         after = httpx.post(f"{base}/autonumber/faults/invoice/next", headers={"authorization": f"Bearer {key}"}).json()
         assert after["seq"] == [1000 + len(results)]
     finally:
-        host.terminate()
-        host.wait(timeout=15)
+        stop_local_host(host)
         azurite.stop()
 
 
