@@ -55,12 +55,20 @@ class SequenceDefinition(BaseModel):
 
 
 class Issued(BaseModel):
+    """One answered request. Format and increment are kept only where they differ from the definition's
+    (they are written out when the definition changes), which keeps the blob every request rewrites small."""
+
     key: str
     at: datetime
     first: int
     count: int
-    increment: int
-    format: str
+    increment: int | None = None
+    format: str | None = None
+
+    def pinned(self, definition: SequenceDefinition) -> Issued:
+        return self.model_copy(
+            update={"increment": self.increment or definition.increment, "format": self.format or definition.format}
+        )
 
 
 class SequenceState(BaseModel):
@@ -120,7 +128,7 @@ class SequenceStore:
             return None
 
     def _write(self, state: SequenceState, etag: str | None) -> None:
-        data = state.model_dump_json().encode()
+        data = state.model_dump_json(exclude_none=True).encode()
         blob = self._blob(state.tenant, state.sequence)
         if etag is None:
             blob.upload_blob(data, overwrite=False, content_settings=JSON)
@@ -193,7 +201,9 @@ class SequenceStore:
                         "start_below_issued", f"start must be above {last}, the last number handed out in this period"
                     )
                 next_number = definition.start
-            return state.model_copy(update={"definition": definition, "next": next_number}), etag
+            # Answers given under the old definition must render the same after the change.
+            recent = [entry.pinned(state.definition) for entry in state.recent]
+            return state.model_copy(update={"definition": definition, "next": next_number, "recent": recent}), etag
 
         state = self._cas(tenant, sequence, change)
         assert state is not None
@@ -213,22 +223,15 @@ class SequenceStore:
             if key is not None:
                 earlier = next((entry for entry in recent if entry.key == key), None)
                 if earlier is not None:
-                    answer = self._render(tenant, sequence, earlier)
+                    answer = self._render(tenant, sequence, earlier.pinned(state.definition))
                     return None  # answered before: consume nothing
             definition = state.definition
             period = period_of(definition.reset, now)
             first = state.next if period == state.period else definition.start
-            issued = Issued(
-                key=key or "",
-                at=now,
-                first=first,
-                count=count,
-                increment=definition.increment,
-                format=definition.format,
-            )
+            issued = Issued(key=key or "", at=now, first=first, count=count)
             if key is not None:
                 recent = [*recent[-(MAX_RECENT - 1) :], issued]
-            answer = self._render(tenant, sequence, issued)
+            answer = self._render(tenant, sequence, issued.pinned(definition))
             updated = state.model_copy(
                 update={
                     "period": period,
@@ -244,6 +247,7 @@ class SequenceStore:
         return answer
 
     def _render(self, tenant: str, sequence: str, issued: Issued) -> Allocation:
+        assert issued.format is not None and issued.increment is not None  # pinned by the caller
         tokens = parse_format(issued.format)
         rand_key = derive_key(self._master_key, f"randstring:{sequence}", tenant)
         seqs = [issued.first + n * issued.increment for n in range(issued.count)]

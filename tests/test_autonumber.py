@@ -65,6 +65,14 @@ def all_blobs_for(store, tenant_id):
     ]
 
 
+def test_an_answer_stays_the_same_after_the_definition_changes(store, tenant_id):
+    store.put(tenant_id, "s1", SequenceDefinition(format="A-{SEQNUM:4}"))
+    first = store.next(tenant_id, "s1", 2, "k1")
+    store.put(tenant_id, "s1", SequenceDefinition(format="B-{SEQNUM:6}", increment=5))
+    assert store.next(tenant_id, "s1", 2, "k1") == first
+    assert store.next(tenant_id, "s1", 1, "k2").values == [f"B-{first.seq[-1] + 1:06d}"]
+
+
 def test_idempotency_lasts_24_hours(store, tenant_id, clock):
     store.put(tenant_id, "invoice", SequenceDefinition(format="{SEQNUM:4}"))
     first = store.next(tenant_id, "invoice", 1, "k")
