@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -160,12 +159,3 @@ class Record(BaseModel):
     fields: dict[str, StoredValue]
     dropped_fields: int = 0
     meta: dict[str, Any] = Field(default_factory=dict)
-
-
-SUBJECT_TAG_MAX = 256
-_TAG_SAFE = re.compile(r"^[A-Za-z0-9 +\-./:=_]{0,256}$")
-
-
-def tag_safe(value: str) -> bool:
-    """Blob index tag values allow only these characters."""
-    return _TAG_SAFE.fullmatch(value) is not None
