@@ -54,6 +54,10 @@ param auditRetentionDays int = 400
 @maxValue(1048576)
 param maxBodyBytes int = 65536
 
+@description('Web-form submissions a minute from one client address to one tenant, per instance (0: none). The WAF is the real limit.')
+@minValue(0)
+param formRatePerMinute int = 30
+
 @description('Most instances the app scales out to (cost cap).')
 @minValue(40)
 @maxValue(1000)
@@ -168,6 +172,7 @@ var packcloudSettings = {
   PACKCLOUD_PURGE_SCHEDULE: purgeSchedule
   PACKCLOUD_AUDIT_RETENTION_DAYS: string(auditRetentionDays)
   PACKCLOUD_MAX_BODY_BYTES: string(maxBodyBytes)
+  PACKCLOUD_FORM_RATE_PER_MINUTE: string(formRatePerMinute)
 }
 
 module functionApp 'modules/function-app.bicep' = {

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 
 from shared.blobs import RECORDS, Storage
@@ -102,6 +102,19 @@ class CaptureStore:
         Strict (forms, APIs): any invalid or missing required field is a 422 naming each field.
         Lenient (the pixel, which must never fail a page): invalid optional fields are left out.
         """
+        captured = self.prepare(target, values, lenient=lenient, meta=meta)
+        self.commit(target, captured.record)
+        return captured
+
+    def prepare(
+        self,
+        target: Target,
+        values: Mapping[str, object],
+        *,
+        lenient: bool = False,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Captured:
+        """The record a capture would store, validated, with nothing written yet."""
         fields, dropped = keep_declared(target.dataset, values, lenient=lenient)
         now = self._clock.now()
         record = Record(
@@ -114,10 +127,24 @@ class CaptureStore:
             dropped_fields=len(dropped),
             meta=dict(meta or {}),
         )
+        return Captured(record, dropped)
+
+    def commit(self, target: Target, record: Record) -> None:
+        """Store a prepared record: one request."""
         self._write(record, self._tags(record, target.dataset))
         if self._counts is not None:
             self._counts.add(record.tenant, record.dataset, record.captured_at)
-        return Captured(record, dropped)
+
+    def exists(self, tenant: str, dataset: str, record_id: str) -> bool:
+        try:
+            self._storage.container(RECORDS).get_blob_client(
+                record_blob(tenant, dataset, record_id)
+            ).get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        except AzureError:
+            raise StorageUnavailable() from None
+        return True
 
     def _tags(self, record: Record, dataset: DatasetDoc) -> dict[str, str]:
         tags = {

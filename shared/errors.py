@@ -60,6 +60,10 @@ class Unprocessable(PackCloudError):
     status = 422
 
 
+class TooManyRequests(PackCloudError):
+    status = 429
+
+
 class StorageUnavailable(PackCloudError):
     status = 503
 

@@ -40,6 +40,19 @@ def _origin(value: str) -> str:
 
 Origin = Annotated[str, AfterValidator(_origin)]
 
+FORM_OPTIONS = ("redirect_url", "honeypot_field", "consent_field", "consent_text_version")
+
+
+def origin_of_url(url: str | None) -> str | None:
+    """The origin of an absolute URL, normalised as allowed_origins are, or None."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        return _origin(f"{parts.scheme}://{parts.netloc}")
+    except ValueError:
+        return None
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
@@ -87,6 +100,11 @@ class Dataset(Strict):
     fields: tuple[FieldSpec, ...] = Field(min_length=1, max_length=100)
     allowed_origins: tuple[Origin, ...] = Field(default=(), max_length=50)
     require_signature: bool = False
+    # Web forms only: where a plain HTML post goes after success, the spam trap, and the proof of consent.
+    redirect_url: str | None = Field(default=None, max_length=2048)
+    honeypot_field: str | None = Field(default=None, pattern=FIELD_NAME_PATTERN)
+    consent_field: str | None = Field(default=None, pattern=FIELD_NAME_PATTERN)
+    consent_text_version: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[\w.:-]+$")
 
     @field_validator("retention_days")
     @classmethod
@@ -105,7 +123,34 @@ class Dataset(Strict):
             raise ValueError("field names repeat")
         if self.subject_field is not None and self.subject_field not in names:
             raise ValueError("subject_field must name a declared field")
+        if self.capability == "webform":
+            self._check_form_options()
+        elif any(getattr(self, name) is not None for name in FORM_OPTIONS):
+            raise ValueError(f"{', '.join(FORM_OPTIONS)} are options of webform datasets only")
         return self
+
+    def _check_form_options(self) -> None:
+        if not self.allowed_origins:
+            raise ValueError("a webform dataset needs allowed_origins: the sites whose pages may post to it")
+        if self.redirect_url is not None:
+            origin = origin_of_url(self.redirect_url)
+            if origin is None or origin not in self.allowed_origins:
+                raise ValueError("redirect_url must be an absolute URL on one of the allowed_origins")
+        if self.honeypot_field is not None and self.field(self.honeypot_field) is not None:
+            raise ValueError("honeypot_field must not be a declared field: it is a trap, never data")
+        if self.consent_field is not None:
+            spec = self.field(self.consent_field)
+            if spec is not None and spec.type != "boolean":
+                raise ValueError("consent_field, when declared, must be a boolean field")
+            if self.consent_field == self.honeypot_field:
+                raise ValueError("consent_field and honeypot_field must differ")
+        if (self.consent_field is None) != (self.consent_text_version is None):
+            raise ValueError("consent_field and consent_text_version go together")
+        if self.legal_basis == "consent" and self.consent_field is None:
+            raise ValueError(
+                "a webform dataset with legal_basis consent needs consent_field and consent_text_version, "
+                "so each record keeps its proof of consent"
+            )
 
     def field(self, name: str) -> FieldSpec | None:
         return next((spec for spec in self.fields if spec.name == name), None)

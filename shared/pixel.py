@@ -8,27 +8,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from shared.capture import CaptureStore, Target
 from shared.errors import PackCloudError
 from shared.ids import is_valid_id
 from shared.keys import signing_key_text
-from shared.models import DatasetDoc, _origin
+from shared.models import DatasetDoc, origin_of_url
 from shared.net import client_ip
 from shared.settings import Settings
+from shared.snippets import render_script
 
 # A 1x1 transparent GIF89a.
 GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
 
 # Query parameters that steer the pixel itself and are never data.
 RESERVED_PARAMS = frozenset({"sig", "exp", "_"})
-SNIPPET_PATH = Path(__file__).with_name("static") / "pixel-snippet.js"
 SNIPPET_FIELDS = ("page_url", "referrer", "visitor", "title")
 
 # Declared crawlers, link previewers, monitors and HTTP libraries. Mail image proxies (Gmail, Outlook)
@@ -82,20 +80,11 @@ def signature_valid(settings: Settings, target: Target, hit: Hit) -> bool:
     return hmac.compare_digest(sign_query(key, hit.tenant, hit.dataset, hit.query), signature.lower())
 
 
-def _origin_of(url: str | None) -> str | None:
-    if not url:
-        return None
-    try:
-        return _origin(f"{urlsplit(url).scheme}://{urlsplit(url).netloc}")
-    except ValueError:
-        return None
-
-
 def origin_allowed(dataset: DatasetDoc, hit: Hit) -> bool:
     """A page view counts only from the dataset's own sites; a hit with no page (a mail open) is judged
     by its signature instead."""
     seen = [hit.headers.get("origin"), hit.headers.get("referer"), hit.query.get("page_url")]
-    origins = [_origin_of(value) for value in seen if value]
+    origins = [origin_of_url(value) for value in seen if value]
     return all(origin is not None and origin in dataset.allowed_origins for origin in origins)
 
 
@@ -152,6 +141,4 @@ def render_snippet(dataset: DatasetDoc | None, endpoint: str) -> str:
             "send": sends,
             "visitorDays": dataset.retention_days,
         }
-    script = SNIPPET_PATH.read_text(encoding="utf-8")
-    # json.dumps output is safe inside a script: escape "<" so "</script>" can never appear.
-    return script.replace("/*CONFIG*/{}", json.dumps(config).replace("<", "\\u003c"))
+    return render_script("pixel-snippet.js", config)

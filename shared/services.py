@@ -14,6 +14,7 @@ from shared.clock import Clock, SystemClock
 from shared.purge import Purger
 from shared.registry import Registry
 from shared.settings import Settings, get_settings
+from shared.webform import FormIntake
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Services:
     capture: CaptureStore
     audit: AuditLog
     counts: CaptureCounts
+    forms: FormIntake
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None, storage: Storage | None = None) -> Services:
@@ -34,7 +36,8 @@ class Services:
         audit = AuditLog(storage, clock)
         counts = CaptureCounts(audit)
         capture = CaptureStore(storage, registry, settings, clock, counts)
-        return cls(settings, clock, storage, registry, capture, audit, counts)
+        forms = FormIntake(capture, storage, settings, clock)
+        return cls(settings, clock, storage, registry, capture, audit, counts, forms)
 
     def purger(self, budget_s: float | None = None) -> Purger:
         options = {} if budget_s is None else {"budget_s": budget_s}

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         default=400, ge=30, le=3650, description="How long audit entries (which hold no personal data) are kept."
     )
     max_body_bytes: int = Field(default=65536, ge=1024, le=1048576, description="Largest request body accepted.")
+    form_rate_per_minute: int = Field(
+        default=30,
+        ge=0,
+        le=100000,
+        description="Web-form submissions a minute from one client address to one tenant, per instance; 0: no limit.",
+    )
 
     @field_validator("role", mode="before")
     @classmethod

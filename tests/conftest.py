@@ -22,6 +22,8 @@ FUNCTION_KEY = secrets.token_urlsafe(24)
 HOST_MASTER_KEY = secrets.token_urlsafe(24)
 # A real browser's user agent: the pixel ignores HTTP libraries as bots.
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
+# The session host's web-form limit: above what one test sends to its own tenant, low enough to reach.
+FORM_RATE_PER_MINUTE = 300
 EU_URL = "https://packcloud-eu.example.net/api"
 US_URL = "https://packcloud-us.example.net/api"
 
@@ -90,6 +92,7 @@ def host(azurite: Azurite) -> Iterator[str]:
         **settings_env(azurite),
         "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
         "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
+        "PACKCLOUD_FORM_RATE_PER_MINUTE": str(FORM_RATE_PER_MINUTE),
     }
     process = start_local_host(port, env)
     yield f"http://127.0.0.1:{port}/api"

@@ -14,6 +14,7 @@ from tests.test_models import variant
 
 FORM = variant(
     capability="webform",
+    legal_basis="contract",
     subject_field="email",
     purpose="Answer <script>alert(1)</script> enquiries",
     fields=[{"name": "email", "type": "email", "required": True}],

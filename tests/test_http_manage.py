@@ -141,7 +141,7 @@ def test_tenant_region_is_fixed_and_foreign_tenants_take_no_datasets(manage, ten
 def test_capability_of_a_dataset_cannot_change(manage, tenant, tenant_id):
     path = f"/manage/tenants/{tenant_id}/datasets/pricing"
     assert manage.put(path, json=EXAMPLE).status_code == 201
-    answer = manage.put(path, json=variant(capability="webform"))
+    answer = manage.put(path, json=variant(capability="webform", legal_basis="contract"))
     assert answer.status_code == 409 and answer.json()["error"] == "capability_change"
 
 

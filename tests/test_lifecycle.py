@@ -35,7 +35,13 @@ def tenant(services, tenant_id):
         tenant_id,
         "contact",
         Dataset.model_validate(
-            variant(capability="webform", retention_days=7, subject_field="email", fields=FORM_FIELDS)
+            variant(
+                capability="webform",
+                legal_basis="contract",
+                retention_days=7,
+                subject_field="email",
+                fields=FORM_FIELDS,
+            )
         ),
     )
     services.registry.put_dataset(
@@ -246,7 +252,9 @@ def test_export_and_erase_one_subject_across_datasets(azurite, services, setting
     services.registry.put_dataset(
         tenant,
         "newsletter",
-        Dataset.model_validate(variant(capability="webform", subject_field="email", fields=FORM_FIELDS[:1])),
+        Dataset.model_validate(
+            variant(capability="webform", legal_basis="contract", subject_field="email", fields=FORM_FIELDS[:1])
+        ),
     )
     mine.append(capture(services, tenant, "newsletter", "webform", {"email": "jane@example.com"}))
     other = form(services, tenant, "john@example.com")

@@ -1,0 +1,49 @@
+"""Web forms (PowerWebForm, PowerSurveyPlus).
+
+POST    /api/forms/{tenant}/{dataset}   a submission from a customer's page (anonymous; CORS)
+OPTIONS /api/forms/{tenant}/{dataset}   the CORS preflight
+GET     /api/forms/snippet.js           the script that enhances <form data-packcloud-form="TENANT/DATASET">
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import SECURITY_HEADERS, base_url, handles_errors, json_response, lower_headers
+from shared.services import get_services
+from shared.webform import FormAnswer, FormPost, render_snippet
+
+bp = func.Blueprint()
+
+
+def _shaped(answer: FormAnswer) -> func.HttpResponse:
+    if answer.body is None:
+        return func.HttpResponse(status_code=answer.status, headers={**SECURITY_HEADERS, **answer.headers})
+    return json_response(answer.body, answer.status, answer.headers)
+
+
+@bp.function_name("webform_submit")
+@bp.route(route="forms/{tenant}/{dataset}", methods=["POST", "OPTIONS"], auth_level=func.AuthLevel.ANONYMOUS)
+@handles_errors
+def webform_submit(req: func.HttpRequest) -> func.HttpResponse:
+    forms = get_services().forms
+    tenant, dataset = req.route_params.get("tenant", ""), req.route_params.get("dataset", "")
+    headers = lower_headers(req)
+    if req.method == "OPTIONS":
+        return _shaped(forms.preflight(tenant, dataset, headers))
+    return _shaped(forms.submit(FormPost(tenant, dataset, req.get_body(), headers)))
+
+
+@bp.function_name("webform_snippet")
+@bp.route(route="forms/snippet.js", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def webform_snippet(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(
+        render_snippet(f"{base_url(req)}/forms"),
+        status_code=200,
+        headers={
+            "Content-Type": "application/javascript; charset=utf-8",
+            "Cache-Control": "public, max-age=300",
+            "X-Content-Type-Options": "nosniff",
+            "Cross-Origin-Resource-Policy": "cross-origin",
+        },
+    )
