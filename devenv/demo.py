@@ -1,4 +1,7 @@
-"""The demo tenant, its pixel dataset, and the demo page that embeds the snippet (make run, browser tests)."""
+"""The demo tenant, its pixel and form datasets, and the demo site that embeds both snippets.
+
+Used by `make run` and by the browser tests.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ import httpx
 DEMO_PAGE_DIR = Path(__file__).resolve().parent / "demo_page"
 DEMO_TENANT = "demo"
 DEMO_DATASET = "pricing-visits"
+DEMO_FORM = "contact-form"
+DEMO_PAGES = {"/": "index.html", "/index.html": "index.html", "/pricing": "index.html", "/contact": "contact.html"}
+DEMO_PAGES["/thanks"] = "thanks.html"
 
 
 def demo_dataset(page_origin: str) -> dict[str, Any]:
@@ -33,6 +39,28 @@ def demo_dataset(page_origin: str) -> dict[str, Any]:
     }
 
 
+def demo_form_dataset(page_origin: str) -> dict[str, Any]:
+    return {
+        "capability": "webform",
+        "purpose": "Answer enquiries sent from the contact page",
+        "legal_basis": "consent",
+        "retention_days": 7,
+        "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+        "subject_field": "email",
+        "fields": [
+            {"name": "email", "type": "email", "required": True},
+            {"name": "name", "type": "string", "max_length": 200},
+            {"name": "topic", "type": "choice", "options": ["sales", "support"], "personal": False},
+            {"name": "rating", "type": "integer", "personal": False},
+        ],
+        "allowed_origins": [page_origin],
+        "redirect_url": f"{page_origin}/thanks",
+        "honeypot_field": "fax_number",
+        "consent_field": "consent",
+        "consent_text_version": "contact-2026-11",
+    }
+
+
 def create_demo(api_base: str, function_key: str, page_origin: str, tenant: str = DEMO_TENANT) -> dict[str, Any]:
     """Create (or find) the demo tenant and dataset through the manage API; answers the tenant document."""
     headers = {"x-functions-key": function_key}
@@ -41,6 +69,8 @@ def create_demo(api_base: str, function_key: str, page_origin: str, tenant: str 
         answer.raise_for_status()
         dataset = client.put(f"/manage/tenants/{tenant}/datasets/{DEMO_DATASET}", json=demo_dataset(page_origin))
         dataset.raise_for_status()
+        form = client.put(f"/manage/tenants/{tenant}/datasets/{DEMO_FORM}", json=demo_form_dataset(page_origin))
+        form.raise_for_status()
         return answer.json()
 
 
@@ -49,20 +79,25 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         """No access log: a demo is still a web server that sees visitors' addresses."""
 
 
-def render_page(api_base: str, tenant: str, dataset: str) -> str:
-    template = (DEMO_PAGE_DIR / "index.html").read_text(encoding="utf-8")
-    return template.replace("{{API_BASE}}", api_base).replace("{{TENANT}}", tenant).replace("{{DATASET}}", dataset)
+def render_page(name: str, api_base: str, page_origin: str, tenant: str, dataset: str, form: str) -> bytes:
+    template = (DEMO_PAGE_DIR / name).read_text(encoding="utf-8")
+    values = {"API_BASE": api_base, "PAGE_ORIGIN": page_origin, "TENANT": tenant, "DATASET": dataset, "FORM": form}
+    for key, value in values.items():
+        template = template.replace("{{" + key + "}}", value)
+    return template.encode("utf-8")
 
 
 def serve_demo_page(
-    port: int, api_base: str, tenant: str = DEMO_TENANT, dataset: str = DEMO_DATASET
+    port: int, api_base: str, tenant: str = DEMO_TENANT, dataset: str = DEMO_DATASET, form: str = DEMO_FORM
 ) -> ThreadingHTTPServer:
-    """Serve the demo page on 127.0.0.1:port from a thread; call .shutdown() to stop."""
-    page = render_page(api_base, tenant, dataset).encode("utf-8")
+    """Serve the demo site on 127.0.0.1:port from a thread; call .shutdown() to stop."""
+    origin = f"http://127.0.0.1:{port}"
+    pages = {path: render_page(name, api_base, origin, tenant, dataset, form) for path, name in DEMO_PAGES.items()}
 
     class Handler(_QuietHandler):
         def do_GET(self) -> None:
-            if self.path.split("?")[0] not in ("/", "/index.html", "/pricing"):
+            page = pages.get(self.path.split("?")[0])
+            if page is None:
                 self.send_error(404)
                 return
             self.send_response(200)

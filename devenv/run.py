@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from devenv.azurite import ROOT, start_azurite
-from devenv.demo import DEMO_DATASET, DEMO_TENANT, create_demo, serve_demo_page
+from devenv.demo import DEMO_DATASET, DEMO_FORM, DEMO_TENANT, create_demo, serve_demo_page
 from devenv.local_host import start_local_host, stop_local_host
 
 HOST_PORT = 7071
@@ -77,10 +77,11 @@ def main() -> int:
         print(
             "\nPackCloud is running (Ctrl-C stops it)\n"
             f"  demo page        {page_origin}/   (open it in a browser: one page view is recorded)\n"
+            f"  demo form        {page_origin}/contact   (with and without JavaScript)\n"
             f"  API              {api_base}   (routes: see README.md and openapi.yaml)\n"
             f"  Azurite (blob)   http://127.0.0.1:{AZURITE_PORT}/devstoreaccount1   data in .azurite/\n"
             f"  manage key       x-functions-key: {values['DEVHOST_FUNCTION_KEY']}\n"
-            f"  demo tenant      {DEMO_TENANT}, dataset {DEMO_DATASET}\n"
+            f"  demo tenant      {DEMO_TENANT}, datasets {DEMO_DATASET} and {DEMO_FORM}\n"
             f"  demo tenant key  Authorization: Bearer {keys['api_key']}\n"
             f"  recorded hits    {sys.executable} -m devenv.show {DEMO_TENANT}\n",
             flush=True,
