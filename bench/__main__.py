@@ -2,11 +2,12 @@
 
 import sys
 
-from bench import autonumber, pixel, purge
+from bench import autonumber, pixel, purge, webform
 
 
 def main() -> None:
     pixel.main()
+    webform.main()
     autonumber.main()
     purge.main(sys.argv[1:])
 

@@ -31,7 +31,8 @@ class Stack:
 
 
 @contextmanager
-def local_stack() -> Iterator[Stack]:
+def local_stack(settings: dict[str, str] | None = None) -> Iterator[Stack]:
+    """Azurite and the local host; `settings` adds or overrides PACKCLOUD_* settings of the host."""
     azurite = start_azurite(in_memory=True)
     port = free_port()
     env = {
@@ -41,6 +42,7 @@ def local_stack() -> Iterator[Stack]:
         "PACKCLOUD_MASTER_KEY": secrets.token_urlsafe(48),
         "DEVHOST_FUNCTION_KEY": secrets.token_urlsafe(24),
         "DEVHOST_MASTER_KEY": secrets.token_urlsafe(24),
+        **(settings or {}),
     }
     try:
         host = start_local_host(port, env)
@@ -114,11 +116,12 @@ def write_results(key: str, values: dict[str, object]) -> None:
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 
-def in_process_services(env: dict[str, str]) -> Services:
+def in_process_services(env: dict[str, str], **overrides: object) -> Services:
     """The same services the host runs, in this process, on the stack's Azurite (to count what it does)."""
     settings = Settings(
         region="eu",
         storage_connection_string=env["PACKCLOUD_STORAGE_CONNECTION_STRING"],
         master_key=env["PACKCLOUD_MASTER_KEY"],
+        **overrides,
     )
     return Services.build(settings)

@@ -71,7 +71,7 @@ def test_export_erase_and_report(host, tenant, azurite):
         assert after["record_count"] == 0
         report = client.get(f"/privacy/{tenant_id}/report").json()
         (dataset,) = report["datasets"]
-        assert dataset["records_held"] == 2 and dataset["legal_basis"] == "consent" and report["region"] == "eu"
+        assert dataset["records_held"] == 2 and dataset["legal_basis"] == "contract" and report["region"] == "eu"
         assert dataset["fields"] == [{"name": "email", "type": "email", "personal": True, "required": True}]
         assert 50 < dataset["oldest_record_age_s"] < 3600
         page = client.get(f"/privacy/{tenant_id}/report", params={"format": "html"})

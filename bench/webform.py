@@ -1,0 +1,127 @@
+"""Web-form submissions per second through the local host against raw SDK uploads of the same record bytes.
+
+The raw baseline uploads the bytes of a stored form record with the same blob index tags: the Put Blob
+request the capture store sends, without PackCloud around it. Submissions carry no Idempotency-Key, so each
+is one write; with a key it is two (the marker, then the record), which the result reports apart.
+
+The per-client limit stays on but is set out of reach: the benchmark measures the capture path, and all
+its clients share one address.
+
+Target: submission rate >= 0.5 x raw rate, one storage write per accepted submission.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+from azure.storage.blob import BlobServiceClient
+
+from bench.common import BROWSER_UA, in_process_services, local_stack, run_concurrently, write_results
+from devenv.demo import demo_form_dataset
+from shared.blobs import CountingTransport
+from shared.webform import FormPost
+
+CLIENTS = 16
+PER_CLIENT = 120
+ROUNDS = 3
+ORIGIN = "https://www.contoso.example"
+SUBMISSION = {"email": "jane.roe@example.com", "name": "Jane Roe", "topic": "support", "rating": 9, "consent": "yes"}
+
+
+def sample_record_bytes() -> bytes:
+    record = {
+        "id": "20261123T100000000000Z-0123456789abcdef",
+        "tenant": "bench",
+        "dataset": "contact",
+        "captured_at": "2026-11-23T10:00:00Z",
+        "expires_at": "2026-11-30T10:00:00Z",
+        "fields": {k: v for k, v in SUBMISSION.items() if k != "consent"},
+        "dropped_fields": 0,
+        "meta": {"consent": {"given": True, "text_version": "contact-2026-11", "at": "2026-11-23T10:00:00Z"}},
+    }
+    return json.dumps(record).encode()
+
+
+def raw_uploads(connection_string: str) -> float:
+    body = sample_record_bytes()
+    tags = {"t": "bench", "d": "contact", "cap": "20261123T100000Z", "exp": "20261130T100000Z", "sub": "0" * 40}
+    service = BlobServiceClient.from_connection_string(connection_string, transport=CountingTransport())
+    container = service.get_container_client("raw-" + uuid.uuid4().hex[:8])
+    container.create_container()
+
+    def worker():
+        return lambda: container.upload_blob(f"raw/{uuid.uuid4().hex}.json", body, tags=tags)
+
+    return run_concurrently(worker, CLIENTS, PER_CLIENT).rate
+
+
+def submissions(api: str, tenant: str):
+    def worker():
+        client = httpx.Client(base_url=api, headers={"user-agent": BROWSER_UA, "origin": ORIGIN})
+
+        def submit():
+            answer = client.post(f"/forms/{tenant}/contact", json=SUBMISSION)
+            if answer.status_code != 201:
+                raise RuntimeError(f"form answered {answer.status_code}")
+
+        return submit
+
+    return run_concurrently(worker, CLIENTS, PER_CLIENT)
+
+
+def writes_per_submission(env: dict[str, str], tenant: str, keyed: bool) -> float:
+    """The same intake code in process, counting the HTTP requests the SDK sends."""
+    services = in_process_services(env, form_rate_per_minute=0)
+    services.forms.target(tenant, "contact")  # warm the registry cache, as a running instance has
+    count = 100
+    body = json.dumps(SUBMISSION).encode()
+    before = services.storage.transport.sent
+    for _ in range(count):
+        headers = {"origin": ORIGIN, "content-type": "application/json", "x-forwarded-for": "203.0.113.9"}
+        if keyed:
+            headers["idempotency-key"] = uuid.uuid4().hex
+        answer = services.forms.submit(FormPost(tenant, "contact", body, headers))
+        assert answer.status == 201, answer.body
+    return (services.storage.transport.sent - before) / count
+
+
+def main() -> dict[str, float]:
+    with local_stack({"PACKCLOUD_FORM_RATE_PER_MINUTE": "100000"}) as stack:
+        tenant = "bench"
+        with httpx.Client(base_url=stack.api, headers={"x-functions-key": stack.function_key}, timeout=30) as manage:
+            manage.put(f"/manage/tenants/{tenant}", json={}).raise_for_status()
+            manage.put(f"/manage/tenants/{tenant}/datasets/contact", json=demo_form_dataset(ORIGIN)).raise_for_status()
+        submissions(stack.api, tenant)  # warm-up: connections, caches, imports
+        raw_rates, rates, latencies = [], [], []
+        for _ in range(ROUNDS):  # interleaved, so both see the same machine load
+            raw_rates.append(raw_uploads(stack.azurite.connection_string))
+            load = submissions(stack.api, tenant)
+            rates.append(load.rate)
+            latencies.extend(load.latencies_ms)
+        writes = writes_per_submission(stack.env, tenant, keyed=False)
+        keyed_writes = writes_per_submission(stack.env, tenant, keyed=True)
+    raw_rate, rate = max(raw_rates), max(rates)
+    ordered = sorted(latencies)
+    result = {
+        "rate": round(rate, 1),
+        "raw_rate": round(raw_rate, 1),
+        "ratio": round(rate / raw_rate, 3),
+        "p50_ms": round(ordered[len(ordered) // 2], 2),
+        "p99_ms": round(ordered[int(len(ordered) * 0.99)], 2),
+        "writes_per_submission": writes,
+        "writes_per_keyed_submission": keyed_writes,
+        "clients": CLIENTS,
+    }
+    write_results("webform", result)
+    print(
+        f"webform: {rate:.0f} submissions/s through the local host vs {raw_rate:.0f} raw SDK uploads/s "
+        f"-> ratio {result['ratio']} (target >= 0.5); p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "
+        f"{writes} storage requests per submission (target 1), {keyed_writes} with an Idempotency-Key"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()
