@@ -6,7 +6,7 @@ message naming it instead of failing on the first request.
 
 import azure.functions as func
 
-from functions import autonumber, manage, privacy, retention_purge, sync, tracking_pixel, webform_capture
+from functions import autonumber, geo_login, manage, privacy, retention_purge, sync, tracking_pixel, webform_capture
 from shared.settings import get_settings
 
 get_settings()
@@ -19,3 +19,4 @@ app.register_functions(privacy.bp)
 app.register_functions(retention_purge.bp)
 app.register_functions(autonumber.bp)
 app.register_functions(webform_capture.bp)
+app.register_functions(geo_login.bp)

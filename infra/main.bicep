@@ -58,6 +58,19 @@ param maxBodyBytes int = 65536
 @minValue(0)
 param formRatePerMinute int = 30
 
+@description('Path of a MaxMind-format City database deployed with the app (the customer\'s, under its own licence); empty: sign-ins are located by country only.')
+param geoCityDbPath string = ''
+
+@description('Speed in km/h between two sign-ins of a user above which travel is impossible.')
+@minValue(100)
+@maxValue(20000)
+param travelSpeedKmh int = 900
+
+@description('Where coordinates are unknown: a country change within this many hours is impossible travel.')
+@minValue(0)
+@maxValue(48)
+param travelWindowHours int = 2
+
 @description('Most instances the app scales out to (cost cap).')
 @minValue(40)
 @maxValue(1000)
@@ -173,6 +186,9 @@ var packcloudSettings = {
   PACKCLOUD_AUDIT_RETENTION_DAYS: string(auditRetentionDays)
   PACKCLOUD_MAX_BODY_BYTES: string(maxBodyBytes)
   PACKCLOUD_FORM_RATE_PER_MINUTE: string(formRatePerMinute)
+  PACKCLOUD_GEO_CITY_DB_PATH: geoCityDbPath
+  PACKCLOUD_TRAVEL_SPEED_KMH: string(travelSpeedKmh)
+  PACKCLOUD_TRAVEL_WINDOW_HOURS: string(travelWindowHours)
 }
 
 module functionApp 'modules/function-app.bicep' = {

@@ -40,6 +40,17 @@ def _origin(value: str) -> str:
 
 Origin = Annotated[str, AfterValidator(_origin)]
 
+# The fields a geologin dataset may declare, with the type each must have: the sign-in, nothing more.
+GEOLOGIN_FIELDS: dict[str, str] = {
+    "user_id": "string",
+    "signed_in_at": "datetime",
+    "country": "string",
+    "region": "string",
+    "city": "string",
+    "ip": "ip",
+    "user_agent": "string",
+}
+
 FORM_OPTIONS = ("redirect_url", "honeypot_field", "consent_field", "consent_text_version")
 
 
@@ -123,11 +134,21 @@ class Dataset(Strict):
             raise ValueError("field names repeat")
         if self.subject_field is not None and self.subject_field not in names:
             raise ValueError("subject_field must name a declared field")
+        if self.capability == "geologin":
+            self._check_geologin_fields()
         if self.capability == "webform":
             self._check_form_options()
         elif any(getattr(self, name) is not None for name in FORM_OPTIONS):
             raise ValueError(f"{', '.join(FORM_OPTIONS)} are options of webform datasets only")
         return self
+
+    def _check_geologin_fields(self) -> None:
+        for spec in self.fields:
+            expected = GEOLOGIN_FIELDS.get(spec.name)
+            if expected is None:
+                raise ValueError(f"field {spec.name}: a geologin dataset may declare only {', '.join(GEOLOGIN_FIELDS)}")
+            if spec.type != expected:
+                raise ValueError(f"field {spec.name}: in a geologin dataset it has type {expected}")
 
     def _check_form_options(self) -> None:
         if not self.allowed_origins:

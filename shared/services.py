@@ -11,6 +11,8 @@ from shared.blobs import Storage
 from shared.capture import CaptureStore
 from shared.capture_counts import CaptureCounts
 from shared.clock import Clock, SystemClock
+from shared.geo import Locator
+from shared.geologin import GeoLogins
 from shared.purge import Purger
 from shared.registry import Registry
 from shared.settings import Settings, get_settings
@@ -27,6 +29,7 @@ class Services:
     audit: AuditLog
     counts: CaptureCounts
     forms: FormIntake
+    geologins: GeoLogins
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None, storage: Storage | None = None) -> Services:
@@ -37,7 +40,8 @@ class Services:
         counts = CaptureCounts(audit)
         capture = CaptureStore(storage, registry, settings, clock, counts)
         forms = FormIntake(capture, storage, settings, clock)
-        return cls(settings, clock, storage, registry, capture, audit, counts, forms)
+        geologins = GeoLogins(capture, storage, Locator(settings.geo_city_db_path), settings, clock)
+        return cls(settings, clock, storage, registry, capture, audit, counts, forms, geologins)
 
     def purger(self, budget_s: float | None = None) -> Purger:
         options = {} if budget_s is None else {"budget_s": budget_s}

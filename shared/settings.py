@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AnyHttpUrl,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
     field_validator,
@@ -71,6 +72,24 @@ class Settings(BaseSettings):
         ge=0,
         le=100000,
         description="Web-form submissions a minute from one client address to one tenant, per instance; 0: no limit.",
+    )
+
+    geo_city_db_path: FilePath | None = Field(
+        default=None,
+        description="MaxMind-format City database (the customer's, under its own licence) for region, city and "
+        "coordinates of sign-ins; unset: country only.",
+    )
+    travel_speed_kmh: float = Field(
+        default=900,
+        ge=100,
+        le=20000,
+        description="Speed between two sign-ins of a user above which travel is impossible.",
+    )
+    travel_window_hours: float = Field(
+        default=2,
+        ge=0,
+        le=48,
+        description="Where coordinates are unknown: a country change within this many hours is impossible travel.",
     )
 
     @field_validator("role", mode="before")

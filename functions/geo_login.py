@@ -1,0 +1,31 @@
+"""Geo-login (PowerGeoLog).
+
+POST /api/geologin/{tenant}/{dataset}   (tenant key) one sign-in of a Dynamics 365 user -> 201 location, alerts
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import handles_errors, json_response
+from shared.bodies import parse_json_object, validate_model
+from shared.geologin import SignInRequest
+from shared.services import get_services
+from shared.tenant_access import tenant_access
+
+bp = func.Blueprint()
+
+
+@bp.function_name("geologin_sign_in")
+@bp.route(route="geologin/{tenant}/{dataset}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@handles_errors
+def geologin_sign_in(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    access = tenant_access(
+        services, req.route_params.get("tenant", ""), req.headers.get("authorization"), req.route_params.get("dataset")
+    )
+    target = services.geologins.target(access.tenant, access.dataset)
+    body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
+    request = validate_model(SignInRequest, body, "invalid_sign_in", "sign-in")
+    result = services.geologins.sign_in(target, request, req.headers.get("x-forwarded-for"))
+    return json_response(result.public(), 201)
