@@ -2,13 +2,14 @@
 
 import sys
 
-from bench import autonumber, pixel, purge, webform
+from bench import autonumber, geologin, pixel, purge, webform
 
 
 def main() -> None:
     pixel.main()
     webform.main()
     autonumber.main()
+    geologin.main()
     purge.main(sys.argv[1:])
 
 

@@ -132,7 +132,8 @@ class LastSignIns:
         try:
             client = self._storage.container(STATE).get_blob_client(name)
             written = client.upload_blob(body, tags=tags, content_settings=JSON, **condition)
-        except (ResourceExistsError, ResourceModifiedError):
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            # Written since, or deleted since (erasure, purge) while this instance still had it cached.
             raise _Moved() from None
         except AzureError:
             raise StorageUnavailable() from None
@@ -245,9 +246,13 @@ class GeoLogins:
         fresh = False
         for _ in range(STATE_ROUNDS):
             previous = self._last.get(target, subject, fresh=fresh)
-            alert = impossible_travel(previous.sighting, sighting, self._rule) if previous else None
             if previous is not None and previous.sighting.at >= sighting.at:
-                return previous, None, alert  # a late report: the stored one stays the last
+                if not fresh:  # no write will check a cached state here: check it was not erased or replaced
+                    fresh = True
+                    continue
+                # A late report: compared, but the stored one stays the last.
+                return previous, None, impossible_travel(previous.sighting, sighting, self._rule)
+            alert = impossible_travel(previous.sighting, sighting, self._rule) if previous else None
             try:
                 return previous, self._last.put(target, subject, sighting, previous, expires), alert
             except _Moved:

@@ -292,7 +292,29 @@ def test_erasure_and_purge_remove_the_last_location(services, clock, signins, az
     requests = SubjectRequests(services.storage, services.registry, services.audit, master)
     assert requests.erase(signins, USER.upper()) == 1  # GUIDs in any case are the same person
     assert last_state(azurite, signins) == {} and records(azurite, signins) == []
-    sign_in(services, signins, "oslo")
+    sign_in(services, signins, "oslo")  # this instance still has the erased state cached: it must not matter
+    assert len(last_state(azurite, signins)) == 1
     clock.advance(timedelta(days=14, seconds=1))
     services.purger().run()
     assert last_state(azurite, signins) == {} and records(azurite, signins) == []
+
+
+def test_a_failed_record_puts_the_last_sign_in_back_so_the_retry_still_alerts(
+    services, clock, signins, azurite, monkeypatch
+):
+    from shared.errors import StorageUnavailable
+
+    sign_in(services, signins, "oslo")
+    clock.advance(timedelta(minutes=30))
+
+    def storage_down(target, record):
+        raise StorageUnavailable()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(services.capture, "commit", storage_down)
+        with pytest.raises(StorageUnavailable):
+            sign_in(services, signins, "sydney")
+    (state,) = last_state(azurite, signins).values()
+    assert state["country"] == "NO"
+    assert [a.to_country for a in sign_in(services, signins, "sydney").alerts] == ["AU"]
+    assert len(records(azurite, signins)) == 2
