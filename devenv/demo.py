@@ -17,6 +17,8 @@ DEMO_PAGE_DIR = Path(__file__).resolve().parent / "demo_page"
 DEMO_TENANT = "demo"
 DEMO_DATASET = "pricing-visits"
 DEMO_FORM = "contact-form"
+DEMO_SIGNINS = "signins"
+DEMO_USER = "0f8fad5b-d9cb-469f-a165-70867728950e"  # a systemuser id, made up
 DEMO_PAGES = {"/": "index.html", "/index.html": "index.html", "/pricing": "index.html", "/contact": "contact.html"}
 DEMO_PAGES["/thanks"] = "thanks.html"
 
@@ -61,6 +63,23 @@ def demo_form_dataset(page_origin: str) -> dict[str, Any]:
     }
 
 
+def demo_signins_dataset() -> dict[str, Any]:
+    return {
+        "capability": "geologin",
+        "purpose": "Security monitoring of user sign-ins",
+        "legal_basis": "legitimate_interest",
+        "retention_days": 30,
+        "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+        "subject_field": "user_id",
+        "fields": [
+            {"name": "user_id", "type": "string", "required": True},
+            {"name": "signed_in_at", "type": "datetime", "personal": False},
+            {"name": "country", "type": "string"},
+            {"name": "ip", "type": "ip"},
+        ],
+    }
+
+
 def create_demo(api_base: str, function_key: str, page_origin: str, tenant: str = DEMO_TENANT) -> dict[str, Any]:
     """Create (or find) the demo tenant and dataset through the manage API; answers the tenant document."""
     headers = {"x-functions-key": function_key}
@@ -71,6 +90,8 @@ def create_demo(api_base: str, function_key: str, page_origin: str, tenant: str 
         dataset.raise_for_status()
         form = client.put(f"/manage/tenants/{tenant}/datasets/{DEMO_FORM}", json=demo_form_dataset(page_origin))
         form.raise_for_status()
+        signins = client.put(f"/manage/tenants/{tenant}/datasets/{DEMO_SIGNINS}", json=demo_signins_dataset())
+        signins.raise_for_status()
         return answer.json()
 
 

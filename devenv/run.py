@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from devenv.azurite import ROOT, start_azurite
-from devenv.demo import DEMO_DATASET, DEMO_FORM, DEMO_TENANT, create_demo, serve_demo_page
+from devenv.demo import DEMO_DATASET, DEMO_FORM, DEMO_SIGNINS, DEMO_TENANT, DEMO_USER, create_demo, serve_demo_page
 from devenv.local_host import start_local_host, stop_local_host
 
 HOST_PORT = 7071
@@ -81,9 +81,12 @@ def main() -> int:
             f"  API              {api_base}   (routes: see README.md and openapi.yaml)\n"
             f"  Azurite (blob)   http://127.0.0.1:{AZURITE_PORT}/devstoreaccount1   data in .azurite/\n"
             f"  manage key       x-functions-key: {values['DEVHOST_FUNCTION_KEY']}\n"
-            f"  demo tenant      {DEMO_TENANT}, datasets {DEMO_DATASET} and {DEMO_FORM}\n"
+            f"  demo tenant      {DEMO_TENANT}, datasets {DEMO_DATASET}, {DEMO_FORM} and {DEMO_SIGNINS}\n"
             f"  demo tenant key  Authorization: Bearer {keys['api_key']}\n"
-            f"  recorded hits    {sys.executable} -m devenv.show {DEMO_TENANT}\n",
+            f"  recorded hits    {sys.executable} -m devenv.show {DEMO_TENANT}\n"
+            f"  a sign-in        curl -H 'Authorization: Bearer {keys['api_key']}' -H 'content-type: "
+            f'application/json\' -d \'{{"user_id": "{DEMO_USER}", "ip": "193.0.6.139"}}\' '
+            f"{api_base}/geologin/{DEMO_TENANT}/{DEMO_SIGNINS}\n",
             flush=True,
         )
         signal.signal(signal.SIGTERM, _interrupt)
