@@ -6,10 +6,20 @@ message naming it instead of failing on the first request.
 
 import azure.functions as func
 
-from functions import autonumber, geo_login, manage, privacy, retention_purge, sync, tracking_pixel, webform_capture
+from functions import (
+    autonumber,
+    geo_login,
+    manage,
+    privacy,
+    registration,
+    retention_purge,
+    sync,
+    tracking_pixel,
+    webform_capture,
+)
 from shared.settings import get_settings
 
-get_settings()
+settings = get_settings()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(tracking_pixel.bp)
@@ -20,3 +30,6 @@ app.register_functions(retention_purge.bp)
 app.register_functions(autonumber.bp)
 app.register_functions(webform_capture.bp)
 app.register_functions(geo_login.bp)
+# The registration engine runs in the home deployment only; elsewhere its routes do not exist.
+if "registration" in settings.role:
+    app.register_functions(registration.bp)

@@ -14,9 +14,9 @@ from shared.auth import require_tenant
 from shared.bodies import parse_json_object, validate_model
 from shared.errors import NotFound
 from shared.ids import check_id
-from shared.keys import signing_key_text
 from shared.models import Dataset, DatasetDoc, TenantIn
 from shared.services import get_services
+from shared.tenants import delete_tenant, put_tenant
 
 bp = func.Blueprint()
 
@@ -35,23 +35,13 @@ def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
     if req.method == "GET":
         return json_response(require_tenant(services.registry, tenant_id).public())
     if req.method == "DELETE":
-        if not services.registry.delete_tenant(tenant_id):
+        if not delete_tenant(services.registry, services.audit, tenant_id):
             raise NotFound("unknown_tenant", "no such tenant in this deployment")
-        services.audit.append(tenant_id, "tenant", change="deleted")
         return func.HttpResponse(status_code=204)
     change = validate_model(TenantIn, _read_body(req), "invalid_tenant", "tenant")
-    tenant, api_key = services.registry.put_tenant(tenant_id, change)
-    services.audit.append(tenant_id, "tenant", change="updated" if api_key is None else "created", region=tenant.region)
-    if api_key is None:
-        return json_response(tenant.public())
     master_key = services.settings.master_key.get_secret_value()
-    created = {
-        **tenant.public(),
-        # Shown once: only the API key's hash is kept, and the signing key is not stored at all.
-        "api_key": api_key,
-        "signing_key": signing_key_text(master_key, tenant.id, tenant.signing_key_version),
-    }
-    return json_response(created, 201)
+    shown, created = put_tenant(services.registry, services.audit, master_key, tenant_id, change)
+    return json_response(shown, 201 if created else 200)
 
 
 @bp.function_name("manage_datasets")

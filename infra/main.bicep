@@ -71,6 +71,9 @@ param travelSpeedKmh int = 900
 @maxValue(48)
 param travelWindowHours int = 2
 
+@description('Comma-separated host patterns (* and ?) a registered organisation\'s Dynamics 365 URL must match.')
+param dynamicsHostPatterns string = '*.crm.dynamics.com,*.crm?.dynamics.com,*.crm??.dynamics.com'
+
 @description('Most instances the app scales out to (cost cap).')
 @minValue(40)
 @maxValue(1000)
@@ -189,6 +192,7 @@ var packcloudSettings = {
   PACKCLOUD_GEO_CITY_DB_PATH: geoCityDbPath
   PACKCLOUD_TRAVEL_SPEED_KMH: string(travelSpeedKmh)
   PACKCLOUD_TRAVEL_WINDOW_HOURS: string(travelWindowHours)
+  PACKCLOUD_DYNAMICS_HOST_PATTERNS: dynamicsHostPatterns
 }
 
 module functionApp 'modules/function-app.bicep' = {

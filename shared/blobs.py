@@ -16,6 +16,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared.errors import StorageUnavailable
+from shared.identity import app_credential
 from shared.settings import Settings
 
 REGISTRY = "registry"
@@ -61,10 +62,7 @@ def make_service_client(settings: Settings, transport: CountingTransport) -> Blo
         return BlobServiceClient.from_connection_string(
             settings.storage_connection_string.get_secret_value(), **options
         )
-    from azure.identity import DefaultAzureCredential
-
-    credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
-    return BlobServiceClient(str(settings.storage_account_url), credential=credential, **options)
+    return BlobServiceClient(str(settings.storage_account_url), credential=app_credential(settings), **options)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from shared.ids import check_id, new_record_id
 from shared.keys import subject_hash
 from shared.models import Capability, DatasetDoc, Record, Tenant
 from shared.registry import Registry
-from shared.settings import Settings
+from shared.settings import Region, Settings
 
 JSON = ContentSettings(content_type="application/json")
 # A record that took longer than this to commit is withdrawn (503, the caller retries): so every record
@@ -72,6 +72,7 @@ class CaptureStore:
         check_id("dataset", dataset_id)
         tenant = self._registry.get_tenant(tenant_id)
         if tenant is None:
+            self.misdirect_unknown(tenant_id)
             raise NotFound("unknown_tenant", "no such tenant in this deployment")
         self.require_home(tenant)
         dataset = self._registry.get_dataset(tenant_id, dataset_id)
@@ -81,13 +82,22 @@ class CaptureStore:
 
     def require_home(self, tenant: Tenant) -> None:
         if tenant.region != self._settings.region:
-            base_url = self._settings.region_urls.get(tenant.region)
-            raise Misdirected(
-                "misdirected",
-                f"this tenant's data is kept in region {tenant.region}; send the request there",
-                region=tenant.region,
-                base_url=str(base_url) if base_url else None,
-            )
+            raise self._misdirected(tenant.region)
+
+    def misdirect_unknown(self, tenant_id: str) -> None:
+        """A tenant unknown here that this (home) deployment registered in another region: 421, to go there."""
+        region = self._registry.registered_region(tenant_id)
+        if region is not None and region != self._settings.region:
+            raise self._misdirected(region)
+
+    def _misdirected(self, region: Region) -> Misdirected:
+        base_url = self._settings.region_urls.get(region)
+        return Misdirected(
+            "misdirected",
+            f"this tenant's data is kept in region {region}; send the request there",
+            region=region,
+            base_url=str(base_url) if base_url else None,
+        )
 
     def capture(
         self,

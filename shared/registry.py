@@ -14,7 +14,7 @@ from typing import TypeVar
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 from cachetools import TTLCache
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from shared.blobs import RECORDS, REGISTRY, STATE, Storage, tag_filter
 from shared.clock import Clock
@@ -55,6 +55,19 @@ def dataset_blob(tenant: str, dataset: str) -> str:
     return f"datasets/{tenant}/{dataset}.json"
 
 
+def registration_blob(tenant: str) -> str:
+    """A pack registration, kept by the home deployment only (shared/registration.py)."""
+    return f"registrations/{tenant}.json"
+
+
+class _Registered(BaseModel):
+    """The one fact of a registration every request may need: the region its tenant is homed in."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    region: Region
+
+
 class Registry:
     def __init__(self, storage: Storage, clock: Clock, region: Region, cache_ttl_seconds: float) -> None:
         self._storage = storage
@@ -72,6 +85,17 @@ class Registry:
 
     def get_dataset(self, tenant: str, dataset: str) -> DatasetDoc | None:
         return self._cached(dataset_blob(tenant, dataset), DatasetDoc)
+
+    def registered_region(self, tenant: str) -> Region | None:
+        """Where a tenant unknown here is homed, when this is the home deployment that registered it."""
+        registered = self._cached(registration_blob(tenant), _Registered)
+        return registered.region if registered is not None else None
+
+    def forget_registration(self, tenant: str) -> None:
+        """After the registration engine changed it: the next read goes to storage."""
+        if self._cache is not None:
+            with self._lock:
+                self._cache.pop(registration_blob(tenant), None)
 
     def list_tenants(self) -> list[Tenant]:
         """Every tenant of this deployment, read afresh (the purge and reports; not a hot path)."""

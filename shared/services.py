@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 from shared.audit import AuditLog
 from shared.blobs import Storage
@@ -13,8 +14,11 @@ from shared.capture_counts import CaptureCounts
 from shared.clock import Clock, SystemClock
 from shared.geo import Locator
 from shared.geologin import GeoLogins
+from shared.provisioning import Provisioner
 from shared.purge import Purger
+from shared.registration import Registrations, RegistrationStore
 from shared.registry import Registry
+from shared.secrets import secret_store
 from shared.settings import Settings, get_settings
 from shared.webform import FormIntake
 
@@ -42,6 +46,14 @@ class Services:
         forms = FormIntake(capture, storage, settings, clock)
         geologins = GeoLogins(capture, storage, Locator(settings.geo_city_db_path), settings, clock)
         return cls(settings, clock, storage, registry, capture, audit, counts, forms, geologins)
+
+    @cached_property
+    def registrations(self) -> Registrations:
+        """The registration engine of the home deployment, built on first use."""
+        secrets = secret_store(self.settings)
+        provisioner = Provisioner(self.settings, self.registry, self.audit, secrets)
+        store = RegistrationStore(self.storage, self.registry)
+        return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
 
     def purger(self, budget_s: float | None = None) -> Purger:
         options = {} if budget_s is None else {"budget_s": budget_s}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -23,6 +24,8 @@ REGIONS: tuple[Region, ...] = ("us", "br", "eu", "ea")
 Role = Literal["regional", "registration"]
 
 ENV_PREFIX = "PACKCLOUD_"
+# Dynamics 365 online hosts: crm.dynamics.com (North America), crm2 ... crm21 (the other geographies).
+DYNAMICS_HOST_PATTERNS = ("*.crm.dynamics.com", "*.crm?.dynamics.com", "*.crm??.dynamics.com")
 
 
 class SettingsError(RuntimeError):
@@ -92,11 +95,27 @@ class Settings(BaseSettings):
         description="Where coordinates are unknown: a country change within this many hours is impossible travel.",
     )
 
+    local_secrets_path: Path = Field(
+        default=Path(".state/secrets.json"),
+        description="Local development only, where Key Vault is not set: the private (0600) file of secrets.",
+    )
+    dynamics_host_patterns: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DYNAMICS_HOST_PATTERNS,
+        description="Comma-separated host patterns (* and ?) a registered organisation's Dynamics 365 URL must match.",
+    )
+
     @field_validator("role", mode="before")
     @classmethod
     def _split_roles(cls, value: object) -> object:
         if isinstance(value, str):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("dynamics_host_patterns", mode="before")
+    @classmethod
+    def _split_patterns(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip().lower() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("trusted_proxies", mode="before")

@@ -20,7 +20,14 @@ class Access:
 def tenant_access(
     services: Services, tenant_id: str, authorization: str | None, dataset_id: str | None = None
 ) -> Access:
-    """Key first (401/403), then region (421, nothing read or written), then the dataset (404)."""
+    """Key first (401/403), then region (421, nothing read or written), then the dataset (404).
+
+    A tenant this deployment does not hold but registered elsewhere (the home deployment) is a 421 at once:
+    its key can only be checked where it is homed.
+    """
+    check_id("tenant", tenant_id)
+    if services.registry.get_tenant(tenant_id) is None:
+        services.capture.misdirect_unknown(tenant_id)
     tenant = authenticate_tenant(services.registry, tenant_id, authorization)
     services.capture.require_home(tenant)
     if dataset_id is None:

@@ -11,9 +11,20 @@ HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head"}
 
 
 def registered() -> set[tuple[str, str]]:
-    import function_app
+    """Every route of the app in any role: the registration routes exist in the home deployment only."""
+    import azure.functions as func
 
-    return {("/" + route.route, method.upper()) for route in http_routes(function_app.app) for method in route.methods}
+    import function_app
+    from functions import registration
+
+    apps = [function_app.app]
+    if "registration" not in function_app.settings.role:
+        home_only = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+        home_only.register_functions(registration.bp)
+        apps.append(home_only)
+    return {
+        ("/" + route.route, method.upper()) for app in apps for route in http_routes(app) for method in route.methods
+    }
 
 
 def documented() -> set[tuple[str, str]]:

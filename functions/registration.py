@@ -1,0 +1,39 @@
+"""The registration engine (home deployment only: served where the `role` setting includes `registration`).
+
+POST       /api/registrations            (function key) register a pack: 201 with the tenant's keys, or 200 updated
+GET/DELETE /api/registrations/{tenant}   (function key) show (never a secret), or deregister
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import handles_errors, json_response
+from shared.bodies import parse_json_object, validate_model
+from shared.registration import RegistrationIn
+from shared.services import get_services
+
+bp = func.Blueprint()
+
+
+@bp.function_name("registration_create")
+@bp.route(route="registrations", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def registration_create(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
+    request = validate_model(RegistrationIn, body, "invalid_registration", "registration")
+    status, answer = services.registrations.register(request)
+    return json_response(answer, status)
+
+
+@bp.function_name("registration_item")
+@bp.route(route="registrations/{tenant}", methods=["GET", "DELETE"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def registration_item(req: func.HttpRequest) -> func.HttpResponse:
+    registrations = get_services().registrations
+    tenant = req.route_params.get("tenant", "")
+    if req.method == "DELETE":
+        registrations.deregister(tenant)
+        return func.HttpResponse(status_code=204)
+    return json_response(registrations.get(tenant))

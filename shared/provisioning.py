@@ -1,0 +1,99 @@
+"""Creating and deleting a tenant in the region the customer chose, from the home deployment.
+
+The home deployment's own region is served in process; every other region through its manage API, with
+that deployment's function key read from the secret store (`packcloud-region-<code>-function-key`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from shared.audit import AuditLog
+from shared.errors import StorageUnavailable
+from shared.models import TenantIn
+from shared.registry import Registry
+from shared.secrets import SecretStore, region_key_secret_name
+from shared.settings import Region, Settings
+from shared.tenants import delete_tenant, put_tenant
+
+log = logging.getLogger("packcloud.provisioning")
+TIMEOUT_S = (5, 15)  # connect, read
+
+
+class RegionUnavailable(StorageUnavailable):
+    def __init__(self, region: str) -> None:
+        super().__init__(f"the deployment of region {region} is unavailable, retry later", retry_after=10)
+
+
+@dataclass(frozen=True)
+class TenantKeys:
+    api_key: str
+    signing_key: str
+
+
+class Provisioner:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        audit: AuditLog,
+        secrets: SecretStore,
+        session: requests.Session | None = None,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._audit = audit
+        self._secrets = secrets
+        self._session = session or requests.Session()
+
+    def create_fresh(self, region: Region, tenant: str, name: str) -> TenantKeys:
+        """A new tenant with new keys; one left by an attempt that never handed its keys out is replaced
+        (nobody held its keys, so it holds nothing)."""
+        created = self._put(region, tenant, name)
+        if created is None:
+            self.delete(region, tenant)
+            created = self._put(region, tenant, name)
+        if created is None:
+            raise RegionUnavailable(region)
+        return TenantKeys(api_key=created["api_key"], signing_key=created["signing_key"])
+
+    def update(self, region: Region, tenant: str, name: str) -> None:
+        self._put(region, tenant, name)
+
+    def delete(self, region: Region, tenant: str) -> bool:
+        if region == self._settings.region:
+            return delete_tenant(self._registry, self._audit, tenant)
+        answer = self._call(region, "DELETE", tenant)
+        return answer.status_code == 204
+
+    def _put(self, region: Region, tenant: str, name: str) -> dict[str, Any] | None:
+        """The created tenant's answer with its keys, or None when it already existed (and was updated)."""
+        change = TenantIn(region=region, name=name)
+        if region == self._settings.region:
+            master = self._settings.master_key.get_secret_value()
+            shown, created = put_tenant(self._registry, self._audit, master, tenant, change)
+            return shown if created else None
+        answer = self._call(region, "PUT", tenant, change.model_dump(exclude_none=True))
+        return answer.json() if answer.status_code == 201 else None
+
+    def _call(self, region: Region, method: str, tenant: str, body: dict[str, Any] | None = None) -> requests.Response:
+        base_url = self._settings.region_urls.get(region)
+        key = self._secrets.get(region_key_secret_name(region))
+        if base_url is None or key is None:
+            log.error("region %s is not configured for provisioning (URL or function key missing)", region)
+            raise RegionUnavailable(region)
+        url = f"{str(base_url).rstrip('/')}/manage/tenants/{tenant}"
+        try:
+            answer = self._session.request(method, url, json=body, headers={"x-functions-key": key}, timeout=TIMEOUT_S)
+        except requests.RequestException as error:
+            log.warning("region %s did not answer %s: %s", region, method, type(error).__name__)
+            raise RegionUnavailable(region) from None
+        expected = {"PUT": (200, 201), "DELETE": (204, 404)}[method]
+        if answer.status_code not in expected:
+            log.warning("region %s answered %s to %s of a tenant", region, answer.status_code, method)
+            raise RegionUnavailable(region)
+        return answer

@@ -1,0 +1,344 @@
+"""The registration engine: a pack installed in Dynamics 365 registers with the home deployment.
+
+The home deployment keeps the registration (who installed which pack, for which organisation, in which
+region), puts the pack's credentials in the secret store (the registration keeps only their names), and
+creates the tenant in the one region the customer chose, through that region's manage API. All captured
+data lives there; the home deployment holds no captured record of a tenant homed elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import hmac
+import json
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, SecretStr
+
+from shared.audit import AuditLog
+from shared.blobs import REGISTRY, Storage
+from shared.capture import JSON
+from shared.clock import Clock
+from shared.errors import Conflict, NotFound, StorageUnavailable, Unprocessable
+from shared.fieldtypes import InvalidValue, normalise
+from shared.ids import check_id
+from shared.keys import derive_key
+from shared.provisioning import Provisioner
+from shared.registry import Registry, registration_blob
+from shared.secrets import MAX_SECRET_VALUE, SecretStore, tenant_secret_name
+from shared.settings import Region, Settings
+
+# The packs PackCloud serves; a later pack adds its name here (and to openapi.yaml).
+Pack = Literal["webtraffic", "email", "webform", "surveyplus", "autonumber", "geolog"]
+CREDENTIAL_NAME = re.compile(r"^[a-z](?:-?[a-z0-9]){0,39}$")
+MAX_CREDENTIALS = 20
+# A registration left half-done (the home instance stopped) may be taken over after this long.
+PROVISIONING_TIMEOUT = timedelta(seconds=60)
+
+
+def _phone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(normalise("phone", value))
+    except InvalidValue as reason:
+        raise ValueError(str(reason)) from None
+
+
+def _credentials(value: dict[str, SecretStr] | None) -> dict[str, SecretStr] | None:
+    if value is None:
+        return None
+    if len(value) > MAX_CREDENTIALS:
+        raise ValueError(f"at most {MAX_CREDENTIALS} credentials")
+    for name, secret in value.items():
+        if not CREDENTIAL_NAME.fullmatch(name):
+            raise ValueError("a credential name has 1 to 40 lower-case letters, digits or single '-', from a letter")
+        if not 1 <= len(secret.get_secret_value()) <= MAX_SECRET_VALUE:
+            raise ValueError(f"a credential value has 1 to {MAX_SECRET_VALUE} characters")
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Contact(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    phone: Annotated[str | None, AfterValidator(_phone)] = None
+
+
+class Organization(Strict):
+    name: str = Field(min_length=1, max_length=200, description="the Dynamics 365 instance name")
+    id: UUID = Field(description="the organisation's unique id")
+    users: int = Field(ge=1, le=10_000_000)
+    url: str = Field(min_length=8, max_length=2048)
+
+
+class RegistrationIn(Strict):
+    pack: Pack
+    contact: Contact
+    organization: Organization
+    region: Region
+    credentials: Annotated[dict[str, SecretStr] | None, AfterValidator(_credentials)] = None
+
+
+class Registration(BaseModel):
+    """As stored (home deployment, `registry/registrations/{tenant}.json`): credential names, never values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant: str
+    status: Literal["provisioning", "active"]
+    pack: Pack
+    contact: Contact
+    organization: Organization
+    region: Region
+    credentials: dict[str, str] = Field(default_factory=dict, description="credential name -> secret name")
+    created_at: datetime
+    updated_at: datetime
+
+    def public(self, base_url: str | None) -> dict[str, Any]:
+        shown = self.model_dump(mode="json", exclude={"credentials", "status"})
+        return {**shown, "credentials": sorted(self.credentials), "base_url": base_url}
+
+
+def registration_tenant_id(master_key: str, organization: UUID, pack: str) -> str:
+    """One tenant per organisation and pack, whatever the number of attempts: re-registering finds it."""
+    key = derive_key(master_key, "registration", "-")
+    digest = hmac.new(key, f"{organization}|{pack}".encode(), hashlib.sha256).hexdigest()
+    return f"r-{digest[:20]}"
+
+
+def dynamics_url(url: str, patterns: tuple[str, ...]) -> str:
+    """The organisation's URL as `https://host/`, when its host is a Dynamics 365 host; else ValueError."""
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or not host or parts.username or parts.password or port not in (None, 443):
+        raise ValueError("must be an https URL of the organisation")
+    if not any(fnmatch.fnmatchcase(host, pattern) for pattern in patterns):
+        raise ValueError(f"must be on a Dynamics 365 host ({', '.join(patterns)})")
+    return f"https://{host}/"
+
+
+class RegistrationStore:
+    def __init__(self, storage: Storage, registry: Registry) -> None:
+        self._storage = storage
+        self._registry = registry
+
+    def get(self, tenant: str) -> tuple[Registration | None, str | None]:
+        try:
+            download = self._storage.container(REGISTRY).download_blob(registration_blob(tenant))
+            return Registration.model_validate(json.loads(download.readall())), str(download.properties.etag)
+        except ResourceNotFoundError:
+            return None, None
+        except AzureError:
+            raise StorageUnavailable() from None
+
+    def put(self, doc: Registration, etag: str | None) -> str:
+        """Create (etag None: only if absent) or replace (only if unchanged since read); Conflict otherwise."""
+        client = self._storage.container(REGISTRY).get_blob_client(registration_blob(doc.tenant))
+        condition: dict[str, Any] = (
+            {"overwrite": False}
+            if etag is None
+            else {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+        )
+        try:
+            written = client.upload_blob(doc.model_dump_json().encode(), content_settings=JSON, **condition)
+        except (ResourceExistsError, ResourceModifiedError):
+            raise _in_progress() from None
+        except AzureError:
+            raise StorageUnavailable() from None
+        finally:
+            self._registry.forget_registration(doc.tenant)
+        return str(written["etag"])
+
+    def release(self, tenant: str, etag: str) -> None:
+        """Best effort: drop a claim this attempt made, unless someone changed it since."""
+        client = self._storage.container(REGISTRY).get_blob_client(registration_blob(tenant))
+        with contextlib.suppress(AzureError):
+            client.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+        self._registry.forget_registration(tenant)
+
+    def delete(self, tenant: str) -> None:
+        try:
+            self._storage.container(REGISTRY).delete_blob(registration_blob(tenant))
+        except ResourceNotFoundError:
+            pass
+        except AzureError:
+            raise StorageUnavailable() from None
+        finally:
+            self._registry.forget_registration(tenant)
+
+
+def _in_progress() -> Conflict:
+    error = Conflict("registration_in_progress", "the same registration is being changed, retry shortly")
+    error.headers["Retry-After"] = "2"
+    return error
+
+
+class Registrations:
+    def __init__(
+        self,
+        store: RegistrationStore,
+        secrets: SecretStore,
+        provisioner: Provisioner,
+        audit: AuditLog,
+        settings: Settings,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._secrets = secrets
+        self._provisioner = provisioner
+        self._audit = audit
+        self._settings = settings
+        self._clock = clock
+
+    def register(self, request: RegistrationIn) -> tuple[int, dict[str, Any]]:
+        """201 with the tenant's keys (the only time they are shown), or 200 for a registration updated."""
+        organization = self._checked(request)
+        base_url = self._base_url(request.region)
+        tenant = registration_tenant_id(self._settings.master_key.get_secret_value(), organization.id, request.pack)
+        existing, etag = self._store.get(tenant)
+        now = self._clock.now()
+        if existing is not None and existing.status == "active":
+            return 200, self._update(existing, etag, request, organization, base_url)
+        if existing is not None and now - existing.updated_at < PROVISIONING_TIMEOUT:
+            raise _in_progress()
+        # New, or an attempt that stopped half-way: claim it, then create the tenant afresh in its region.
+        claim = Registration(
+            tenant=tenant,
+            status="provisioning",
+            pack=request.pack,
+            contact=request.contact,
+            organization=organization,
+            region=request.region,
+            created_at=existing.created_at if existing else now,
+            updated_at=now,
+        )
+        etag = self._store.put(claim, etag)
+        try:
+            keys = self._provisioner.create_fresh(request.region, tenant, organization.name)
+            credentials = self._keep_credentials(tenant, request.credentials, {})
+        except Exception:
+            # Nothing of a failed attempt is kept here; a tenant it created in the region is replaced on retry.
+            self._store.release(tenant, etag)
+            raise
+        done = claim.model_copy(
+            update={"status": "active", "credentials": credentials, "updated_at": self._clock.now()}
+        )
+        self._store.put(done, etag)
+        self._audit.append(
+            tenant,
+            "registration",
+            change="created",
+            pack=request.pack,
+            region=request.region,
+            credentials=len(credentials),
+        )
+        return 201, {**done.public(base_url), "api_key": keys.api_key, "signing_key": keys.signing_key}
+
+    def _update(
+        self,
+        existing: Registration,
+        etag: str | None,
+        request: RegistrationIn,
+        organization: Organization,
+        base_url: str,
+    ) -> dict[str, Any]:
+        if existing.region != request.region:
+            raise Conflict(
+                "region_change",
+                f"this organisation's pack is registered in region {existing.region}; its data stays there. "
+                "Deregister it first to choose another region",
+            )
+        self._provisioner.update(existing.region, existing.tenant, organization.name)
+        credentials = self._keep_credentials(existing.tenant, request.credentials, existing.credentials)
+        updated = existing.model_copy(
+            update={
+                "contact": request.contact,
+                "organization": organization,
+                "credentials": credentials,
+                "updated_at": self._clock.now(),
+            }
+        )
+        self._store.put(updated, etag)
+        facts = {"pack": request.pack, "region": existing.region, "credentials": len(credentials)}
+        self._audit.append(existing.tenant, "registration", change="updated", **facts)
+        return updated.public(base_url)
+
+    def get(self, tenant: str) -> dict[str, Any]:
+        doc = self._require(tenant)
+        return doc.public(self._region_url(doc.region))
+
+    def deregister(self, tenant: str) -> None:
+        """Secrets, then the tenant in its region (with all its data there), then the registration; the audit
+        entries stay. Each step can be repeated, so a deregistration that failed half-way is simply retried."""
+        doc = self._require(tenant)
+        for secret in doc.credentials.values():
+            self._secrets.delete(secret)
+        self._provisioner.delete(doc.region, tenant)
+        self._store.delete(tenant)
+        facts = {"pack": doc.pack, "region": doc.region, "credentials": len(doc.credentials)}
+        self._audit.append(tenant, "registration", change="deleted", **facts)
+
+    def _require(self, tenant: str) -> Registration:
+        check_id("tenant", tenant)
+        doc, _ = self._store.get(tenant)
+        if doc is None:
+            raise NotFound("unknown_registration", "no registration with this tenant id")
+        return doc
+
+    def _checked(self, request: RegistrationIn) -> Organization:
+        try:
+            url = dynamics_url(request.organization.url, self._settings.dynamics_host_patterns)
+        except ValueError as reason:
+            raise Unprocessable(
+                "invalid_registration",
+                f"invalid registration: organization.url: {reason}",
+                errors=[{"field": "organization.url", "reason": str(reason)}],
+            ) from None
+        return request.organization.model_copy(update={"url": url})
+
+    def _region_url(self, region: Region) -> str | None:
+        url = self._settings.region_urls.get(region)
+        return str(url) if url else None
+
+    def _base_url(self, region: Region) -> str:
+        url = self._region_url(region)
+        if url is None:
+            reason = "no PackCloud deployment of this installation serves this region"
+            raise Unprocessable(
+                "invalid_registration",
+                f"invalid registration: region: {reason}",
+                errors=[{"field": "region", "reason": reason}],
+            )
+        return url
+
+    def _keep_credentials(
+        self, tenant: str, given: dict[str, SecretStr] | None, stored: dict[str, str]
+    ) -> dict[str, str]:
+        """Given credentials replace the stored set (secrets of names no longer given are deleted)."""
+        if given is None:
+            return dict(stored)
+        kept = {}
+        for name, value in given.items():
+            secret = tenant_secret_name(tenant, f"cred-{name}")
+            self._secrets.set(secret, value.get_secret_value())
+            kept[name] = secret
+        for name, secret in stored.items():
+            if name not in kept:
+                self._secrets.delete(secret)
+        return kept

@@ -1,0 +1,140 @@
+"""Secrets: Azure Key Vault in Azure, a private file for local development; one small interface for both.
+
+Registrations keep only a secret's reference (its name), never its value. Values never reach a log, an
+error or a blob: this module logs nothing, and its errors name the operation, not the secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+from shared.errors import StorageUnavailable
+from shared.identity import app_credential
+from shared.settings import Settings
+
+# Key Vault secret names: letters, digits and '-', at most 127 characters.
+SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+MAX_SECRET_VALUE = 4096
+
+
+class SecretsUnavailable(StorageUnavailable):
+    def __init__(self, operation: str) -> None:
+        super().__init__(f"the secret store could not {operation} a secret, retry later")
+
+
+class SecretStore(Protocol):
+    def set(self, name: str, value: str) -> None: ...
+    def get(self, name: str) -> str | None: ...
+    def delete(self, name: str) -> bool: ...
+
+
+def check_secret_name(name: str) -> str:
+    if not SECRET_NAME.fullmatch(name):
+        raise ValueError("a secret name has 1 to 127 letters, digits or '-'")
+    return name
+
+
+def tenant_secret_name(tenant: str, purpose: str) -> str:
+    """`pc-<tenant>--<purpose>`: the double dash keeps tenant and purpose apart (ids never hold '--' twice)."""
+    return check_secret_name(f"pc-{tenant}--{purpose}")
+
+
+def region_key_secret_name(region: str) -> str:
+    """The function key of a region's deployment, which the home deployment uses to provision tenants there."""
+    return check_secret_name(f"packcloud-region-{region}-function-key")
+
+
+class KeyVaultSecrets:
+    """Azure Key Vault through `azure-keyvault-secrets`, authenticated with the app's managed identity."""
+
+    def __init__(self, vault_url: str, credential: Any, **client_options: Any) -> None:
+        from azure.keyvault.secrets import SecretClient
+
+        self._client = SecretClient(vault_url=vault_url, credential=credential, **client_options)
+
+    def set(self, name: str, value: str) -> None:
+        try:
+            self._client.set_secret(check_secret_name(name), value, content_type="text/plain")
+        except AzureError:
+            raise SecretsUnavailable("store") from None
+
+    def get(self, name: str) -> str | None:
+        try:
+            return self._client.get_secret(check_secret_name(name)).value
+        except ResourceNotFoundError:
+            return None
+        except AzureError:
+            raise SecretsUnavailable("read") from None
+
+    def delete(self, name: str) -> bool:
+        """Deletes the secret: with purge protection on (infra/), Key Vault keeps it recoverable, disabled,
+        for its soft-delete period, and nobody can read it unless it is recovered."""
+        try:
+            self._client.begin_delete_secret(check_secret_name(name))
+        except ResourceNotFoundError:
+            return False
+        except AzureError:
+            raise SecretsUnavailable("delete") from None
+        return True
+
+
+class LocalSecrets:
+    """Local development only: a JSON file readable by its owner alone (mode 0600), in the ignored .state/."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+
+    def _load(self) -> dict[str, str]:
+        try:
+            return dict(json.loads(self._path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return {}
+
+    def _save(self, values: dict[str, str]) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Written to a private temporary file, then renamed: never a moment with the secrets world-readable.
+        handle, temporary = tempfile.mkstemp(dir=self._path.parent, prefix=".secrets-")
+        try:
+            os.fchmod(handle, 0o600)
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(values, out)
+            os.replace(temporary, self._path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+
+    def set(self, name: str, value: str) -> None:
+        with self._lock:
+            values = self._load()
+            values[check_secret_name(name)] = value
+            self._save(values)
+
+    def get(self, name: str) -> str | None:
+        with self._lock:
+            return self._load().get(check_secret_name(name))
+
+    def delete(self, name: str) -> bool:
+        with self._lock:
+            values = self._load()
+            found = values.pop(check_secret_name(name), None) is not None
+            if found:
+                self._save(values)
+            return found
+
+
+def secret_store(settings: Settings) -> SecretStore:
+    """Key Vault when its URL is set (Azure); else the local file."""
+    if settings.key_vault_url is not None:
+        return KeyVaultSecrets(str(settings.key_vault_url), app_credential(settings))
+    return LocalSecrets(settings.local_secrets_path)
