@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 CHECKOV := .venv-checkov/bin/checkov
 REGION ?=
 
-.PHONY: run test lint bench deps chromium checkov deploy clean
+.PHONY: run test lint bench fuzz load deps chromium checkov deploy clean
 
 deps: $(PY_STAMP) $(NODE_STAMP)
 
@@ -47,6 +47,10 @@ test: deps chromium checkov lint
 
 bench: deps
 	$(PY) -m bench
+
+# The long fuzz run (make test runs a bounded one): 1,000 generated requests per route, each with valid and wrong keys.
+fuzz: deps
+	PACKCLOUD_FUZZ_EXAMPLES=$${PACKCLOUD_FUZZ_EXAMPLES:-1000} $(PY) -m pytest -q tests/test_fuzz.py
 
 deploy:
 	@test -n "$(REGION)" || { echo "usage: make deploy REGION=us|br|eu|ea"; exit 2; }

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -21,7 +21,7 @@ from shared.blobs import RECORDS, Storage
 from shared.capture import COMMIT_DEADLINE, record_blob
 from shared.clock import Clock
 from shared.errors import StorageUnavailable
-from shared.ids import is_record_id
+from shared.ids import is_record_id, record_id_time
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -36,10 +36,6 @@ class Page:
     records: list[dict[str, Any]]
     next_cursor: str | None
     more: bool
-
-
-def id_time(record_id: str) -> datetime:
-    return datetime.strptime(record_id.split("-", 1)[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
 
 
 class Delivery:
@@ -85,14 +81,14 @@ class Delivery:
         if cursor is None:
             prefixes = [base]
         else:
-            day, last = id_time(cursor).date(), horizon.date()
+            day, last = record_id_time(cursor).date(), horizon.date()
             prefixes = [f"{base}{day + timedelta(days=n):%Y%m%d}" for n in range((last - day).days + 1)]
         for prefix in prefixes:
             for blob in container.list_blobs(name_starts_with=prefix):
                 record_id = blob.name[len(base) :].removesuffix(".json")
                 if not is_record_id(record_id) or (cursor is not None and record_id <= cursor):
                     continue
-                if id_time(record_id) > horizon:
+                if record_id_time(record_id) > horizon:
                     return
                 yield blob.name
 

@@ -33,5 +33,16 @@ def new_record_id(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(8)
 
 
+def record_id_time(record_id: str) -> datetime:
+    """The capture time an id begins with; ValueError when it is not a real time (month 45, say)."""
+    return datetime.strptime(record_id.split("-", 1)[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+
+
 def is_record_id(value: object) -> bool:
-    return isinstance(value, str) and _RECORD_ID.fullmatch(value) is not None
+    if not isinstance(value, str) or _RECORD_ID.fullmatch(value) is None:
+        return False
+    try:
+        record_id_time(value)
+    except ValueError:
+        return False
+    return True

@@ -16,7 +16,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -25,7 +25,7 @@ from shared.audit import SYSTEM, AuditLog
 from shared.blobs import RECORDS, STATE, Storage
 from shared.clock import Clock, tag_time
 from shared.errors import StorageUnavailable
-from shared.ids import is_record_id
+from shared.ids import is_record_id, record_id_time
 from shared.registry import Registry
 
 DEFAULT_BUDGET_S = 240.0  # well inside the 5-minute function timeout of host.json
@@ -81,9 +81,8 @@ def split_record_name(name: str) -> tuple[str, str] | None:
 
 def record_time(name: str) -> datetime | None:
     """Capture time from a record blob name (ids start with the UTC capture time)."""
-    stem = name.rsplit("/", 1)[-1].split("-", 1)[0]
     try:
-        return datetime.strptime(stem, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+        return record_id_time(name.rsplit("/", 1)[-1])
     except ValueError:
         return None
 

@@ -11,9 +11,8 @@ from azure.core.exceptions import AzureError
 from shared.audit import SYSTEM, AuditLog
 from shared.blobs import RECORDS, Storage
 from shared.clock import Clock
-from shared.delivery import id_time
 from shared.errors import StorageUnavailable
-from shared.ids import is_record_id
+from shared.ids import is_record_id, record_id_time
 from shared.models import Tenant
 from shared.registry import Registry
 
@@ -29,7 +28,7 @@ def processing_record(
         for doc in registry.list_datasets(tenant.id):
             names = container.list_blobs(name_starts_with=f"{tenant.id}/{doc.id}/")
             ids = [i for blob in names if is_record_id(i := blob.name.rsplit("/", 1)[-1].removesuffix(".json"))]
-            oldest = min((id_time(record_id) for record_id in ids), default=None)
+            oldest = min((record_id_time(record_id) for record_id in ids), default=None)
             datasets.append(
                 {
                     "dataset": doc.id,
