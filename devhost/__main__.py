@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -45,7 +46,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="folder with host.json and the app")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("DEVHOST_LOG_LEVEL", "warning"),
+        choices=["debug", "info", "warning", "error"],
+        help="of the host and of the app's loggers (default: DEVHOST_LOG_LEVEL, else warning)",
+    )
     args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     root = args.root.resolve()
     load_local_settings(root)
     function_key, master_key = required("DEVHOST_FUNCTION_KEY"), required("DEVHOST_MASTER_KEY")
@@ -65,7 +73,7 @@ def main(argv: list[str]) -> int:
         port=args.port,
         access_log=False,
         proxy_headers=False,
-        log_level="warning",
+        log_level=args.log_level,
         lifespan="on",
     )
     return 0

@@ -20,6 +20,7 @@ from devhost.routes import HttpRoute, TimerFunction
 from devhost.timers import TimerRunner
 
 MAX_BODY_BYTES = 100 * 1024 * 1024  # the Azure Functions host's own request limit
+MAX_HEADER_BYTES = 32 * 1024  # Kestrel's MaxRequestHeadersTotalSize, which the Functions host runs on: a 431
 WORKER_THREADS = 32
 
 log = logging.getLogger("devhost")
@@ -98,6 +99,8 @@ class FunctionHost:
         query: dict[str, str] = {}
         for name, value in parse_qsl(query_string, keep_blank_values=True):
             query.setdefault(name, value)  # the first value of a repeated name, as the Functions host does
+        if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEADER_BYTES:
+            return _json(431, "headers_too_large", f"the request headers are larger than {MAX_HEADER_BYTES} bytes")
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
             key = name.decode("latin-1").lower()
