@@ -8,13 +8,17 @@ import platform
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
 from devenv.azurite import ROOT, Azurite, free_port, start_azurite
 from devenv.local_host import start_local_host, stop_local_host
+from shared.blobs import CountingTransport
 from shared.services import Services
 from shared.settings import Settings
 
@@ -104,6 +108,25 @@ def run_concurrently(make_worker: Callable[[], Callable[[], None]], clients: int
     if errors:
         raise errors[0]
     return Load(len(latencies), elapsed, latencies)
+
+
+def raw_upload_rate(
+    connection_string: str, upload: Callable[[ContainerClient], None], clients: int, per_client: int
+) -> float:
+    """The baseline: `upload` called with the raw SDK on a fresh container, by `clients` threads."""
+    service = BlobServiceClient.from_connection_string(connection_string, transport=CountingTransport())
+    container = service.get_container_client("raw-" + uuid.uuid4().hex[:8])
+    container.create_container()
+    return run_concurrently(lambda: lambda: upload(container), clients, per_client).rate
+
+
+def upload_record(body: bytes, tags: dict[str, str]) -> Callable[[ContainerClient], None]:
+    """One Put Blob of a record's bytes with its index tags, under a new name: what a capture sends."""
+
+    def upload(container: ContainerClient) -> None:
+        container.upload_blob(f"raw/{uuid.uuid4().hex}.json", body, tags=tags)
+
+    return upload
 
 
 def write_results(key: str, values: dict[str, object]) -> None:

@@ -19,10 +19,16 @@ import time
 import uuid
 
 import httpx
-from azure.storage.blob import BlobServiceClient
 
-from bench.common import in_process_services, local_stack, run_concurrently, write_results
-from shared.blobs import CountingTransport
+from bench.common import (
+    in_process_services,
+    local_stack,
+    raw_upload_rate,
+    run_concurrently,
+    upload_record,
+    write_results,
+)
+from devenv.demo import demo_signins_dataset
 from shared.geo import Locator, parse_ip
 from shared.geologin import SignInRequest
 
@@ -33,21 +39,6 @@ USERS = 400
 LOOKUPS = 200_000
 # Public addresses of several registries' blocks: the lookups walk different parts of the table.
 ADDRESSES = ["193.0.6.139", "8.8.8.8", "1.0.16.1", "200.160.2.3", "129.240.2.3", "2001:67c:2e8::1", "139.130.4.5"]
-SIGNINS = {
-    "capability": "geologin",
-    "purpose": "Security monitoring of user sign-ins",
-    "legal_basis": "legitimate_interest",
-    "retention_days": 30,
-    "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
-    "subject_field": "user_id",
-    "fields": [
-        {"name": "user_id", "type": "string", "required": True},
-        {"name": "signed_in_at", "type": "datetime", "personal": False},
-        {"name": "country", "type": "string"},
-        {"name": "ip", "type": "ip"},
-        {"name": "user_agent", "type": "string"},
-    ],
-}
 USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0"
 
 
@@ -77,7 +68,6 @@ def sample_record_bytes() -> bytes:
             "signed_in_at": "2026-11-23T10:00:00Z",
             "country": "NL",
             "ip": "193.0.6.0",
-            "user_agent": USER_AGENT,
         },
         "dropped_fields": 0,
         "meta": {},
@@ -87,22 +77,16 @@ def sample_record_bytes() -> bytes:
 
 def raw_uploads(connection_string: str, with_state: bool = False) -> float:
     """Raw uploads of the record; `with_state` adds the upload of a last-sign-in blob, as a sign-in writes."""
-    body = sample_record_bytes()
-    state = json.dumps({"at": "2026-11-23T10:00:00+00:00", "country": "NL", "latitude": None, "longitude": None})
     tags = {"t": "bench", "d": "signins", "cap": "20261123T100000Z", "exp": "20261223T100000Z", "sub": "0" * 40}
-    service = BlobServiceClient.from_connection_string(connection_string, transport=CountingTransport())
-    container = service.get_container_client("raw-" + uuid.uuid4().hex[:8])
-    container.create_container()
+    record = upload_record(sample_record_bytes(), tags)
+    state = json.dumps({"at": "2026-11-23T10:00:00+00:00", "country": "NL", "latitude": None, "longitude": None})
 
-    def worker():
-        def upload():
-            container.upload_blob(f"raw/{uuid.uuid4().hex}.json", body, tags=tags)
-            if with_state:
-                container.upload_blob(f"last/{random.randrange(USERS)}.json", state, tags=tags, overwrite=True)
+    def upload(container) -> None:
+        record(container)
+        if with_state:
+            container.upload_blob(f"last/{random.randrange(USERS)}.json", state, tags=tags, overwrite=True)
 
-        return upload
-
-    return run_concurrently(worker, CLIENTS, PER_CLIENT).rate
+    return raw_upload_rate(connection_string, upload, CLIENTS, PER_CLIENT)
 
 
 def sign_ins(api: str, tenant: str, key: str, users: list[str]):
@@ -125,7 +109,7 @@ def requests_per_sign_in(env: dict[str, str], tenant: str, users: list[str]) -> 
     """The same service in process: storage requests for a user seen before, and for one never seen."""
     services = in_process_services(env)
     geo = services.geologins
-    target = geo.target(services.registry.get_tenant(tenant), services.registry.get_dataset(tenant, "signins"))
+    target = services.capture.resolve(tenant, "signins", "geologin")
     for user in users:  # this instance has seen each user once, as a running instance has
         geo.sign_in(target, SignInRequest(user_id=user, ip=ADDRESSES[0]), None)
     counts = []
@@ -144,7 +128,7 @@ def main() -> dict[str, float]:
         tenant = "bench"
         with httpx.Client(base_url=stack.api, headers={"x-functions-key": stack.function_key}, timeout=30) as manage:
             key = manage.put(f"/manage/tenants/{tenant}", json={}).raise_for_status().json()["api_key"]
-            manage.put(f"/manage/tenants/{tenant}/datasets/signins", json=SIGNINS).raise_for_status()
+            manage.put(f"/manage/tenants/{tenant}/datasets/signins", json=demo_signins_dataset()).raise_for_status()
         with httpx.Client(base_url=stack.api, headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
             for user in users:  # warm-up: every user seen once, connections and caches warm
                 client.post(f"/geologin/{tenant}/signins", json={"user_id": user, "ip": ADDRESSES[0]})

@@ -16,11 +16,17 @@ import json
 import uuid
 
 import httpx
-from azure.storage.blob import BlobServiceClient
 
-from bench.common import BROWSER_UA, in_process_services, local_stack, run_concurrently, write_results
+from bench.common import (
+    BROWSER_UA,
+    in_process_services,
+    local_stack,
+    raw_upload_rate,
+    run_concurrently,
+    upload_record,
+    write_results,
+)
 from devenv.demo import demo_form_dataset
-from shared.blobs import CountingTransport
 from shared.webform import FormPost
 
 CLIENTS = 16
@@ -45,16 +51,8 @@ def sample_record_bytes() -> bytes:
 
 
 def raw_uploads(connection_string: str) -> float:
-    body = sample_record_bytes()
     tags = {"t": "bench", "d": "contact", "cap": "20261123T100000Z", "exp": "20261130T100000Z", "sub": "0" * 40}
-    service = BlobServiceClient.from_connection_string(connection_string, transport=CountingTransport())
-    container = service.get_container_client("raw-" + uuid.uuid4().hex[:8])
-    container.create_container()
-
-    def worker():
-        return lambda: container.upload_blob(f"raw/{uuid.uuid4().hex}.json", body, tags=tags)
-
-    return run_concurrently(worker, CLIENTS, PER_CLIENT).rate
+    return raw_upload_rate(connection_string, upload_record(sample_record_bytes(), tags), CLIENTS, PER_CLIENT)
 
 
 def submissions(api: str, tenant: str):

@@ -24,7 +24,7 @@ def geologin_sign_in(req: func.HttpRequest) -> func.HttpResponse:
     access = tenant_access(
         services, req.route_params.get("tenant", ""), req.headers.get("authorization"), req.route_params.get("dataset")
     )
-    target = services.geologins.target(access.tenant, access.dataset)
+    target = services.capture.target(access.tenant, access.dataset, "geologin")
     body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
     request = validate_model(SignInRequest, body, "invalid_sign_in", "sign-in")
     result = services.geologins.sign_in(target, request, req.headers.get("x-forwarded-for"))

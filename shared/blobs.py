@@ -6,12 +6,15 @@ so no account key exists anywhere.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
@@ -98,6 +101,16 @@ class Storage:
                     raise StorageUnavailable() from None
             self._ready = True
 
+    def read_json(self, container: str, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        """A JSON blob and its ETag, or (None, None) when it does not exist."""
+        try:
+            download = self.container(container).download_blob(name)
+            return dict(json.loads(download.readall())), str(download.properties.etag)
+        except ResourceNotFoundError:
+            return None, None
+        except AzureError:
+            raise StorageUnavailable() from None
+
     def find_by_tags(self, container: str, where: str) -> Iterator[str]:
         """Names of the blobs whose index tags match; uses the tag index, never lists blobs."""
         for item in self.container(container).find_blobs_by_tags(where):
@@ -131,6 +144,14 @@ def _delete_batch(client: ContainerClient, names: list[str]) -> tuple[int, int]:
         # A sub-request that failed for another reason must not count as done: the caller retries.
         raise StorageUnavailable(f"storage refused {len(failed)} of {len(names)} deletions, retry later")
     return statuses.count(202), statuses.count(404)
+
+
+def only_if_unchanged(etag: str | None) -> dict[str, Any]:
+    """Upload conditions for optimistic concurrency: without an ETag, create only if absent; with one,
+    replace only if the blob is still the one that was read."""
+    if etag is None:
+        return {"overwrite": False}
+    return {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
 
 
 def tag_filter(**equals: str) -> str:

@@ -75,7 +75,11 @@ class CaptureStore:
             self.misdirect_unknown(tenant_id)
             raise NotFound("unknown_tenant", "no such tenant in this deployment")
         self.require_home(tenant)
-        dataset = self._registry.get_dataset(tenant_id, dataset_id)
+        return self.target(tenant, self._registry.get_dataset(tenant_id, dataset_id), capability)
+
+    @staticmethod
+    def target(tenant: Tenant, dataset: DatasetDoc | None, capability: Capability) -> Target:
+        """Where a capture of this capability goes, when the dataset exists and is of that capability."""
         if dataset is None or dataset.capability != capability:
             raise NotFound("unknown_dataset", f"the tenant has no {capability} dataset with this id")
         return Target(tenant, dataset)
@@ -86,6 +90,8 @@ class CaptureStore:
 
     def misdirect_unknown(self, tenant_id: str) -> None:
         """A tenant unknown here that this (home) deployment registered in another region: 421, to go there."""
+        if "registration" not in self._settings.role:
+            return  # only the home deployment keeps registrations: elsewhere, no read for an unknown id
         region = self._registry.registered_region(tenant_id)
         if region is not None and region != self._settings.region:
             raise self._misdirected(region)

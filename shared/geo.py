@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,7 @@ class Location:
         return self.latitude is not None and self.longitude is not None
 
     def public(self) -> dict[str, Any]:
-        return {
-            "country": self.country,
-            "region": self.region,
-            "city": self.city,
-            "latitude": self.latitude,
-            "longitude": self.longitude,
-        }
+        return asdict(self)
 
 
 NOWHERE = Location()

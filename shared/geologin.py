@@ -21,13 +21,12 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModif
 from cachetools import LRUCache
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shared.blobs import STATE, Storage
+from shared.blobs import STATE, Storage, only_if_unchanged
 from shared.capture import JSON, CaptureStore, Target
 from shared.clock import Clock, tag_time
-from shared.errors import NotFound, StorageUnavailable, Unprocessable
+from shared.errors import StorageUnavailable, Unprocessable
 from shared.geo import NOWHERE, IPAddress, Location, Locator, parse_ip
 from shared.keys import subject_hash
-from shared.models import DatasetDoc, Tenant
 from shared.net import client_ip
 from shared.settings import Settings
 from shared.travel import Sighting, TravelAlert, TravelRule, impossible_travel
@@ -106,15 +105,10 @@ class LastSignIns:
                 cached = self._cache.get(name)
             if cached is not None:
                 return cached
-        try:
-            download = self._storage.container(STATE).download_blob(name)
-            body = json.loads(download.readall())
-            etag = str(download.properties.etag)
-        except ResourceNotFoundError:
+        body, etag = self._storage.read_json(STATE, name)
+        if body is None or etag is None:
             self._forget(name)
             return None
-        except AzureError:
-            raise StorageUnavailable() from None
         last = _Last(_sighting_of(body), etag)
         self._remember(name, last)
         return last
@@ -124,13 +118,9 @@ class LastSignIns:
         name = self.name(target, subject)
         body = json.dumps(_body_of(sighting)).encode()
         tags = self._tags(target, subject, expires)
-        condition: dict[str, Any] = (
-            {"overwrite": False}
-            if previous is None
-            else {"overwrite": True, "etag": previous.etag, "match_condition": MatchConditions.IfNotModified}
-        )
         try:
             client = self._storage.container(STATE).get_blob_client(name)
+            condition = only_if_unchanged(previous.etag if previous else None)
             written = client.upload_blob(body, tags=tags, content_settings=JSON, **condition)
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
             # Written since, or deleted since (erasure, purge) while this instance still had it cached.
@@ -203,12 +193,6 @@ class GeoLogins:
         self._rule = TravelRule(
             max_speed_kmh=settings.travel_speed_kmh, country_window=timedelta(hours=settings.travel_window_hours)
         )
-
-    @staticmethod
-    def target(tenant: Tenant, dataset: DatasetDoc | None) -> Target:
-        if dataset is None or dataset.capability != "geologin":
-            raise NotFound("unknown_dataset", "the tenant has no geologin dataset with this id")
-        return Target(tenant, dataset)
 
     def sign_in(self, target: Target, request: SignInRequest, forwarded_for: str | None) -> SignInResult:
         now = self._clock.now()

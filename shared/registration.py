@@ -12,7 +12,6 @@ import contextlib
 import fnmatch
 import hashlib
 import hmac
-import json
 import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -24,7 +23,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModif
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, SecretStr
 
 from shared.audit import AuditLog
-from shared.blobs import REGISTRY, Storage
+from shared.blobs import REGISTRY, Storage, only_if_unchanged
 from shared.capture import JSON
 from shared.clock import Clock
 from shared.errors import Conflict, NotFound, StorageUnavailable, Unprocessable
@@ -139,24 +138,15 @@ class RegistrationStore:
         self._registry = registry
 
     def get(self, tenant: str) -> tuple[Registration | None, str | None]:
-        try:
-            download = self._storage.container(REGISTRY).download_blob(registration_blob(tenant))
-            return Registration.model_validate(json.loads(download.readall())), str(download.properties.etag)
-        except ResourceNotFoundError:
-            return None, None
-        except AzureError:
-            raise StorageUnavailable() from None
+        body, etag = self._storage.read_json(REGISTRY, registration_blob(tenant))
+        return (Registration.model_validate(body), etag) if body is not None else (None, None)
 
     def put(self, doc: Registration, etag: str | None) -> str:
         """Create (etag None: only if absent) or replace (only if unchanged since read); Conflict otherwise."""
         client = self._storage.container(REGISTRY).get_blob_client(registration_blob(doc.tenant))
-        condition: dict[str, Any] = (
-            {"overwrite": False}
-            if etag is None
-            else {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
-        )
         try:
-            written = client.upload_blob(doc.model_dump_json().encode(), content_settings=JSON, **condition)
+            body = doc.model_dump_json().encode()
+            written = client.upload_blob(body, content_settings=JSON, **only_if_unchanged(etag))
         except (ResourceExistsError, ResourceModifiedError):
             raise _in_progress() from None
         except AzureError:

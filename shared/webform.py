@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
 from azure.storage.blob import ContentSettings
 
 from shared.blobs import STATE, Storage
@@ -347,13 +347,7 @@ class SubmissionMarkers:
             self._storage.container(STATE).delete_blob(self._name(target, key))
 
     def _read(self, target: Target, key: str) -> tuple[dict[str, Any] | None, str | None]:
-        try:
-            download = self._storage.container(STATE).download_blob(self._name(target, key))
-            return json.loads(download.readall()), download.properties.etag
-        except ResourceNotFoundError:
-            return None, None
-        except AzureError:
-            raise StorageUnavailable() from None
+        return self._storage.read_json(STATE, self._name(target, key))
 
 
 def render_snippet(forms_endpoint: str) -> str:

@@ -172,7 +172,7 @@ def sign_in(services, tenant, where, at=None, user=USER, forwarded_for=None):
     from shared.geologin import SignInRequest
 
     geo = services.geologins
-    target = geo.target(services.registry.get_tenant(tenant), services.registry.get_dataset(tenant, "signins"))
+    target = services.capture.resolve(tenant, "signins", "geologin")
     body = {"user_id": user, **({"ip": ADDRESSES.get(where, where)} if where else {})}
     if at is not None:
         body["signed_in_at"] = at.isoformat()
