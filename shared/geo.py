@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import iptocc
-import maxminddb
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 EARTH_RADIUS_KM = 6371.0088
@@ -50,8 +49,12 @@ def parse_ip(text: str) -> IPAddress:
 
 class Locator:
     def __init__(self, city_db: Path | None = None) -> None:
-        # MODE_AUTO memory-maps the file: instances share the page cache, start-up reads nothing.
-        self._city = maxminddb.open_database(str(city_db), maxminddb.MODE_AUTO) if city_db else None
+        self._city: Any = None  # a maxminddb.Reader
+        if city_db is not None:
+            import maxminddb  # only with a City database: its import costs ~40 ms of every cold start otherwise
+
+            # MODE_AUTO memory-maps the file: instances share the page cache, start-up reads nothing.
+            self._city = maxminddb.open_database(str(city_db), maxminddb.MODE_AUTO)
 
     @property
     def has_city_database(self) -> bool:
