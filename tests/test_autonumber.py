@@ -342,7 +342,10 @@ def test_azurite_stopped_midway_then_back(tmp_path):
             thread.start()
         time.sleep(2)
         azurite.stop()
-        time.sleep(2)
+        # Down until requests have met the outage (the SDK's own retries can outlast a short one), then back.
+        down_until = time.monotonic() + 30
+        while not errors and time.monotonic() < down_until:
+            time.sleep(0.2)
         azurite = start_azurite(port=port, location=tmp_path / "azurite")
         for thread in threads:
             thread.join(timeout=120)
