@@ -7,6 +7,7 @@ import logging
 import azure.functions as func
 
 from functions.http import base_url, lower_headers
+from shared.errors import PackCloudError
 from shared.ids import is_valid_id
 from shared.pixel import GIF, Hit, record_hit, render_snippet
 from shared.services import get_services
@@ -38,8 +39,12 @@ def pixel(req: func.HttpRequest) -> func.HttpResponse:
     try:
         record_hit(services.capture, services.settings, hit)
     except Exception as error:
-        # A page must never show a broken image: storage trouble is logged, the GIF still goes out.
+        # Not recorded for a reason of ours (storage unavailable): a 503 that monitoring and retrying clients
+        # see, still with the GIF as its body, which browsers render as the image all the same.
         log.warning("pixel hit not recorded: %s", type(error).__name__)
+        retry_after = error.headers.get("Retry-After", "5") if isinstance(error, PackCloudError) else "5"
+        headers = {**GIF_HEADERS, "Retry-After": retry_after}
+        return func.HttpResponse(GIF, status_code=503, mimetype="image/gif", headers=headers)
     return func.HttpResponse(GIF, status_code=200, mimetype="image/gif", headers=GIF_HEADERS)
 
 
@@ -48,17 +53,15 @@ def pixel(req: func.HttpRequest) -> func.HttpResponse:
 def pixel_snippet(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     tenant, dataset = req.params.get("tenant", ""), req.params.get("dataset", "")
-    doc = None
+    doc, status = None, 200
+    headers = {"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"}
     if is_valid_id(tenant) and is_valid_id(dataset):
         try:
-            target = services.capture.resolve(tenant, dataset, "pixel")
-            doc = target.dataset
-        except Exception:  # an unknown or unreachable dataset gets the do-nothing script
-            doc = None
+            doc = services.capture.resolve(tenant, dataset, "pixel").dataset
+        except PackCloudError as error:  # an unknown dataset gets the do-nothing script
+            if error.status >= 500:  # unreachable storage: the do-nothing script too, uncached, as a 503
+                status, headers = error.status, {**headers, **error.headers, "Cache-Control": "no-store"}
     endpoint = f"{base_url(req)}/px/{tenant}/{dataset}"
     return func.HttpResponse(
-        render_snippet(doc, endpoint),
-        status_code=200,
-        mimetype="application/javascript",
-        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+        render_snippet(doc, endpoint), status_code=status, mimetype="application/javascript", headers=headers
     )

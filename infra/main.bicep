@@ -71,6 +71,11 @@ param travelSpeedKmh int = 900
 @maxValue(48)
 param travelWindowHours int = 2
 
+@description('Seconds one storage attempt waits for an answer; after three attempts the request is answered 503.')
+@minValue(1)
+@maxValue(120)
+param storageTimeoutSeconds int = 10
+
 @description('Comma-separated host patterns (* and ?) a registered organisation\'s Dynamics 365 URL must match.')
 param dynamicsHostPatterns string = '*.crm.dynamics.com,*.crm?.dynamics.com,*.crm??.dynamics.com'
 
@@ -192,6 +197,7 @@ var packcloudSettings = {
   PACKCLOUD_GEO_CITY_DB_PATH: geoCityDbPath
   PACKCLOUD_TRAVEL_SPEED_KMH: string(travelSpeedKmh)
   PACKCLOUD_TRAVEL_WINDOW_HOURS: string(travelWindowHours)
+  PACKCLOUD_STORAGE_TIMEOUT_SECONDS: string(storageTimeoutSeconds)
   PACKCLOUD_DYNAMICS_HOST_PATTERNS: dynamicsHostPatterns
 }
 

@@ -28,9 +28,9 @@ STATE = "state"
 AUDIT = "audit"
 CONTAINERS = (REGISTRY, RECORDS, STATE, AUDIT)
 
-# Bounds so that slow storage gives a clear 503 instead of a hanging request.
+# Bounds so that slow storage gives a clear 503 instead of a hanging request: one storage call gives up
+# after (1 + RETRY_TOTAL) attempts of at most CONNECTION_TIMEOUT_S + settings.storage_timeout_seconds each.
 CONNECTION_TIMEOUT_S = 5
-READ_TIMEOUT_S = 10
 RETRY_TOTAL = 2
 RETRY_BACKOFF_S = 0.5
 POOL_SIZE = 64
@@ -55,11 +55,15 @@ class CountingTransport(RequestsTransport):
         return super().send(request, **kwargs)
 
 
+def make_transport(settings: Settings) -> CountingTransport:
+    # The timeouts belong to the transport: given to the client next to a transport of one's own, the SDK
+    # ignores them and the transport's defaults (300 s each) apply.
+    return CountingTransport(connection_timeout=CONNECTION_TIMEOUT_S, read_timeout=settings.storage_timeout_seconds)
+
+
 def make_service_client(settings: Settings, transport: CountingTransport) -> BlobServiceClient:
     options = {
         "transport": transport,
-        "connection_timeout": CONNECTION_TIMEOUT_S,
-        "read_timeout": READ_TIMEOUT_S,
         # The storage SDK's default backoff waits 15 s, then 18 s: a storage outage would hold every request
         # ~45 s before its 503. Short waits keep the answer to an outage within a few seconds.
         "retry_policy": LinearRetry(backoff=RETRY_BACKOFF_S, retry_total=RETRY_TOTAL, random_jitter_range=0.2),
@@ -82,7 +86,7 @@ class Storage:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Storage:
-        transport = CountingTransport()
+        transport = make_transport(settings)
         return cls(make_service_client(settings, transport), transport)
 
     def container(self, name: str) -> ContainerClient:

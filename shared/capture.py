@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 
 from shared.blobs import RECORDS, Storage
@@ -181,6 +181,10 @@ class CaptureStore:
         try:
             # overwrite=False: a record id is never reused, so an existing blob is never replaced.
             container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON)
+        except ResourceExistsError:
+            # Ids are never reused: the blob is this very record, stored by an attempt whose answer was lost
+            # (the SDK retried it), so the capture did succeed.
+            pass
         except AzureError:
             raise StorageUnavailable() from None
         if self._clock.now() - record.captured_at > COMMIT_DEADLINE:

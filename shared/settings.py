@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(
         default=400, ge=30, le=3650, description="How long audit entries (which hold no personal data) are kept."
     )
+    storage_timeout_seconds: float = Field(
+        default=10,
+        ge=0.5,
+        le=120,
+        description="How long one storage attempt may wait for an answer before it is retried (twice, 0.5 s apart) "
+        "and then answered 503.",
+    )
     max_body_bytes: int = Field(default=65536, ge=1024, le=1048576, description="Largest request body accepted.")
     form_rate_per_minute: int = Field(
         default=30,
