@@ -52,6 +52,14 @@ bench: deps
 fuzz: deps
 	PACKCLOUD_FUZZ_EXAMPLES=$${PACKCLOUD_FUZZ_EXAMPLES:-1000} $(PY) -m pytest -q tests/test_fuzz.py
 
+# A mixed load (70% pixel, 20% forms, 5% auto-number, 5% geo-login) for a set time, then a reconciliation with
+# what storage holds; e.g. `make load LOAD_SECONDS=60 LOAD_CONCURRENCY=64 LOAD_TENANTS=8`.
+LOAD_SECONDS ?= 30
+LOAD_CONCURRENCY ?= 32
+LOAD_TENANTS ?= 4
+load: deps
+	$(PY) -m bench.load --seconds $(LOAD_SECONDS) --concurrency $(LOAD_CONCURRENCY) --tenants $(LOAD_TENANTS)
+
 deploy:
 	@test -n "$(REGION)" || { echo "usage: make deploy REGION=us|br|eu|ea"; exit 2; }
 	infra/deploy.sh $(REGION)
