@@ -1,8 +1,9 @@
-"""`make bench`: every benchmark of the suite, each against its own baseline measured in the same run."""
+"""`make bench`: every benchmark of the suite, each against its own baseline measured in the same run, then the
+results table of bench/README.md. (`make load` runs the load and its reconciliation.)"""
 
 import sys
 
-from bench import autonumber, geologin, pixel, purge, webform
+from bench import autonumber, cold_start, geologin, pixel, purge, report, webform
 
 
 def main() -> None:
@@ -10,7 +11,9 @@ def main() -> None:
     webform.main()
     autonumber.main()
     geologin.main()
+    cold_start.main()
     purge.main(sys.argv[1:])
+    print(report.update_readme())
 
 
 if __name__ == "__main__":
