@@ -211,6 +211,22 @@ def clients_until(
     return threads
 
 
+@contextmanager
+def clients_running(current: Stack, *, tolerate_drops: bool) -> Iterator[Outcomes]:
+    """Clients sending throughout the block: answered 30 times before it, and 30 times more after it."""
+    outcomes, stop = Outcomes(), threading.Event()
+    threads = clients_until(stop, current, outcomes, tolerate_drops)
+    try:
+        assert wait_for(lambda: len(outcomes.statuses) >= 30, 60)
+        yield outcomes
+        served = len(outcomes.statuses)
+        assert wait_for(lambda: len(outcomes.statuses) >= served + 30, 60)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+
+
 def assert_every_stored_answer_is_stored(azurite: Azurite, outcomes: Outcomes) -> None:
     visits = stored_records(azurite, "visits")
     forms = stored_records(azurite, "contact")
@@ -299,10 +315,7 @@ def every_endpoint(key: str) -> list[tuple[str, str, str, dict]]:
 def test_storage_stopped_under_load_is_503_everywhere_loses_nothing_and_recovers_without_restart(tmp_path, browser):
     # No registry cache: every request meets storage, so every route shows how it answers an outage.
     with stack(tmp_path, registry_cache_ttl_seconds="0") as current:
-        outcomes, stop = Outcomes(), threading.Event()
-        threads = clients_until(stop, current, outcomes, tolerate_drops=False)
-        try:
-            assert wait_for(lambda: len(outcomes.statuses) >= 30, 60)
+        with clients_running(current, tolerate_drops=False) as outcomes:
             current.stop_storage()
             # Down until every kind of client has met the outage.
             assert wait_for(lambda: outcomes.kinds_with(503) == {"pixel", "form", "geologin"}, 60), outcomes.statuses
@@ -332,12 +345,6 @@ def test_storage_stopped_under_load_is_503_everywhere_loses_nothing_and_recovers
                         assert answer.is_success, (name, answer.status_code, answer.text)
                         if name == "forms":
                             swept_form = answer.json()["id"]
-            served_before = len(outcomes.statuses)
-            assert wait_for(lambda: len(outcomes.statuses) >= served_before + 30, 60)
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=120)
 
         assert current.host.poll() is None  # the host was never restarted  # type: ignore[attr-defined]
         assert not outcomes.failures  # the host answered every request, none was dropped
@@ -353,19 +360,10 @@ def test_storage_stopped_under_load_is_503_everywhere_loses_nothing_and_recovers
 
 def test_a_host_killed_during_captures_lost_no_capture_it_had_answered(tmp_path):
     with stack(tmp_path) as current:
-        outcomes, stop = Outcomes(), threading.Event()
-        threads = clients_until(stop, current, outcomes, tolerate_drops=True)
-        try:
-            assert wait_for(lambda: len(outcomes.statuses) >= 30, 60)
+        with clients_running(current, tolerate_drops=True) as outcomes:
             current.kill_host()
             time.sleep(0.5)
             current.start_host()
-            served_before = len(outcomes.statuses)
-            assert wait_for(lambda: len(outcomes.statuses) >= served_before + 30, 60)
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=120)
         assert {status for _, status in outcomes.statuses} <= {200, 201, 409}
         assert len(outcomes.form_ids) >= 2 and outcomes.pixel_visitors and outcomes.sign_in_ids
         assert_every_stored_answer_is_stored(current.azurite, outcomes)
