@@ -118,34 +118,41 @@ class Storage:
         except AzureError:
             raise StorageUnavailable() from None
 
-    def find_by_tags(self, container: str, where: str) -> Iterator[str]:
-        """Names of the blobs whose index tags match; uses the tag index, never lists blobs."""
-        for item in self.container(container).find_blobs_by_tags(where):
+    def find_by_tags(self, container: str, where: str, *, read_timeout: float | None = None) -> Iterator[str]:
+        """Names of the blobs whose index tags match; uses the tag index, never lists blobs.
+
+        `read_timeout` replaces the request timeout of the settings for a job that may wait (the purge)."""
+        options = {} if read_timeout is None else {"read_timeout": read_timeout}
+        for item in self.container(container).find_blobs_by_tags(where, **options):
             yield item.name
 
-    def delete_names(self, container: str, names: Iterable[str]) -> int:
+    def delete_names(self, container: str, names: Iterable[str], *, read_timeout: float | None = None) -> int:
         """Batch-delete (256 per request); a name already gone counts as deleted, so reruns are harmless."""
-        deleted, already_gone = self.delete_each(container, names)
+        deleted, already_gone = self.delete_each(container, names, read_timeout=read_timeout)
         return deleted + already_gone
 
-    def delete_each(self, container: str, names: Iterable[str]) -> tuple[int, int]:
+    def delete_each(
+        self, container: str, names: Iterable[str], *, read_timeout: float | None = None
+    ) -> tuple[int, int]:
         """Batch-delete; answers how many were deleted now and how many were already gone."""
         client = self.container(container)
+        options = {} if read_timeout is None else {"read_timeout": read_timeout}
         deleted = already_gone = 0
         batch: list[str] = []
         for name in names:
             batch.append(name)
             if len(batch) == BATCH_DELETE_MAX:
-                now_gone, before = _delete_batch(client, batch)
+                now_gone, before = _delete_batch(client, batch, options)
                 deleted, already_gone, batch = deleted + now_gone, already_gone + before, []
         if batch:
-            now_gone, before = _delete_batch(client, batch)
+            now_gone, before = _delete_batch(client, batch, options)
             deleted, already_gone = deleted + now_gone, already_gone + before
         return deleted, already_gone
 
 
-def _delete_batch(client: ContainerClient, names: list[str]) -> tuple[int, int]:
-    statuses = [response.status_code for response in client.delete_blobs(*names, raise_on_any_failure=False)]
+def _delete_batch(client: ContainerClient, names: list[str], options: dict[str, Any]) -> tuple[int, int]:
+    responses = client.delete_blobs(*names, raise_on_any_failure=False, **options)
+    statuses = [response.status_code for response in responses]
     failed = [status for status in statuses if status not in (202, 404)]
     if failed:
         # A sub-request that failed for another reason must not count as done: the caller retries.

@@ -29,6 +29,9 @@ from shared.ids import is_record_id, record_id_time
 from shared.registry import Registry
 
 DEFAULT_BUDGET_S = 240.0  # well inside the 5-minute function timeout of host.json
+# A tag query or a batch of 256 deletions can take longer than a request may wait: the purge is a job, not an
+# answer someone waits for, so it waits longer (within its budget) rather than fail and retry the same work.
+READ_TIMEOUT_S = 60.0
 AUDIT_RETENTION_HOUR = 0  # old audit days are deleted by the first run after midnight UTC
 
 
@@ -147,7 +150,7 @@ class Purger:
     ) -> int:
         deleted = 0
         batch: list[str] = []
-        for name in self._storage.find_by_tags(container, where):
+        for name in self._storage.find_by_tags(container, where, read_timeout=READ_TIMEOUT_S):
             batch.append(name)
             if len(batch) == 256:
                 deleted += self._flush(container, batch, report, counter)
@@ -163,7 +166,7 @@ class Purger:
             report.would_delete.extend(f"{container}/{name}" for name in names)
             deleted = len(names)
         else:
-            deleted = self._storage.delete_names(container, names)
+            deleted = self._storage.delete_names(container, names, read_timeout=READ_TIMEOUT_S)
         if counter is not None:
             for name in names:
                 owner = split_record_name(name)

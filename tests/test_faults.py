@@ -405,3 +405,32 @@ def test_slow_storage_is_a_503_within_the_bound_not_a_hang(tmp_path, capability)
             # a shared machine).
             assert elapsed < 3 * BOUND_S < HANG_S, elapsed
             assert wait_for(lambda: pixel_hit(client)[0].status_code == 200, 30)  # storage fast again: served
+
+
+def test_the_purge_waits_longer_for_slow_storage_than_a_request_does(azurite):
+    from azure.core.exceptions import AzureError
+
+    from devenv.azurite import connection_string
+    from shared.blobs import RECORDS, Storage, tag_filter
+    from shared.settings import Settings
+    from tests.conftest import MASTER_KEY
+
+    proxy = SlowProxy(azurite.port)
+    try:
+        settings = Settings(
+            region="eu",
+            storage_connection_string=connection_string(proxy.port),
+            master_key=MASTER_KEY,
+            storage_timeout_seconds=1,
+        )
+        storage = Storage.from_settings(settings)
+        storage.container(RECORDS)  # the containers, while storage is fast
+        proxy.delay_s = 2
+        nobody = tag_filter(t="nobody-at-all")
+        with pytest.raises(AzureError):  # a request's timeout: gives up
+            list(storage.find_by_tags(RECORDS, nobody))
+        # The purge's own, longer timeout (shared.purge.READ_TIMEOUT_S): waits, and gets its answer.
+        assert list(storage.find_by_tags(RECORDS, nobody, read_timeout=10)) == []
+        assert storage.delete_names(RECORDS, ["nobody-at-all/x/gone.json"], read_timeout=10) == 1
+    finally:
+        proxy.close()

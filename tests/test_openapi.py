@@ -52,3 +52,15 @@ def test_every_documented_error_uses_the_error_schema():
                     assert "Retry-After" in response["headers"]
                 elif status.startswith(("4", "5")):
                     assert response == {"$ref": "#/components/responses/Error"}, (method, status)
+
+
+def test_every_route_that_needs_storage_documents_its_503():
+    # tests/test_faults.py checks each of them really answers 503 with Retry-After while storage is away.
+    spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+    without = {
+        operation["operationId"]
+        for item in spec["paths"].values()
+        for method, operation in item.items()
+        if method in HTTP_METHODS and "503" not in operation["responses"]
+    }
+    assert without == {"webform_snippet"}  # a static script
