@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         found: list[str] = []
         find = services.storage.find_by_tags
 
-        def recording_find(container: str, where: str):  # type: ignore[no-untyped-def]
-            for name in find(container, where):
+        def recording_find(container: str, where: str, **options):  # type: ignore[no-untyped-def]
+            for name in find(container, where, **options):
                 found.append(name)
                 yield name
 
