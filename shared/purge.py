@@ -12,6 +12,7 @@ Each run appends one audit entry (counts per dataset, oldest remaining record, d
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections import Counter
@@ -28,10 +29,13 @@ from shared.errors import StorageUnavailable
 from shared.ids import is_record_id, record_id_time
 from shared.registry import Registry
 
+log = logging.getLogger("packcloud.purge")
+
 DEFAULT_BUDGET_S = 240.0  # well inside the 5-minute function timeout of host.json
-# A tag query or a batch of 256 deletions can take longer than a request may wait: the purge is a job, not an
-# answer someone waits for, so it waits longer (within its budget) rather than fail and retry the same work.
-READ_TIMEOUT_S = 60.0
+# A tag query or a batch of 256 deletions can take longer than a request may wait (on Azurite holding 20,000
+# blobs, over a minute): the purge is a job, not an answer someone waits for, so one call may take its whole
+# budget rather than fail and start the same work again.
+READ_TIMEOUT_S = DEFAULT_BUDGET_S
 AUDIT_RETENTION_HOUR = 0  # old audit days are deleted by the first run after midnight UTC
 
 
@@ -129,7 +133,8 @@ class Purger:
             self._measure_remaining(report, now)
         except _OutOfTime:
             report.complete = False
-        except AzureError:
+        except AzureError as error:
+            log.warning("purge stopped by storage: %s", type(error).__name__)  # the type only: no names, no data
             raise StorageUnavailable() from None
         report.duration_s = time.monotonic() - started
         if not dry_run:
@@ -180,7 +185,10 @@ class Purger:
         # one name per dataset, read after the deletions.
         container = self._storage.container(RECORDS)
         for (tenant, dataset), counts in report.datasets.items():
-            page = next(container.list_blobs(name_starts_with=f"{tenant}/{dataset}/", results_per_page=1).by_page())
+            names = container.list_blobs(
+                name_starts_with=f"{tenant}/{dataset}/", results_per_page=1, read_timeout=READ_TIMEOUT_S
+            )
+            page = next(names.by_page())
             first = next(iter(page), None)
             captured = record_time(first.name) if first is not None else None
             if captured is not None:
