@@ -239,7 +239,9 @@ def run_load(
 ) -> LoadReport:
     keys = prepare(api, function_key, tenant_ids(tenants))
     started = time.monotonic()
-    sent = asyncio.run(generate(api, keys, seconds, concurrency, seed))
+    # In a thread of its own: the caller's thread may already run an event loop (Playwright's, in the tests).
+    with ThreadPoolExecutor(1) as runner:
+        sent = runner.submit(asyncio.run, generate(api, keys, seconds, concurrency, seed)).result()
     report = LoadReport(round(time.monotonic() - started, 2), concurrency, tenants, sent)
     report.reconciliation = reconcile(connection_string, sent, keys)
     return report

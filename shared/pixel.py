@@ -74,10 +74,13 @@ def signature_valid(settings: Settings, target: Target, hit: Hit) -> bool:
     if not signature:
         return False
     expires = hit.query.get("exp")
-    if expires is not None and (not expires.isdigit() or int(expires) < hit.now_epoch):
+    # isascii: "²" is a digit to str.isdigit but not to int().
+    if expires is not None and (not (expires.isascii() and expires.isdigit()) or int(expires) < hit.now_epoch):
         return False
     key = signing_key_text(settings.master_key.get_secret_value(), target.tenant.id, target.tenant.signing_key_version)
-    return hmac.compare_digest(sign_query(key, hit.tenant, hit.dataset, hit.query), signature.lower())
+    expected = sign_query(key, hit.tenant, hit.dataset, hit.query)
+    # As bytes: compare_digest refuses str with non-ASCII characters, and a forged signature may have them.
+    return hmac.compare_digest(expected.encode(), signature.lower().encode("utf-8", "surrogatepass"))
 
 
 def origin_allowed(dataset: DatasetDoc, hit: Hit) -> bool:

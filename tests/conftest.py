@@ -64,11 +64,15 @@ def clock():
     return ManualClock(datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
 
 
-@pytest.fixture
-def settings(azurite: Azurite):
+def settings_for(azurite: Azurite):
     from shared.settings import Settings
 
     return Settings(**{k.removeprefix("PACKCLOUD_").lower(): v for k, v in settings_env(azurite).items()})
+
+
+@pytest.fixture
+def settings(azurite: Azurite):
+    return settings_for(azurite)
 
 
 @pytest.fixture

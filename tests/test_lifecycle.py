@@ -8,13 +8,14 @@ from datetime import timedelta
 
 import pytest
 
+from devenv.azurite import start_azurite
 from shared.audit import SYSTEM
 from shared.blobs import AUDIT, RECORDS, STATE
 from shared.clock import tag_time
 from shared.delivery import SETTLE, Delivery
 from shared.models import Dataset, TenantIn
 from shared.privacy import SubjectRequests
-from tests.conftest import MASTER_KEY, all_blobs
+from tests.conftest import MASTER_KEY, all_blobs, settings_for
 from tests.test_models import variant
 
 FORM_FIELDS = [
@@ -25,6 +26,21 @@ SIGNIN_FIELDS = [
     {"name": "user_id", "type": "string", "required": True},
     {"name": "country", "type": "string", "personal": False},
 ]
+
+
+@pytest.fixture(scope="module")
+def storage():
+    """This module's own Azurite. A purge asks the blob index once per dataset of every tenant, and Azurite
+    answers by scanning every blob it holds: on the session's, which holds what every other test left,
+    these purge-heavy tests took minutes."""
+    instance = start_azurite(in_memory=True)
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def settings(storage):
+    return settings_for(storage)
 
 
 @pytest.fixture
@@ -78,27 +94,27 @@ def signin(services, tenant, user="u1"):
     return capture(services, tenant, "signins", "geologin", {"user_id": user, "country": "NO"})
 
 
-def held(azurite, tenant):
-    return {json.loads(body)["id"]: json.loads(body) for body in all_blobs(azurite, RECORDS, f"{tenant}/").values()}
+def held(storage, tenant):
+    return {json.loads(body)["id"]: json.loads(body) for body in all_blobs(storage, RECORDS, f"{tenant}/").values()}
 
 
-def test_purge_deletes_exactly_what_expired_for_every_capability(azurite, services, clock, tenant):
+def test_purge_deletes_exactly_what_expired_for_every_capability(storage, services, clock, tenant):
     old = [visit(services, tenant), form(services, tenant), signin(services, tenant)]
     clock.advance(timedelta(days=6))
     fresh = [visit(services, tenant), form(services, tenant), signin(services, tenant)]
     clock.advance(timedelta(days=2))  # 8 days: the first form (7 days) expired, nothing else yet
     services.purger().run()
-    assert set(held(azurite, tenant)) == {r.id for r in old + fresh} - {old[1].id}
+    assert set(held(storage, tenant)) == {r.id for r in old + fresh} - {old[1].id}
     clock.advance(timedelta(days=7))  # 15 days: first visit (14) and second form expired
     services.purger().run()
-    assert set(held(azurite, tenant)) == {old[2].id, fresh[0].id, fresh[2].id}
+    assert set(held(storage, tenant)) == {old[2].id, fresh[0].id, fresh[2].id}
     clock.advance(timedelta(days=30))
     report = services.purger().run()
-    assert held(azurite, tenant) == {}
+    assert held(storage, tenant) == {}
     assert report.complete
 
 
-def test_invariant_no_record_outlives_its_retention_plus_one_interval(azurite, services, clock, tenant):
+def test_invariant_no_record_outlives_its_retention_plus_one_interval(storage, services, clock, tenant):
     start = clock.now()
     for hour in range(0, 26, 5):  # captures every 5 hours for a day, then a purge every hour around expiry
         clock.set(start + timedelta(hours=hour, minutes=hour * 7 % 60))
@@ -106,10 +122,10 @@ def test_invariant_no_record_outlives_its_retention_plus_one_interval(azurite, s
     for hour in range(24 * 14, 24 * 15 + 3):
         clock.set(start + timedelta(hours=hour, minutes=5))
         services.purger().run()
-        for record in held(azurite, tenant).values():
+        for record in held(storage, tenant).values():
             age = clock.now() - _parse(record["captured_at"])
             assert age <= timedelta(days=14, hours=1)
-    assert held(azurite, tenant) == {}
+    assert held(storage, tenant) == {}
 
 
 def _parse(text):
@@ -118,50 +134,50 @@ def _parse(text):
     return datetime.fromisoformat(text)
 
 
-def test_lowering_retention_applies_to_records_already_stored(azurite, services, clock, tenant):
+def test_lowering_retention_applies_to_records_already_stored(storage, services, clock, tenant):
     kept = visit(services, tenant)
     clock.advance(timedelta(days=5))
     newer = visit(services, tenant)
     services.registry.put_dataset(tenant, "visits", Dataset.model_validate(variant(retention_days=3)))
     clock.advance(timedelta(minutes=5))
     report = services.purger().run()
-    assert set(held(azurite, tenant)) - {newer.id} == set()
+    assert set(held(storage, tenant)) - {newer.id} == set()
     assert report.counts(tenant, "visits").deleted_over_retention == 1
-    assert kept.id not in held(azurite, tenant)
+    assert kept.id not in held(storage, tenant)
 
 
-def test_deleting_a_dataset_or_tenant_deletes_records(azurite, services, tenant):
+def test_deleting_a_dataset_or_tenant_deletes_records(storage, services, tenant):
     visit(services, tenant)
     form(services, tenant)
     services.registry.delete_dataset(tenant, "contact")
-    assert {r["dataset"] for r in held(azurite, tenant).values()} == {"visits"}
+    assert {r["dataset"] for r in held(storage, tenant).values()} == {"visits"}
     services.registry.delete_tenant(tenant)
-    assert held(azurite, tenant) == {}
+    assert held(storage, tenant) == {}
 
 
-def test_a_purge_stopped_halfway_is_finished_by_the_next_run(azurite, services, clock, tenant):
+def test_a_purge_stopped_halfway_is_finished_by_the_next_run(storage, services, clock, tenant):
     target = services.capture.resolve(tenant, "contact", "webform")
     for n in range(600):
         services.capture.capture(target, {"email": f"p{n}@example.com"})
     clock.advance(timedelta(days=8))
     first = services.purger(budget_s=0).run()  # out of time after the first batch
     assert not first.complete
-    assert 0 < len(held(azurite, tenant)) < 600
+    assert 0 < len(held(storage, tenant)) < 600
     second = services.purger().run()
     assert second.complete
-    assert held(azurite, tenant) == {}
+    assert held(storage, tenant) == {}
     assert first.counts(tenant, "contact").deleted_expired + second.counts(tenant, "contact").deleted_expired == 600
 
 
-def test_dry_run_deletes_nothing(azurite, services, clock, tenant):
+def test_dry_run_deletes_nothing(storage, services, clock, tenant):
     record = visit(services, tenant)
     clock.advance(timedelta(days=15))
     report = services.purger().run(dry_run=True)
     assert any(record.id in name for name in report.would_delete)
-    assert record.id in held(azurite, tenant)
+    assert record.id in held(storage, tenant)
 
 
-def test_purge_removes_expired_personal_state(azurite, services, clock, tenant):
+def test_purge_removes_expired_personal_state(storage, services, clock, tenant):
     state = services.storage.container(STATE)
     expires = tag_time(clock.now() + timedelta(days=1))
     state.upload_blob(
@@ -170,10 +186,10 @@ def test_purge_removes_expired_personal_state(azurite, services, clock, tenant):
     state.upload_blob(f"{tenant}/sequences/invoice.json", b"{}")  # no personal data, no expiry: kept
     clock.advance(timedelta(days=2))
     services.purger().run()
-    assert list(all_blobs(azurite, STATE, f"{tenant}/")) == [f"{tenant}/sequences/invoice.json"]
+    assert list(all_blobs(storage, STATE, f"{tenant}/")) == [f"{tenant}/sequences/invoice.json"]
 
 
-def test_each_run_is_audited_without_personal_data(azurite, services, clock, tenant):
+def test_each_run_is_audited_without_personal_data(storage, services, clock, tenant):
     visit(services, tenant, visitor="visitor-jane")
     clock.advance(timedelta(days=15))
     services.purger().run()
@@ -181,7 +197,7 @@ def test_each_run_is_audited_without_personal_data(azurite, services, clock, ten
     run = [e for e in runs if any(d["tenant"] == tenant for d in e["datasets"])][-1]
     (mine,) = [d for d in run["datasets"] if d["tenant"] == tenant and d["dataset"] == "visits"]
     assert mine["deleted_expired"] == 1 and "duration_s" in run
-    assert b"visitor-jane" not in b"".join(all_blobs(azurite, AUDIT).values())
+    assert b"visitor-jane" not in b"".join(all_blobs(storage, AUDIT).values())
 
 
 def test_oldest_remaining_age_is_reported(services, clock, tenant):
@@ -233,20 +249,20 @@ def test_unsettled_records_wait_for_the_next_page(services, clock, tenant):
     assert [r["id"] for r in delivery.page(tenant, "visits", None, 100).records] == [record.id]
 
 
-def test_ack_deletes_at_once_is_idempotent_and_is_counted_by_the_next_purge(azurite, services, clock, tenant):
+def test_ack_deletes_at_once_is_idempotent_and_is_counted_by_the_next_purge(storage, services, clock, tenant):
     delivery = Delivery(services.storage, services.audit, services.clock)
     records = [visit(services, tenant) for _ in range(3)]
     clock.advance(timedelta(minutes=1))
     ids = [r.id for r in records[:2]]
     assert delivery.acknowledge(tenant, "visits", ids) == (2, 0)
     assert delivery.acknowledge(tenant, "visits", ids) == (0, 2)
-    assert set(held(azurite, tenant)) == {records[2].id}
+    assert set(held(storage, tenant)) == {records[2].id}
     clock.advance(timedelta(minutes=5))
     report = services.purger().run()
     assert report.counts(tenant, "visits").deleted_for_delivery == 2
 
 
-def test_export_and_erase_one_subject_across_datasets(azurite, services, settings, tenant):
+def test_export_and_erase_one_subject_across_datasets(storage, services, settings, tenant):
     requests = SubjectRequests(services.storage, services.registry, services.audit, MASTER_KEY)
     mine = [form(services, tenant, "Jane@Example.com"), form(services, tenant, "jane@example.com")]
     services.registry.put_dataset(
@@ -264,7 +280,7 @@ def test_export_and_erase_one_subject_across_datasets(azurite, services, setting
     assert exported["datasets"]["contact"]["purpose"]
     assert requests.erase(tenant, "jane@example.com") == 3
     assert requests.export(tenant, "jane@example.com")["record_count"] == 0
-    assert set(held(azurite, tenant)) == {other.id}
+    assert set(held(storage, tenant)) == {other.id}
     audit_text = json.dumps(services.audit.entries(tenant))
     assert "jane@example.com" not in audit_text.lower() and exported["subject_hash"] in audit_text
 
@@ -304,7 +320,7 @@ def test_captures_are_counted_per_dataset_and_hour(services, clock, tenant):
     assert counts == {("visits", 2), ("contact", 1)}
 
 
-def test_a_purge_process_killed_midway_is_finished_by_the_next_run(azurite, services, tenant_id):
+def test_a_purge_process_killed_midway_is_finished_by_the_next_run(storage, services, tenant_id):
     """The real command, killed with SIGKILL while deleting; the next run leaves nothing expired."""
     import os
     import secrets
@@ -333,7 +349,7 @@ def test_a_purge_process_killed_midway_is_finished_by_the_next_run(azurite, serv
     def remaining():
         return sum(1 for _ in container.list_blobs(name_starts_with=f"{tenant_id}/bulk/"))
 
-    env = {**os.environ, **settings_env(azurite)}
+    env = {**os.environ, **settings_env(storage)}
     command = [sys.executable, "-m", "shared.purge"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60

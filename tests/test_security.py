@@ -192,6 +192,8 @@ def test_signed_pixel_links_forged_or_replayed_record_nothing(anon, two_tenants,
         {**good_query, "sig": sign_query(other["signing_key"], tenant["id"], "visits", good_query)},  # wrong key
         {**good_query, "sig": "0" * 64},
         {k: v for k, v in good.items() if k != "sig"},
+        {**good_query, "sig": "\u00cb\u0096\u00a7\U000af55a"},  # not ASCII (found by the fuzz test: was a 500)
+        {**good, "exp": "\u00b2" * 10},  # digits to str.isdigit, not to int()
     ]
     for query in forged:
         answer = anon.get(f"/px/{tenant['id']}/visits?{urlencode(query)}")
