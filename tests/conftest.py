@@ -34,6 +34,12 @@ def settings_env(azurite: Azurite, region: str = "eu") -> dict[str, str]:
         "PACKCLOUD_STORAGE_CONNECTION_STRING": azurite.connection_string,
         "PACKCLOUD_MASTER_KEY": MASTER_KEY,
         "PACKCLOUD_REGION_URLS": f'{{"eu": "{EU_URL}", "us": "{US_URL}"}}',
+        # The session's Azurite ends up holding every test's blobs, and answers a tag query by scanning them
+        # all, in tens of seconds late in the run. A request that gives up after 10 s (the default) leaves
+        # Azurite the query to finish and then retries it: the retries pile up and Azurite never catches up.
+        # Azure answers tag queries from an index, so here the hosts wait as long as a setting allows;
+        # tests/test_faults.py sets its own, short timeouts.
+        "PACKCLOUD_STORAGE_TIMEOUT_SECONDS": "120",
     }
 
 
