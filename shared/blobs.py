@@ -122,8 +122,7 @@ class Storage:
         """Names of the blobs whose index tags match; uses the tag index, never lists blobs.
 
         `read_timeout` replaces the request timeout of the settings for a job that may wait (the purge)."""
-        options = {} if read_timeout is None else {"read_timeout": read_timeout}
-        for item in self.container(container).find_blobs_by_tags(where, **options):
+        for item in self.container(container).find_blobs_by_tags(where, **_timeout(read_timeout)):
             yield item.name
 
     def delete_names(self, container: str, names: Iterable[str], *, read_timeout: float | None = None) -> int:
@@ -136,7 +135,7 @@ class Storage:
     ) -> tuple[int, int]:
         """Batch-delete; answers how many were deleted now and how many were already gone."""
         client = self.container(container)
-        options = {} if read_timeout is None else {"read_timeout": read_timeout}
+        options = _timeout(read_timeout)
         deleted = already_gone = 0
         batch: list[str] = []
         for name in names:
@@ -148,6 +147,11 @@ class Storage:
             now_gone, before = _delete_batch(client, batch, options)
             deleted, already_gone = deleted + now_gone, already_gone + before
         return deleted, already_gone
+
+
+def _timeout(read_timeout: float | None) -> dict[str, Any]:
+    """Per-call options: a read timeout other than the transport's, when one is given."""
+    return {} if read_timeout is None else {"read_timeout": read_timeout}
 
 
 def _delete_batch(client: ContainerClient, names: list[str], options: dict[str, Any]) -> tuple[int, int]:
