@@ -4,7 +4,6 @@ import asyncio
 import json
 import os
 import threading
-import time
 
 import azure.functions as func
 
@@ -54,11 +53,23 @@ def boom(req: func.HttpRequest) -> func.HttpResponse:
     raise RuntimeError("this function always fails")
 
 
-@app.route(route="slow", auth_level=func.AuthLevel.ANONYMOUS)
-def slow(req: func.HttpRequest) -> func.HttpResponse:
-    started = time.time()
-    time.sleep(0.5)
-    return func.HttpResponse(json.dumps({"start": started, "end": time.time(), "thread": threading.get_ident()}))
+_barriers: dict[str, threading.Barrier] = {}
+_barriers_lock = threading.Lock()
+
+
+@app.route(route="together", auth_level=func.AuthLevel.ANONYMOUS)
+def together(req: func.HttpRequest) -> func.HttpResponse:
+    """Answers once `n` calls of one group are in progress at the same moment, which only a concurrent host can do.
+
+    A barrier rather than overlapping sleeps: on a busy machine the clients may start further apart than any sleep.
+    """
+    with _barriers_lock:
+        barrier = _barriers.setdefault(req.params["group"], threading.Barrier(int(req.params["n"])))
+    try:
+        barrier.wait(timeout=60)
+    except threading.BrokenBarrierError:
+        return func.HttpResponse("the calls were not in progress together", status_code=503)
+    return func.HttpResponse(json.dumps({"thread": threading.get_ident()}))
 
 
 @app.route(route="async", auth_level=func.AuthLevel.ANONYMOUS)
