@@ -37,7 +37,7 @@ class Stack:
 @contextmanager
 def local_stack(settings: dict[str, str] | None = None) -> Iterator[Stack]:
     """Azurite and the local host; `settings` adds or overrides PACKCLOUD_* settings of the host."""
-    azurite = start_azurite(in_memory=True)
+    azurite = start_azurite()
     port = free_port()
     env = {
         **os.environ,

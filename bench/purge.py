@@ -68,7 +68,7 @@ def raw_delete(service: BlobServiceClient, names: list[str]) -> float:
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
     live_count, expired_count = FULL if "--full" in (argv if argv is not None else sys.argv[1:]) else DEFAULT
-    azurite = start_azurite(in_memory=True)
+    azurite = start_azurite()
     try:
         now = datetime.now(UTC)
         clock = ManualClock(now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,7 +47,9 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | 
 class Azurite:
     port: int
     process: subprocess.Popen[bytes]
-    location: Path | None
+    location: Path
+    # A temporary folder start_azurite made is removed with the process; a folder given to it is kept.
+    temporary: bool = False
 
     @property
     def connection_string(self) -> str:
@@ -60,16 +63,24 @@ class Azurite:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.temporary:
+            shutil.rmtree(self.location, ignore_errors=True)
 
 
-def start_azurite(port: int | None = None, location: Path | None = None, in_memory: bool = False) -> Azurite:
-    """Azurite on 127.0.0.1 with telemetry off; data under `location` (a temporary folder by default)."""
+def start_azurite(port: int | None = None, location: Path | None = None) -> Azurite:
+    """Azurite on 127.0.0.1 with telemetry off; data under `location` (a temporary folder by default).
+
+    Never `--inMemoryPersistence`: there every upload is an extent of its own, and Azurite's garbage collection,
+    every 10 minutes, deletes each unreferenced one with a scan of all of them, holding its only thread for
+    minutes once a few thousand blobs were overwritten (it stalled the test session for 6 minutes). On disk,
+    uploads share extent files of up to 64 MB, and the collection has a handful to look at.
+    """
     if not AZURITE_BIN.exists():
         raise RuntimeError(f"{AZURITE_BIN} is missing: run `make test` or `make run`, which install it")
     port = port or free_port()
-    if not in_memory:
-        location = location or Path(tempfile.mkdtemp(prefix="azurite-"))
-        location.mkdir(parents=True, exist_ok=True)
+    temporary = location is None
+    location = location or Path(tempfile.mkdtemp(prefix="azurite-"))
+    location.mkdir(parents=True, exist_ok=True)
     command = [
         str(AZURITE_BIN),
         "--silent",
@@ -79,13 +90,13 @@ def start_azurite(port: int | None = None, location: Path | None = None, in_memo
         "127.0.0.1",
         "--blobPort",
         str(port),
+        "--location",
+        str(location),
     ]
-    # Azurite refuses a location together with in-memory persistence.
-    command += ["--inMemoryPersistence"] if in_memory else ["--location", str(location)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, 30, process)
     except Exception:
         process.kill()
         raise
-    return Azurite(port, process, location)
+    return Azurite(port, process, location, temporary)

@@ -48,7 +48,7 @@ def settings_env(azurite: Azurite, region: str = "eu") -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
-    instance = start_azurite(in_memory=True)
+    instance = start_azurite()
     yield instance
     instance.stop()
 
@@ -137,6 +137,30 @@ def all_blobs(azurite: Azurite, container: str, prefix: str = "") -> dict[str, b
         }
     except ResourceNotFoundError:
         return {}
+
+
+def blob_states(azurite: Azurite, containers: tuple[str, ...], *, within: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Each blob's ETag, metadata and tags, listed without downloading a byte: any write, deletion or re-tagging
+    shows, which is what "nothing changed" is checked against. `within`: only names containing one of these.
+
+    Downloading every blob instead took 15 s a call late in the run, when the session's Azurite holds every test's.
+    """
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    states: dict[str, dict] = {}
+    for container in containers:
+        try:
+            listed = list(service.get_container_client(container).list_blobs(include=["metadata", "tags"]))
+        except ResourceNotFoundError:
+            listed = []
+        states[container] = {
+            blob.name: (blob.etag, blob.metadata, blob.tags)
+            for blob in listed
+            if not within or any(part in blob.name for part in within)
+        }
+    return states
 
 
 CHROMIUM = "/usr/bin/chromium"

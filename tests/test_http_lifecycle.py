@@ -9,7 +9,7 @@ import pytest
 
 from shared.clock import ManualClock
 from shared.services import Services
-from tests.conftest import all_blobs
+from tests.conftest import all_blobs, blob_states
 from tests.test_models import variant
 
 FORM = variant(
@@ -81,7 +81,7 @@ def test_export_erase_and_report(host, tenant, azurite):
 
 
 def snapshot(azurite):
-    return {c: all_blobs(azurite, c) for c in ("records", "state", "registry")}
+    return blob_states(azurite, ("records", "state", "registry"))
 
 
 @pytest.mark.parametrize(

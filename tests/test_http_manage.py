@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import all_blobs
+from tests.conftest import all_blobs, blob_states
 from tests.test_models import EXAMPLE, variant
 
 
 def snapshot(azurite):
-    return {container: all_blobs(azurite, container) for container in ("registry", "records")}
+    return blob_states(azurite, ("registry", "records"))
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from shared.pixel import GIF
-from tests.conftest import all_blobs
+from tests.conftest import all_blobs, blob_states
 from tests.test_models import EXAMPLE
 
 PAGE = "https://www.contoso.example/pricing"
@@ -56,10 +56,10 @@ def test_pixel_records_one_page_view(anon, tenant, azurite):
     ],
 )
 def test_pixel_answers_the_gif_and_records_nothing(anon, tenant, azurite, path, headers):
-    before = all_blobs(azurite, "records")
+    before = blob_states(azurite, ("records",))
     answer = anon.get(path.format(tenant=tenant), params={"page_url": PAGE}, headers=headers)
     assert_gif(answer)
-    assert all_blobs(azurite, "records") == before
+    assert blob_states(azurite, ("records",)) == before
 
 
 def test_snippet_is_served_configured(anon, tenant):

@@ -33,7 +33,7 @@ def storage():
     """This module's own Azurite. A purge asks the blob index once per dataset of every tenant, and Azurite
     answers by scanning every blob it holds: on the session's, which holds what every other test left,
     these purge-heavy tests took minutes."""
-    instance = start_azurite(in_memory=True)
+    instance = start_azurite()
     yield instance
     instance.stop()
 

@@ -39,7 +39,7 @@ def regions(tmp_path_factory):
     processes = []
     try:
         for region, port, key in (("eu", eu_port, EU_KEY), ("us", us_port, US_KEY)):
-            azurite = start_azurite(in_memory=True)
+            azurite = start_azurite()
             started[region] = (urls[region], azurite)
             env = {
                 **os.environ,

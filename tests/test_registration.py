@@ -15,7 +15,7 @@ import pytest
 from shared.errors import Conflict, StorageUnavailable, Unprocessable
 from shared.registration import RegistrationIn
 from shared.secrets import KeyVaultSecrets, LocalSecrets
-from tests.conftest import FUNCTION_KEY, US_URL, all_blobs
+from tests.conftest import FUNCTION_KEY, US_URL, all_blobs, blob_states
 from tests.fake_keyvault import FakeCredential, start_fake_keyvault
 
 SENDGRID = "SG.sendgrid-secret-value-0123456789"
@@ -189,7 +189,7 @@ def test_a_half_done_registration_is_taken_over_after_a_minute(home, org, clock)
 )
 def test_bad_registrations_are_refused_with_nothing_stored(home_host, azurite, org, change, field, tmp_path):
     api, secrets_path = home_host
-    before = {c: all_blobs(azurite, c) for c in ("registry", "records", "state")}
+    before = blob_states(azurite, ("registry", "records", "state"))
     answer = httpx.post(
         f"{api}/registrations", json=registration(org, **change), headers={"x-functions-key": FUNCTION_KEY}
     )
@@ -198,7 +198,7 @@ def test_bad_registrations_are_refused_with_nothing_stored(home_host, azurite, o
     assert body["error"] == "invalid_registration"
     assert any(problem["field"].startswith(field) for problem in body["errors"]), body
     assert SENDGRID not in answer.text and "x" * 100 not in answer.text
-    assert {c: all_blobs(azurite, c) for c in ("registry", "records", "state")} == before
+    assert blob_states(azurite, ("registry", "records", "state")) == before
     assert not secrets_path.exists()
 
 

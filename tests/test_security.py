@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from shared.pixel import sign_query
-from tests.conftest import FUNCTION_KEY, HOST_MASTER_KEY, ROOT, all_blobs, settings_env
+from tests.conftest import FUNCTION_KEY, HOST_MASTER_KEY, ROOT, all_blobs, blob_states, settings_env
 from tests.test_fuzz import PIXEL
 from tests.test_geo_rules import SIGNINS, USER
 from tests.test_http_webform import FORM, ORIGIN
@@ -25,13 +25,8 @@ CONTAINERS = ("registry", "records", "state")
 
 
 def storage(azurite, *tenants):
-    """Every blob of the tenants, with contents: what "nothing read or changed" is checked against."""
-    return {
-        container: {
-            name: body for name, body in all_blobs(azurite, container).items() if any(t in name for t in tenants)
-        }
-        for container in CONTAINERS
-    }
+    """The state of every blob of the tenants: what "nothing changed" is checked against."""
+    return blob_states(azurite, CONTAINERS, within=tenants)
 
 
 def make_tenant(manage, tenant_id):
@@ -119,7 +114,7 @@ HOSTILE_IDS = [
 def test_hostile_ids_are_refused_before_storage(anon, manage, two_tenants, azurite, hostile):
     victim = two_tenants[0]
     auth = {"authorization": f"Bearer {victim['api_key']}"}
-    before = {c: all_blobs(azurite, c) for c in CONTAINERS}
+    before = blob_states(azurite, CONTAINERS)
     answers = [
         manage.put(f"/manage/tenants/{hostile}", json={}),
         manage.put(f"/manage/tenants/{victim['id']}/datasets/{hostile}", json=SIGNINS),
@@ -133,7 +128,7 @@ def test_hostile_ids_are_refused_before_storage(anon, manage, two_tenants, azuri
         assert 400 <= answer.status_code < 500, (hostile, answer.status_code)
         if answer.headers.get("content-type", "").startswith("application/json"):
             assert answer.json()["error"]
-    assert {c: all_blobs(azurite, c) for c in CONTAINERS} == before
+    assert blob_states(azurite, CONTAINERS) == before
     # The pixel answers its GIF whenever its route matches; an id that changes the path matches no route.
     pixel = anon.get(f"/px/{hostile}/visits")
     assert pixel.headers["content-type"] == "image/gif" or (pixel.status_code == 404 and pixel.json()["error"])

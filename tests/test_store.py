@@ -11,7 +11,7 @@ from shared.blobs import RECORDS, tag_filter
 from shared.errors import Misdirected, NotFound, Unprocessable
 from shared.keys import api_key_matches, subject_hash
 from shared.models import Dataset, TenantIn
-from tests.conftest import EU_URL, all_blobs
+from tests.conftest import EU_URL, all_blobs, blob_states
 from tests.test_models import EXAMPLE, variant
 
 
@@ -189,3 +189,31 @@ def test_deleting_removes_the_state_kept_for_tenant_and_dataset(azurite, service
     services.registry.delete_tenant(tenant_id)
     assert all_blobs(azurite, STATE, f"{tenant_id}/") == {}
     assert all_blobs(azurite, REGISTRY, sequence_prefix(tenant_id)) == {}
+
+
+def test_blob_states_shows_every_change_the_nothing_changed_checks_rely_on(azurite, tenant_id):
+    """The tests' `blob_states` lists, never downloads: a rewrite with the same bytes, new tags, new metadata,
+    a new blob and a deletion must each still show."""
+    from azure.storage.blob import BlobServiceClient
+
+    container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client("probes")
+    if not container.exists():
+        container.create_container()
+    name = f"{tenant_id}/probe.json"
+    container.upload_blob(name, b"{}", overwrite=True, tags={"t": tenant_id})
+    changes = [
+        lambda: container.upload_blob(name, b"{}", overwrite=True, tags={"t": tenant_id}),
+        lambda: container.get_blob_client(name).set_blob_tags({"t": tenant_id, "exp": "x"}),
+        lambda: container.get_blob_client(name).set_blob_metadata({"k": "v"}),
+        lambda: container.upload_blob(f"{tenant_id}/other.json", b"{}"),
+        lambda: container.delete_blob(name),
+    ]
+
+    def states():
+        return blob_states(azurite, ("probes",), within=(tenant_id,))
+
+    for change in changes:
+        before = states()
+        assert states() == before  # listing alone changes nothing
+        change()
+        assert states() != before
