@@ -34,14 +34,9 @@ def settings_env(azurite: Azurite, region: str = "eu") -> dict[str, str]:
         "PACKCLOUD_STORAGE_CONNECTION_STRING": azurite.connection_string,
         "PACKCLOUD_MASTER_KEY": MASTER_KEY,
         "PACKCLOUD_REGION_URLS": f'{{"eu": "{EU_URL}", "us": "{US_URL}"}}',
-        # The session's Azurite ends up holding every test's blobs, and answers a tag query (privacy export
-        # and erase) by scanning them all. A request that gave up after 10 s (the default) would leave Azurite
-        # the scan to finish and then retry it on top. Azure answers tag queries from an index, so here the
-        # hosts wait longer; tests/test_faults.py sets its own, short timeouts.
-        "PACKCLOUD_STORAGE_TIMEOUT_SECONDS": "120",
-        # The default schedule purges at minute 5 of every hour. In a test host that purge scans every blob the
-        # session's tests left, holding Azurite (one thread) for minutes while other tests wait on it: once a
-        # year instead, and the tests that purge run it themselves.
+        # The default schedule purges at minute 5 of every hour: a test host would purge in the background,
+        # scanning every blob the session's tests left, at a moment no test chose. Once a year instead; the
+        # tests that purge run it themselves.
         "PACKCLOUD_PURGE_SCHEDULE": "0 0 0 1 1 *",
     }
 
