@@ -30,9 +30,9 @@ SIGNIN_FIELDS = [
 
 @pytest.fixture(scope="module")
 def storage():
-    """This module's own Azurite. A purge asks the blob index once per dataset of every tenant, and Azurite
-    answers by scanning every blob it holds: on the session's, which holds what every other test left,
-    these purge-heavy tests took minutes."""
+    """This module's own Azurite. A purge goes over every tenant in its store and asks the blob index once per
+    dataset, which Azurite answers by scanning every blob it holds: on the session's, each purge here would
+    also work through every tenant and blob the other tests left."""
     instance = start_azurite()
     yield instance
     instance.stop()
