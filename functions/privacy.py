@@ -1,7 +1,7 @@
 """Data-subject requests and the record of processing (tenant key).
 
-POST /api/privacy/{tenant}/subjects/export   {"subject": "..."}: every record of that person, as JSON
-POST /api/privacy/{tenant}/subjects/erase    {"subject": "..."}: delete them all, answer the count
+POST /api/privacy/{tenant}/subjects/export   {"subject": "..."}: every record and personal state of that person
+POST /api/privacy/{tenant}/subjects/erase    {"subject": "..."}: delete them all, answer the counts
 GET  /api/privacy/{tenant}/report[?format=html]   record of processing activities (GDPR art. 30)
 """
 
@@ -43,7 +43,10 @@ def privacy_export(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 def privacy_erase(req: func.HttpRequest) -> func.HttpResponse:
     tenant, requests, subject = _subject(req, get_services())
-    return json_response({"tenant": tenant, "erased": requests.erase(tenant, subject)})
+    erased = requests.erase(tenant, subject)
+    return json_response(
+        {"tenant": tenant, "request_id": erased.request_id, "erased": erased.records, "state_erased": erased.state}
+    )
 
 
 @bp.function_name("privacy_report")

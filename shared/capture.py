@@ -23,10 +23,10 @@ from shared.clock import Clock, tag_time
 from shared.errors import Misdirected, NotFound, StorageUnavailable, Unprocessable
 from shared.fieldtypes import InvalidValue, StoredValue, normalise
 from shared.ids import check_id, new_record_id
-from shared.keys import subject_hash
 from shared.models import Capability, DatasetDoc, Record, Tenant
 from shared.registry import Registry
 from shared.settings import Region, Settings
+from shared.subjects import subject_field, subject_tag
 
 JSON = ContentSettings(content_type="application/json")
 # A record that took longer than this to commit is withdrawn (503, the caller retries): so every record
@@ -169,10 +169,18 @@ class CaptureStore:
             "cap": tag_time(record.captured_at),
             "exp": tag_time(record.expires_at),
         }
-        subject = record.fields.get(dataset.subject_field) if dataset.subject_field else None
-        if subject is not None and subject != "":
-            tags["sub"] = subject_hash(self._settings.master_key.get_secret_value(), record.tenant, str(subject))
+        subject = self.subject_tag(dataset, record)
+        if subject is not None:
+            tags["sub"] = subject
         return tags
+
+    def subject_tag(self, dataset: DatasetDoc, record: Record) -> str | None:
+        """The `sub` tag of a prepared record, for it and for any state kept about the same submission."""
+        spec = subject_field(dataset)
+        stored = record.fields.get(spec.name) if spec is not None else None
+        if spec is None or stored is None or stored == "":
+            return None
+        return subject_tag(self._settings.master_key.get_secret_value(), record.tenant, spec, stored)
 
     def _write(self, record: Record, tags: dict[str, str]) -> None:
         body = record.model_dump_json().encode("utf-8")

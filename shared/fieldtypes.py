@@ -46,7 +46,13 @@ def truncate_ip(value: str) -> str:
 def _text(raw: object) -> str:
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise InvalidValue("must be text")
-    return str(raw).strip()
+    text = str(raw).strip()
+    try:
+        # JSON can carry a lone surrogate: not text, and neither storable nor hashable as UTF-8.
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValue("is not valid text") from None
+    return text
 
 
 def normalise(

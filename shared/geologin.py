@@ -26,9 +26,10 @@ from shared.capture import JSON, CaptureStore, Target
 from shared.clock import Clock, tag_time
 from shared.errors import StorageUnavailable, Unprocessable
 from shared.geo import NOWHERE, IPAddress, Location, Locator, parse_ip
-from shared.keys import subject_hash
 from shared.net import client_ip
+from shared.personal_state import LAST_SIGN_IN
 from shared.settings import Settings
+from shared.subjects import USER_ID, subject_tag
 from shared.travel import Sighting, TravelAlert, TravelRule, impossible_travel
 
 MAX_FUTURE = timedelta(minutes=5)
@@ -92,11 +93,12 @@ class LastSignIns:
         self._lock = threading.Lock()
 
     def subject(self, tenant: str, user_id: str) -> str:
-        return subject_hash(self._master_key, tenant, user_id)
+        # The same tag as the records' when user_id is the subject field: one erasure finds both.
+        return subject_tag(self._master_key, tenant, USER_ID, user_id)
 
     @staticmethod
     def name(target: Target, subject: str) -> str:
-        return f"{target.tenant.id}/datasets/{target.dataset.id}/last/{subject}.json"
+        return f"{LAST_SIGN_IN.prefix(target.tenant.id, target.dataset.id)}{subject}.json"
 
     def get(self, target: Target, subject: str, *, fresh: bool = False) -> _Last | None:
         name = self.name(target, subject)

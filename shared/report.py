@@ -9,11 +9,12 @@ from typing import Any
 from azure.core.exceptions import AzureError
 
 from shared.audit import SYSTEM, AuditLog
-from shared.blobs import RECORDS, Storage
+from shared.blobs import RECORDS, STATE, Storage
 from shared.clock import Clock
 from shared.errors import StorageUnavailable
 from shared.ids import is_record_id, record_id_time
-from shared.models import Tenant
+from shared.models import DatasetDoc, Tenant
+from shared.personal_state import kinds_of
 from shared.registry import Registry
 
 
@@ -46,6 +47,7 @@ def processing_record(
                     "allowed_origins": list(doc.allowed_origins),
                     "records_held": len(ids),
                     "oldest_record_age_s": round((now - oldest).total_seconds(), 1) if oldest else None,
+                    "personal_state": _personal_state(storage, tenant.id, doc),
                 }
             )
     except AzureError:
@@ -59,6 +61,20 @@ def processing_record(
         "last_purge": last_purge,
         "datasets": datasets,
     }
+
+
+def _personal_state(storage: Storage, tenant: str, doc: DatasetDoc) -> list[dict[str, Any]]:
+    """What personal state the dataset's capability keeps besides its records, and how much is held now."""
+    container = storage.container(STATE)
+    return [
+        {
+            "kind": kind.kind,
+            "holds": kind.holds,
+            "kept": kind.kept,
+            "held": sum(1 for _ in container.list_blobs(name_starts_with=kind.prefix(tenant, doc.id))),
+        }
+        for kind in kinds_of(doc.capability)
+    ]
 
 
 def _last_purge(audit: AuditLog, clock: Clock) -> dict[str, Any] | None:
@@ -81,6 +97,10 @@ def render_html(report: dict[str, Any]) -> str:
             f"<li><code>{e(f['name'])}</code> ({e(f['type'])}){' &mdash; personal' if f['personal'] else ''}</li>"
             for f in d["fields"]
         )
+        state = "".join(
+            f"<li><code>{e(k['kind'])}</code>: {e(k['holds'])}; kept {e(k['kept'])}; {e(k['held'])} held now</li>"
+            for k in d["personal_state"]
+        )
         dpo = f"{e(d['dpo']['name'])} &lt;{e(d['dpo']['email'])}&gt;" if d["dpo"] else "not named"
         rows.append(
             f"<section><h2>{e(d['dataset'])} <small>({e(d['capability'])})</small></h2><dl>"
@@ -92,7 +112,9 @@ def render_html(report: dict[str, Any]) -> str:
             f"<dt>Region</dt><dd>{e(report['region'])}</dd>"
             f"<dt>Records held now</dt><dd>{e(d['records_held'])}</dd>"
             f"<dt>Oldest record</dt><dd>{e(d['oldest_record_age_s'])} s</dd>"
-            f"<dt>Fields</dt><dd><ul>{fields}</ul></dd></dl></section>"
+            f"<dt>Fields</dt><dd><ul>{fields}</ul></dd>"
+            f"<dt>Personal state besides the records</dt><dd>{f'<ul>{state}</ul>' if state else 'none'}</dd>"
+            "</dl></section>"
         )
     purge = report["last_purge"]
     purge_text = f"{e(purge['at'])} ({'complete' if purge['complete'] else 'continuing'})" if purge else "none yet"

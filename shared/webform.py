@@ -48,6 +48,7 @@ from shared.ids import new_record_id
 from shared.keys import derive_key
 from shared.models import DatasetDoc, Record, origin_of_url
 from shared.net import client_ip
+from shared.personal_state import SUBMISSION_MARKER
 from shared.rate_limit import RateLimiter
 from shared.settings import Settings
 from shared.snippets import render_script
@@ -191,7 +192,8 @@ class FormIntake:
             self._capture.commit(target, record)
             return record.id, dropped, False
         markers = SubmissionMarkers(self._storage, self._capture, self._settings, self._clock)
-        claimed = markers.claim(target, key, record.id, dropped)
+        subject = self._capture.subject_tag(dataset, record)
+        claimed = markers.claim(target, key, record.id, dropped, subject)
         if claimed is not None:
             return claimed, tuple(markers.dropped_of(target, key)), True
         try:
@@ -282,7 +284,8 @@ class SubmissionMarkers:
     """Idempotency markers in the state container: `{tenant}/datasets/{dataset}/idem/<keyed hash>.json`.
 
     A marker holds the record id and the dropped field names, never submitted values; it expires with
-    the purge after a day (or the dataset's retention, if shorter) and goes with its dataset.
+    the purge after a day (or the dataset's retention, if shorter) and goes with its dataset. It carries the
+    record's subject tag, so that an export shows it and an erasure removes it with the record.
     """
 
     def __init__(self, storage: Storage, capture: CaptureStore, settings: Settings, clock: Clock) -> None:
@@ -293,9 +296,17 @@ class SubmissionMarkers:
 
     def _name(self, target: Target, key: str) -> str:
         digest = hmac.new(derive_key(self._master, "idempotency", target.tenant.id), key.encode(), hashlib.sha256)
-        return f"{target.tenant.id}/datasets/{target.dataset.id}/idem/{digest.hexdigest()[:40]}.json"
+        return f"{SUBMISSION_MARKER.prefix(target.tenant.id, target.dataset.id)}{digest.hexdigest()[:40]}.json"
 
-    def claim(self, target: Target, key: str, record_id: str, dropped: tuple[str, ...], rounds: int = 3) -> str | None:
+    def claim(
+        self,
+        target: Target,
+        key: str,
+        record_id: str,
+        dropped: tuple[str, ...],
+        subject: str | None = None,
+        rounds: int = 3,
+    ) -> str | None:
         """None when this submission is new and now claimed; else the id already answered for it."""
         if rounds == 0:
             raise StorageUnavailable("the submission's marker keeps changing, retry later", retry_after=1)
@@ -305,6 +316,8 @@ class SubmissionMarkers:
         expires = now + min(MARKER_TTL, timedelta(days=target.dataset.retention_days))
         body = json.dumps({"record": record_id, "dropped": list(dropped), "at": now.isoformat()}).encode()
         tags = {"t": target.tenant.id, "d": target.dataset.id, "exp": tag_time(expires)}
+        if subject is not None:
+            tags["sub"] = subject
         try:
             container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON)
             return None
@@ -314,7 +327,7 @@ class SubmissionMarkers:
             raise StorageUnavailable() from None
         earlier, etag = self._read(target, key)
         if earlier is None:  # released meanwhile: claim again
-            return self.claim(target, key, record_id, dropped, rounds - 1)
+            return self.claim(target, key, record_id, dropped, subject, rounds - 1)
         if self._capture.exists(target.tenant.id, target.dataset.id, str(earlier["record"])):
             return str(earlier["record"])
         if now - datetime.fromisoformat(earlier["at"]) <= 2 * COMMIT_DEADLINE:
@@ -333,7 +346,7 @@ class SubmissionMarkers:
                 match_condition=MatchConditions.IfNotModified,
             )
         except ResourceModifiedError:
-            return self.claim(target, key, record_id, dropped, rounds - 1)
+            return self.claim(target, key, record_id, dropped, subject, rounds - 1)
         except AzureError:
             raise StorageUnavailable() from None
         return None

@@ -66,7 +66,12 @@ def test_export_erase_and_report(host, tenant, azurite):
         assert exported["record_count"] == 1
         assert exported["datasets"]["contact"]["records"][0]["id"] == ids[1]
         erased = client.post(f"/privacy/{tenant_id}/subjects/erase", json={"subject": "p1@example.com"})
-        assert erased.json() == {"tenant": tenant_id, "erased": 1}
+        assert erased.json() == {
+            "tenant": tenant_id,
+            "request_id": erased.json()["request_id"],
+            "erased": 1,
+            "state_erased": 0,
+        }
         after = client.post(f"/privacy/{tenant_id}/subjects/export", json={"subject": "p1@example.com"}).json()
         assert after["record_count"] == 0
         report = client.get(f"/privacy/{tenant_id}/report").json()
