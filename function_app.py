@@ -17,9 +17,12 @@ from functions import (
     tracking_pixel,
     webform_capture,
 )
+from shared.logs import quiet_request_logs
 from shared.settings import get_settings
 
 settings = get_settings()
+# Before any storage request: client libraries would log request URLs (subject hashes, queries) otherwise.
+quiet_request_logs()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(tracking_pixel.bp)

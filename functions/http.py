@@ -44,8 +44,8 @@ def handles_errors(handler: Handler) -> Handler:
         try:
             return handler(req)
         except PackCloudError as error:
-            if error.status >= 500:
-                log.warning("%s answered %s (%s)", handler.__name__, error.status, error.code)
+            level = logging.WARNING if error.status >= 500 else logging.DEBUG
+            log.log(level, "%s answered %s (%s)", handler.__name__, error.status, error.code)
             return error_response(error)
         except AzureError as error:
             log.warning("%s: storage error %s", handler.__name__, type(error).__name__)

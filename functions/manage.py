@@ -7,18 +7,24 @@ PUT/GET/DELETE /api/manage/tenants/{tenant}/datasets/{dataset}
 
 from __future__ import annotations
 
+from itertools import islice
+
 import azure.functions as func
 
 from functions.http import handles_errors, json_response
 from shared.auth import require_tenant
+from shared.blobs import REGISTRY
 from shared.bodies import parse_json_object, validate_model
-from shared.errors import NotFound
+from shared.errors import Conflict, NotFound
 from shared.ids import check_id
 from shared.models import Dataset, DatasetDoc, TenantIn
-from shared.services import get_services
+from shared.registry import dataset_blob
+from shared.services import Services, get_services
 from shared.tenants import delete_tenant, put_tenant
 
 bp = func.Blueprint()
+# A tenant's dataset count sets the work of its dataset list, DPO report and deletion: bounded at creation.
+MAX_DATASETS_PER_TENANT = 100
 
 
 def _read_body(req: func.HttpRequest) -> dict:
@@ -78,6 +84,7 @@ def manage_dataset(req: func.HttpRequest) -> func.HttpResponse:
     declaration = validate_model(Dataset, _read_body(req), "invalid_dataset", "dataset")
     # Datasets are declared where the tenant's data lives, never in another region.
     services.capture.require_home(tenant)
+    _check_room(services, tenant.id, dataset_id)
     doc, created = services.registry.put_dataset(tenant.id, dataset_id, declaration)
     # Ids and the retention only: the declaration names the controller's and DPO's contacts.
     services.audit.append(
@@ -89,6 +96,18 @@ def manage_dataset(req: func.HttpRequest) -> func.HttpResponse:
         retention_days=doc.retention_days,
     )
     return json_response(_shown(doc), 201 if created else 200)
+
+
+def _check_room(services: Services, tenant: str, dataset: str) -> None:
+    """A new dataset only while the tenant has fewer than the maximum (one listing of at most that many names)."""
+    name = dataset_blob(tenant, dataset)
+    listed = services.storage.container(REGISTRY).list_blobs(name_starts_with=name.rsplit("/", 1)[0] + "/")
+    names = [blob.name for blob in islice(listed, MAX_DATASETS_PER_TENANT)]
+    if len(names) >= MAX_DATASETS_PER_TENANT and name not in names:
+        raise Conflict(
+            "too_many_datasets",
+            f"a tenant has at most {MAX_DATASETS_PER_TENANT} datasets; delete one to declare another",
+        )
 
 
 def _shown(doc: DatasetDoc) -> dict:

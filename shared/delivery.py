@@ -20,14 +20,18 @@ from shared.audit import AuditLog
 from shared.blobs import RECORDS, Storage
 from shared.capture import COMMIT_DEADLINE, record_blob
 from shared.clock import Clock
-from shared.errors import StorageUnavailable
+from shared.errors import BadRequest, StorageUnavailable
 from shared.ids import is_record_id, record_id_time
+from shared.models import MAX_RETENTION_DAYS
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 # Records younger than this are not delivered yet: every record commits within COMMIT_DEADLINE of its id's
 # timestamp, so once a page passes an id, no record with a smaller id can still appear behind it.
 SETTLE = COMMIT_DEADLINE + timedelta(seconds=5)
+# A page lists one prefix per day from its cursor's day, so the cursor's age sets the work of a request. No
+# record outlives the longest retention, so an older cursor can only point before everything still held.
+OLDEST_CURSOR = timedelta(days=MAX_RETENTION_DAYS) + SETTLE
 READERS = 8
 
 
@@ -38,6 +42,21 @@ class Page:
     more: bool
 
 
+def check_cursor_age(cursor: str | None, now: datetime) -> None:
+    """Refuse a cursor from before anything still held, or from the future: no page ever handed it out."""
+    if cursor is None:
+        return
+    captured = record_id_time(cursor)
+    if captured < now - OLDEST_CURSOR:
+        raise BadRequest(
+            "cursor_too_old",
+            f"cursor is older than {MAX_RETENTION_DAYS} days, the longest retention: every record it followed "
+            "has expired; start again without a cursor",
+        )
+    if captured > now:
+        raise BadRequest("cursor_in_future", "cursor is later than now: pass a next_cursor from an earlier page")
+
+
 class Delivery:
     def __init__(self, storage: Storage, audit: AuditLog, clock: Clock) -> None:
         self._storage = storage
@@ -45,6 +64,7 @@ class Delivery:
         self._clock = clock
 
     def page(self, tenant: str, dataset: str, cursor: str | None, limit: int) -> Page:
+        check_cursor_age(cursor, self._clock.now())
         horizon = self._clock.now() - SETTLE
         names: list[str] = []
         more = False

@@ -170,3 +170,60 @@ def test_tenant_of_another_region_is_misdirected(host, manage, tenant_id, azurit
         answer = httpx.request(method, host + path, headers=bearer(key), json={"subject": "x"})
         assert answer.status_code == 421 and answer.json()["region"] == "us"
     assert snapshot(azurite) == before
+
+
+def cursor_at(when: datetime) -> str:
+    return f"{when:%Y%m%dT%H%M%S%f}Z-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("age", "code"),
+    [
+        (timedelta(days=31), "cursor_too_old"),
+        (timedelta(days=2 * 365), "cursor_too_old"),
+        (-timedelta(hours=1), "cursor_in_future"),
+        (-timedelta(days=3650), "cursor_in_future"),
+    ],
+)
+def test_a_cursor_outside_what_can_be_held_is_refused(host, tenant, azurite, age, code):
+    """Each day between a cursor and now is one listing: a cursor's age must not set a request's work."""
+    tenant_id, key, _ = tenant
+    cursor = cursor_at(datetime.now(UTC) - age)
+    before = snapshot(azurite)
+    answer = httpx.get(f"{host}/sync/{tenant_id}/contact", params={"cursor": cursor}, headers=bearer(key))
+    assert answer.status_code == 400 and answer.json()["error"] == code
+    assert cursor not in answer.text and cursor[:8] not in answer.text
+    assert snapshot(azurite) == before
+
+
+def test_a_cursor_within_the_longest_retention_still_pages(host, tenant):
+    tenant_id, key, ids = tenant
+    cursor = cursor_at(datetime.now(UTC) - timedelta(days=29, hours=23))
+    answer = httpx.get(f"{host}/sync/{tenant_id}/contact", params={"cursor": cursor}, headers=bearer(key))
+    assert answer.status_code == 200 and [r["id"] for r in answer.json()["records"]] == ids
+
+
+def test_the_oldest_cursor_bounds_the_listings_of_a_page(services, clock, tenant_id):
+    """At the edge of the window a page lists at most one prefix per day of the longest retention; past it,
+    nothing reaches storage. The bound is the clock's: tests move it, production reads the system's."""
+    from shared.delivery import OLDEST_CURSOR, Delivery, check_cursor_age
+    from shared.errors import BadRequest
+    from shared.models import MAX_RETENTION_DAYS
+
+    delivery = Delivery(services.storage, services.audit, clock)
+    services.storage.container("records")  # containers exist before counting
+    sent = services.storage.transport.sent
+    delivery.page(tenant_id, "contact", cursor_at(clock.now() - OLDEST_CURSOR), 10)
+    assert services.storage.transport.sent - sent <= MAX_RETENTION_DAYS + 2
+    for cursor in (
+        cursor_at(clock.now() - OLDEST_CURSOR - timedelta(seconds=1)),
+        "00010101T000000000000Z-0123456789abcdef",
+    ):
+        sent = services.storage.transport.sent
+        with pytest.raises(BadRequest) as refused:
+            delivery.page(tenant_id, "contact", cursor, 10)
+        assert refused.value.code == "cursor_too_old" and services.storage.transport.sent == sent
+    with pytest.raises(BadRequest) as refused:
+        check_cursor_age(cursor_at(clock.now() + timedelta(microseconds=1)), clock.now())
+    assert refused.value.code == "cursor_in_future"
+    check_cursor_age(cursor_at(clock.now()), clock.now())

@@ -148,3 +148,18 @@ def test_capability_of_a_dataset_cannot_change(manage, tenant, tenant_id):
 def test_datasets_of_an_unknown_tenant_are_404(manage):
     answer = manage.get("/manage/tenants/nobody-here/datasets")
     assert answer.status_code == 404 and answer.json()["error"] == "unknown_tenant"
+
+
+def test_a_tenant_has_at_most_a_hundred_datasets(manage, tenant, tenant_id, azurite):
+    """Its dataset list, DPO report and deletion read every dataset: their number is bounded at creation."""
+    from functions.manage import MAX_DATASETS_PER_TENANT
+
+    for n in range(MAX_DATASETS_PER_TENANT):
+        assert manage.put(f"/manage/tenants/{tenant_id}/datasets/d-{n}", json=EXAMPLE).status_code == 201
+    before = snapshot(azurite)
+    refused = manage.put(f"/manage/tenants/{tenant_id}/datasets/one-more", json=EXAMPLE)
+    assert refused.status_code == 409 and refused.json()["error"] == "too_many_datasets"
+    assert snapshot(azurite) == before
+    assert manage.put(f"/manage/tenants/{tenant_id}/datasets/d-7", json=EXAMPLE).status_code == 200  # replaced
+    assert manage.delete(f"/manage/tenants/{tenant_id}/datasets/d-7").status_code == 204
+    assert manage.put(f"/manage/tenants/{tenant_id}/datasets/one-more", json=EXAMPLE).status_code == 201

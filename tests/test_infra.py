@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import zipfile
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -422,6 +423,91 @@ def test_telemetry_uses_entra_auth_and_a_30_day_retention():
     assert insights["DisableLocalAuth"] is True
     assert insights["DisableIpMasking"] is False
     assert insights["WorkspaceResourceId"]["operator"]["operands"] == {"operand_1": "workspace", "operand_2": "id"}
+
+
+# Retention settings allowed past 30 days, each with why it holds no personal data. Anything else named
+# *retention* or *days* in a template (a parameter's bound, a resource property, a module argument) keeps what
+# it keeps for at most 30 days.
+LONG_RETENTION_ALLOWED = {
+    ("key-vault", "softDeleteRetentionInDays"): "the master key and the packs' service credentials, no person's data",
+    ("main", "auditRetentionDays"): "the audit trail, which holds no personal data (docs/privacy.md)",
+}
+# Where diagnostic settings may send logs: only the 30-day workspace, never an account or a hub that keeps them.
+LOG_DESTINATIONS_REFUSED = {"storageAccountId", "eventHubAuthorizationRuleId", "eventHubName", "marketplacePartnerId"}
+
+
+def retention_settings(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, value as written) of every key naming a retention or a number of days, anywhere in a value."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if re.search(r"retention|days", str(key), re.IGNORECASE) and not isinstance(inner, dict | list):
+                yield where, inner
+            else:
+                yield from retention_settings(inner, where)
+    elif isinstance(value, list):
+        for n, inner in enumerate(value):
+            yield from retention_settings(inner, f"{path}[{n}]")
+
+
+def test_no_log_telemetry_or_storage_setting_keeps_data_past_30_days():
+    """Telemetry, logs and copies of data are kept 30 days at most wherever personal data could be in them."""
+    checked = 0
+    for path in bicep_files():
+        doc = bicep(path)
+        name = path.stem
+        for parameter, declared in doc.get("parameters", {}).items():
+            if (
+                not re.search(r"retention|days", parameter, re.IGNORECASE)
+                or (name, parameter) in LONG_RETENTION_ALLOWED
+            ):
+                continue
+            bounds = {d["type"]: d["argument"] for d in declared.get("decorators", [])}
+            assert bounds.get("max_value", 10**6) <= 30, f"{name}: {parameter} may be set past 30 days"
+            assert declared.get("default") is None or declared["default"] <= 30, f"{name}: {parameter}"
+            checked += 1
+        for symbol, resource in doc.get("resources", {}).items():
+            for where, written in retention_settings(resource["config"]):
+                if (name, written) in LONG_RETENTION_ALLOWED:
+                    continue  # the parameter allowed above
+                days = resolve(doc, written)
+                assert isinstance(days, int | bool), f"{name}: {symbol}.{where} is not a checkable number: {days}"
+                assert isinstance(days, bool) or days <= 30, f"{name}: {symbol}.{where} keeps {days} days"
+                checked += 1
+        for symbol, called in doc.get("modules", {}).items():
+            for where, written in retention_settings(called["config"].get("params", {})):
+                days = resolve(doc, written)
+                assert isinstance(days, int) and days <= 30, f"{name}: module {symbol} gets {where} = {days}"
+                checked += 1
+        for symbol, entry in resources(doc, "Microsoft.Insights/diagnosticSettings").items():
+            destinations = set(entry["config"]["properties"]) & (LOG_DESTINATIONS_REFUSED | {"workspaceId"})
+            assert destinations == {"workspaceId"}, f"{name}: {symbol} sends logs to {sorted(destinations)}"
+    assert checked >= 6  # the parameters and properties above were found: the rule means something
+    for refused in (
+        "Microsoft.OperationalInsights/workspaces/dataExports",
+        "Microsoft.Insights/components/exportconfiguration",
+    ):
+        assert all(not resources(bicep(path), refused) for path in bicep_files()), f"{refused} copies logs out"
+    # The diagnostic settings' workspace is the monitoring module's, whose retention is bounded above.
+    for symbol in ("captureStorage", "keyVault"):
+        assert module_output_ref(main()["modules"][symbol]["config"]["params"]["workspaceId"]) == (
+            "monitoring",
+            "workspaceId",
+        )
+    workspace = one(module("monitoring"), "Microsoft.OperationalInsights/workspaces")["properties"]
+    assert workspace["features"]["immediatePurgeDataOn30Days"] is True
+
+
+def test_the_functions_host_records_no_query_string():
+    """Request telemetry drops the query only in the Application Insights mode with query tracing off (see
+    infra/README.md, "Telemetry"); OpenTelemetry mode keeps it. No log level forwards client libraries' DEBUG."""
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    insights = host["logging"]["applicationInsights"]
+    assert insights["enableQueryStringTracing"] is False
+    assert host.get("telemetryMode", "ApplicationInsights").lower() == "applicationinsights"
+    assert not {level.lower() for level in host["logging"]["logLevel"].values()} & {"trace", "debug"}
+    # No app setting can override host.json (AzureFunctionsJobHost__...): the settings are exactly these.
+    assert not [name for name in platform_settings() if name.lower().startswith("azurefunctionsjobhost")]
 
 
 # ---------------------------------------------------------------- roles

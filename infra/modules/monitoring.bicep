@@ -1,7 +1,8 @@
 // Log Analytics workspace and Application Insights.
 //
-// Request telemetry can carry personal data (pixel query strings, user agents), so the workspace keeps
-// it for `retentionInDays` (30, the product's bound and the workspace minimum) and no longer. Local
+// Telemetry can carry personal data (client locations derived from addresses; host.json keeps query strings
+// out), so the workspace keeps it for `retentionInDays` (30, the product's bound and the workspace minimum)
+// and no longer. Local
 // (key-based) authentication is off on both: telemetry is sent with the app's managed identity (role
 // Monitoring Metrics Publisher, see roles.bicep) and read with Entra ID.
 
