@@ -262,12 +262,17 @@ def test_with_consent_for_the_visitor_id_page_views_go_without_it_until_given(br
     context.close()
 
 
-def test_a_site_that_sends_no_referrer_still_counts_through_the_snippet_only(browser, host, own_site, azurite):
+@pytest.mark.parametrize("policy_in", ["header", "meta"])
+def test_a_site_that_sends_no_referrer_still_counts_through_the_snippet_only(
+    browser, host, own_site, azurite, policy_in
+):
     """The snippet's image names the page's origin whatever the page's policy; a bare <img> sends nothing, and
     its page_url alone, which any site could write, no longer counts."""
     origin, tenant, pages = own_site
     bare = f'<img src="{host}/px/{tenant}/{DEMO_DATASET}?page_url={origin}/bare&visitor=bare-img" alt="">'
-    pages["/private"] = (f"<!doctype html><title>n</title>{snippet_tag(host, tenant)}{bare}", NO_REFERRER)
+    meta = '<meta name="referrer" content="no-referrer">' if policy_in == "meta" else ""
+    html = f"<!doctype html>{meta}<title>n</title>{snippet_tag(host, tenant)}{bare}"
+    pages["/private"] = (html, NO_REFERRER if policy_in == "header" else {})
     context = browser.new_context(user_agent=BROWSER_UA)
     page = context.new_page()
     referers: dict[str, str | None] = {}
