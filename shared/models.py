@@ -111,6 +111,8 @@ class Dataset(Strict):
     fields: tuple[FieldSpec, ...] = Field(min_length=1, max_length=100)
     allowed_origins: tuple[Origin, ...] = Field(default=(), max_length=50)
     require_signature: bool = False
+    # Pixel only: keep the query and fragment of URL fields, which are cut off by default.
+    keep_url_query: bool = False
     # Web forms only: where a plain HTML post goes after success, the spam trap, and the proof of consent.
     redirect_url: str | None = Field(default=None, max_length=2048)
     honeypot_field: str | None = Field(default=None, pattern=FIELD_NAME_PATTERN)
@@ -140,6 +142,8 @@ class Dataset(Strict):
             self._check_form_options()
         elif any(getattr(self, name) is not None for name in FORM_OPTIONS):
             raise ValueError(f"{', '.join(FORM_OPTIONS)} are options of webform datasets only")
+        if self.keep_url_query and self.capability != "pixel":
+            raise ValueError("keep_url_query is an option of pixel datasets only")
         return self
 
     def _check_geologin_fields(self) -> None:

@@ -28,6 +28,8 @@ GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c000
 # Query parameters that steer the pixel itself and are never data.
 RESERVED_PARAMS = frozenset({"sig", "exp", "_"})
 SNIPPET_FIELDS = ("page_url", "referrer", "visitor", "title")
+# Fields that hold a URL whatever type they are declared with.
+URL_FIELDS = frozenset({"page_url", "referrer"})
 
 # Declared crawlers, link previewers, monitors and HTTP libraries. Mail image proxies (Gmail, Outlook)
 # fetch on behalf of a person opening the mail, so they are not bots here.
@@ -84,11 +86,24 @@ def signature_valid(settings: Settings, target: Target, hit: Hit) -> bool:
 
 
 def origin_allowed(dataset: DatasetDoc, hit: Hit) -> bool:
-    """A page view counts only from the dataset's own sites; a hit with no page (a mail open) is judged
-    by its signature instead."""
-    seen = [hit.headers.get("origin"), hit.headers.get("referer"), hit.query.get("page_url")]
-    origins = [origin_of_url(value) for value in seen if value]
-    return all(origin is not None and origin in dataset.allowed_origins for origin in origins)
+    """An unsigned hit counts only when the visitor's browser says it comes from one of the dataset's sites.
+
+    Only the browser's `Origin` or `Referer` can say so: a page on any other site cannot make a visitor's
+    browser forge them, while `page_url` is whatever that page put in the query. So one of the two headers
+    is required, and every origin seen, `page_url` included, must be allowed. A hit with neither (a mail
+    open, a page that sends no referrer) is judged by its signature instead."""
+    from_browser = [value for value in (hit.headers.get("origin"), hit.headers.get("referer")) if value]
+    if not from_browser:
+        return False
+    claimed = [value for value in (hit.query.get("page_url"),) if value]
+    return all(origin_of_url(value) in dataset.allowed_origins for value in from_browser + claimed)
+
+
+def without_query(url: str) -> str:
+    """The URL up to its query or fragment, which often carry e-mail addresses, tokens and campaign ids.
+
+    Cut at the first `?` or `#`, as no parser is needed for that: neither may appear unescaped before them."""
+    return re.split(r"[?#]", url, maxsplit=1)[0]
 
 
 def hit_values(settings: Settings, dataset: DatasetDoc, hit: Hit) -> dict[str, str]:
@@ -106,7 +121,16 @@ def hit_values(settings: Settings, dataset: DatasetDoc, hit: Hit) -> dict[str, s
             values[spec.name] = hit.headers.get("user-agent", "")
         elif spec.name == "page_url" and "page_url" not in values and hit.headers.get("referer"):
             values["page_url"] = hit.headers["referer"]
+    if not dataset.keep_url_query:
+        cut_url_queries(dataset, values)
     return values
+
+
+def cut_url_queries(dataset: DatasetDoc, values: dict[str, str]) -> None:
+    """Every URL value loses its query and fragment: the page's own, the referrer's, any declared URL field's."""
+    for spec in dataset.fields:
+        if (spec.type == "url" or spec.name in URL_FIELDS) and isinstance(values.get(spec.name), str):
+            values[spec.name] = without_query(values[spec.name])
 
 
 def record_hit(store: CaptureStore, settings: Settings, hit: Hit) -> bool:
@@ -143,5 +167,6 @@ def render_snippet(dataset: DatasetDoc | None, endpoint: str) -> str:
             "endpoint": endpoint,
             "send": sends,
             "visitorDays": dataset.retention_days,
+            "keepUrlQuery": dataset.keep_url_query,
         }
     return render_script("pixel-snippet.js", config)

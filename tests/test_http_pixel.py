@@ -47,6 +47,7 @@ def test_pixel_records_one_page_view(anon, tenant, azurite):
 @pytest.mark.parametrize(
     ("path", "headers"),
     [
+        ("/px/{tenant}/pricing", {"referer": ""}),  # page_url on an allowed site, but no header says so
         ("/px/{tenant}/pricing", {"sec-gpc": "1"}),
         ("/px/{tenant}/pricing", {"dnt": "1"}),
         ("/px/{tenant}/pricing", {"user-agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"}),
@@ -57,6 +58,8 @@ def test_pixel_records_one_page_view(anon, tenant, azurite):
 )
 def test_pixel_answers_the_gif_and_records_nothing(anon, tenant, azurite, path, headers):
     before = blob_states(azurite, ("records",))
+    # From an allowed page, so that each case is refused for its own reason only.
+    headers = {"referer": "https://www.contoso.example/", **headers}
     answer = anon.get(path.format(tenant=tenant), params={"page_url": PAGE}, headers=headers)
     assert_gif(answer)
     assert blob_states(azurite, ("records",)) == before

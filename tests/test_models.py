@@ -61,11 +61,18 @@ def test_retention_over_30_days_names_the_limit():
         variant(allowed_origins=["https://www.contoso.example/path"]),
         variant(allowed_origins=["http://www.contoso.example"]),
         variant(controller={"name": "Contoso", "email": "nope"}),
+        variant(capability="webform", legal_basis="contract", keep_url_query=True),  # a pixel option
     ],
 )
 def test_invalid_declarations_are_refused(bad):
     with pytest.raises(ValidationError):
         Dataset.model_validate(bad)
+
+
+def test_keep_url_query_is_off_unless_declared():
+    assert Dataset.model_validate(EXAMPLE).keep_url_query is False
+    assert Dataset.model_validate(variant(capability="webform", legal_basis="contract")).keep_url_query is False
+    assert Dataset.model_validate(variant(keep_url_query=True)).keep_url_query is True
 
 
 def test_origins_are_normalised():

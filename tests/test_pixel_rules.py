@@ -98,6 +98,78 @@ def test_page_url_on_a_foreign_site_records_nothing(azurite, services, settings,
     assert stored(azurite, tenant) == []
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"referer": ""},  # what another site's page makes a browser send with Referrer-Policy: no-referrer
+        {"referer": "", "origin": "null"},  # an opaque origin: a sandboxed frame on any site
+        {"referer": "https://www.contoso.example.evil.example/"},
+    ],
+)
+def test_an_unsigned_hit_needs_the_browser_to_name_an_allowed_site(azurite, services, settings, tenant, headers):
+    # The page_url is on an allowed site, but it is only what the sending page claims.
+    assert not record_hit(services.capture, settings, hit(tenant, headers=headers))
+    assert stored(azurite, tenant) == []
+
+
+@pytest.mark.parametrize(
+    "headers", [{"referer": "https://www.contoso.example/"}, {"referer": "", "origin": "https://www.contoso.example"}]
+)
+def test_an_origin_or_referer_on_an_allowed_site_records(azurite, services, settings, tenant, headers):
+    assert record_hit(services.capture, settings, hit(tenant, headers=headers))
+    assert [record["fields"]["page_url"] for record in stored(azurite, tenant)] == [PAGE]
+
+
+def test_a_signed_link_records_without_origin_or_referer(azurite, services, settings, tenant):
+    key = signing_key_text(MASTER_KEY, tenant, 1)
+    query = {"page_url": PAGE, "visitor": "v-9"}
+    signed = {**query, "sig": sign_query(key, tenant, "pricing", query)}
+    assert record_hit(services.capture, settings, hit(tenant, query=signed, headers={"referer": ""}))
+    assert [record["fields"]["visitor"] for record in stored(azurite, tenant)] == ["v-9"]
+
+
+@pytest.fixture
+def with_referrer(services, tenant):
+    """A pixel dataset that declares the referrer too, as a string, and an e-mail-like URL field."""
+    fields = [
+        {"name": "page_url", "type": "url", "personal": False},
+        {"name": "referrer", "type": "string", "personal": False},
+        {"name": "landing", "type": "url", "personal": False},
+    ]
+    for dataset, keep in (("cut", False), ("kept", True)):
+        declaration = variant(subject_field=None, fields=fields, keep_url_query=keep)
+        services.registry.put_dataset(tenant, dataset, Dataset.model_validate(declaration))
+    return tenant
+
+
+QUERIED = {
+    "page_url": PAGE + "?email=jane%40example.com#top",
+    "referrer": "https://search.example/?q=jane+roe",
+    "landing": "https://www.contoso.example/l#token=abc",
+}
+
+
+def test_url_queries_and_fragments_are_cut_by_default(azurite, services, settings, with_referrer):
+    assert record_hit(services.capture, settings, hit(with_referrer, "cut", QUERIED))
+    (record,) = stored(azurite, with_referrer)
+    assert record["fields"] == {
+        "page_url": PAGE,
+        "referrer": "https://search.example/",
+        "landing": "https://www.contoso.example/l",
+    }
+
+
+def test_the_referer_fallback_loses_its_query_too(azurite, services, settings, tenant):
+    assert record_hit(services.capture, settings, hit(tenant, query={}, headers={"referer": PAGE + "?a=1#b"}))
+    assert stored(azurite, tenant)[0]["fields"]["page_url"] == PAGE
+
+
+def test_a_dataset_may_keep_url_queries(azurite, services, settings, with_referrer):
+    assert record_hit(services.capture, settings, hit(with_referrer, "kept", QUERIED))
+    (record,) = stored(azurite, with_referrer)
+    assert record["fields"] == QUERIED
+
+
 @pytest.mark.parametrize(("tenant_id_", "dataset"), [("unknown-tenant", "pricing"), (None, "nope"), ("../x", "p")])
 def test_unknown_or_bad_ids_leave_no_trace(azurite, services, settings, tenant, tenant_id_, dataset):
     assert not record_hit(services.capture, settings, hit(tenant_id_ or tenant, dataset))
@@ -160,9 +232,12 @@ def test_snippet_is_configured_from_the_declaration(services, tenant):
         "endpoint": "https://x.example/api/px/t1/pricing",
         "send": ["page_url", "visitor"],
         "visitorDays": 14,
+        "keepUrlQuery": False,
     }
     no_visitor = doc.model_copy(update={"fields": tuple(f for f in doc.fields if f.name != "visitor")})
     assert snippet_config(render_snippet(no_visitor, "https://x.example/p"))["send"] == ["page_url"]
+    keeping = doc.model_copy(update={"keep_url_query": True})
+    assert snippet_config(render_snippet(keeping, "https://x.example/p"))["keepUrlQuery"] is True
     assert snippet_config(render_snippet(None, "https://x.example/p")) == {"enabled": False}
     hostile = render_snippet(doc, "https://x.example/</script><script>alert(1)//")
     assert "</script>" not in re.search(r"var config = (\{.*?\});", hostile).group(1)
