@@ -105,7 +105,7 @@ def test_unknown_or_bad_ids_leave_no_trace(azurite, services, settings, tenant, 
 
 
 def test_signed_mail_open_is_recorded_and_forgeries_are_not(azurite, services, settings, tenant):
-    key = signing_key_text(MASTER_KEY, tenant, 1)
+    key = signing_key_text(MASTER_KEY, tenant, services.registry.get_tenant(tenant).generation, 1)
     query = {"contact": "c-42", "campaign": "spring"}
     signed = {**query, "sig": sign_query(key, tenant, "mail-opens", query)}
     mail_client = {"referer": "", "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"}
@@ -122,7 +122,7 @@ def test_signed_mail_open_is_recorded_and_forgeries_are_not(azurite, services, s
 
 
 def test_expired_signature_is_ignored(services, settings, tenant):
-    key = signing_key_text(MASTER_KEY, tenant, 1)
+    key = signing_key_text(MASTER_KEY, tenant, services.registry.get_tenant(tenant).generation, 1)
     query = {"contact": "c-1", "exp": "1700000000"}
     signed = {**query, "sig": sign_query(key, tenant, "mail-opens", query)}
     assert not record_hit(services.capture, settings, hit(tenant, "mail-opens", signed, {"referer": ""}))
