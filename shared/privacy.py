@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.audit import AuditLog
 from shared.blobs import RECORDS, STATE, Storage, tag_filter
 from shared.errors import StorageUnavailable
+from shared.generations import Generations, drop_stale
 from shared.keys import subject_hash
 from shared.registry import Registry
 
@@ -41,6 +42,8 @@ class SubjectRequests:
         try:
             found = self._find(tenant, hashed)
             records = [record for name in found[RECORDS] if (record := self._read(RECORDS, name)) is not None]
+            # Never a record of a deleted tenant or dataset generation (deleted instead): see shared/generations.py.
+            records = drop_stale(self._storage, self._audit, Generations.read(self._registry, tenant), tenant, records)
         except AzureError:
             raise StorageUnavailable() from None
         datasets: dict[str, dict[str, Any]] = {}
