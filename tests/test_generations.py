@@ -17,11 +17,14 @@ from shared.capture import Target, record_blob
 from shared.clock import ManualClock
 from shared.errors import Forbidden
 from shared.keys import hash_api_key, new_api_key
+from shared.models import Dataset, TenantIn
 from shared.pixel import Hit, sign_query, signature_valid
 from shared.registry import dataset_blob, tenant_blob
 from shared.services import Services
 from shared.tenant_access import tenant_access
+from tests.city_db import write_city_db
 from tests.conftest import MASTER_KEY, all_blobs
+from tests.test_geo_rules import SIGNINS, geo_services, sign_in
 from tests.test_http_lifecycle import FORM
 
 # Much longer than the test takes: the stale instance never sees the deletion by itself.
@@ -168,3 +171,26 @@ def test_documents_and_records_stored_before_generations_still_load_and_deliver(
     new = capture(services, tenant_id, "new@example.com")
     assert (new["tenant_generation"], new["dataset_generation"], new["declaration_revision"]) == ("", "", 1)
     assert [record["id"] for record in synced(host, tenant_id, api_key)] == [record_id, new["id"]]
+
+
+@pytest.fixture(scope="module")
+def city_db(tmp_path_factory):
+    return write_city_db(tmp_path_factory.mktemp("geo") / "city.mmdb")
+
+
+def test_a_last_sign_in_kept_for_a_deleted_dataset_is_never_compared_with(settings, tenant_id, city_db):
+    clock = ManualClock(datetime.now(UTC))
+    fresh = geo_services(settings, clock, city_db, registry_cache_ttl_seconds=0)
+    stale = geo_services(settings, clock, city_db, registry_cache_ttl_seconds=LONG_TTL)
+    fresh.registry.put_tenant(tenant_id, TenantIn())
+    fresh.registry.put_dataset(tenant_id, "signins", Dataset.model_validate(SIGNINS))
+    sign_in(stale, tenant_id, "oslo")  # its cache now holds this generation
+    assert fresh.registry.delete_dataset(tenant_id, "signins")
+    fresh.registry.put_dataset(tenant_id, "signins", Dataset.model_validate(SIGNINS))
+    clock.advance(timedelta(minutes=1))
+    sign_in(stale, tenant_id, "oslo")  # keeps the user's last sign-in, for the deleted generation
+    clock.advance(timedelta(minutes=30))
+    # Oslo to Sydney in 30 minutes would be impossible travel, but Oslo belongs to the deleted dataset.
+    assert sign_in(fresh, tenant_id, "sydney").alerts == ()
+    clock.advance(timedelta(minutes=30))
+    assert [alert.to_country for alert in sign_in(fresh, tenant_id, "oslo").alerts] == ["NO"]
