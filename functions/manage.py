@@ -1,6 +1,7 @@
 """The manage API (function key): tenants and their datasets, the purpose registry.
 
 PUT/GET/DELETE /api/manage/tenants/{tenant}
+POST           /api/manage/tenants/{tenant}/keys/rotate
 GET            /api/manage/tenants/{tenant}/datasets
 PUT/GET/DELETE /api/manage/tenants/{tenant}/datasets/{dataset}
 """
@@ -17,10 +18,10 @@ from shared.blobs import REGISTRY
 from shared.bodies import parse_json_object, validate_model
 from shared.errors import Conflict, NotFound
 from shared.ids import check_id
-from shared.models import Dataset, DatasetDoc, TenantIn
+from shared.models import Dataset, DatasetDoc, KeyRotation, TenantIn
 from shared.registry import dataset_blob
 from shared.services import Services, get_services
-from shared.tenants import delete_tenant, put_tenant
+from shared.tenants import delete_tenant, put_tenant, rotate_keys
 
 bp = func.Blueprint()
 # A tenant's dataset count sets the work of its dataset list, DPO report and deletion: bounded at creation.
@@ -48,6 +49,19 @@ def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
     master_key = services.settings.master_key.get_secret_value()
     shown, created = put_tenant(services.registry, services.audit, master_key, tenant_id, change)
     return json_response(shown, 201 if created else 200)
+
+
+@bp.function_name("manage_tenant_keys")
+@bp.route(route="manage/tenants/{tenant}/keys/rotate", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def manage_tenant_keys(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
+    rotation = validate_model(KeyRotation, _read_body(req), "invalid_rotation", "key rotation")
+    # The signing key derives from this deployment's master key: only the tenant's home region can rotate it.
+    services.capture.require_home(tenant)
+    master_key = services.settings.master_key.get_secret_value()
+    return json_response(rotate_keys(services.registry, services.audit, master_key, tenant.id, rotation))
 
 
 @bp.function_name("manage_datasets")
@@ -94,6 +108,8 @@ def manage_dataset(req: func.HttpRequest) -> func.HttpResponse:
         change="created" if created else "replaced",
         capability=doc.capability,
         retention_days=doc.retention_days,
+        generation=doc.generation,
+        declaration_revision=doc.declaration_revision,
     )
     return json_response(_shown(doc), 201 if created else 200)
 

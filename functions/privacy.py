@@ -21,7 +21,8 @@ bp = func.Blueprint()
 
 
 def _subject(req: func.HttpRequest, services: Services) -> tuple[str, SubjectRequests, str]:
-    access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"))
+    # Fresh, not cached: a rotated key or a deleted tenant counts at once where personal data is handed out.
+    access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"), fresh=True)
     body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
     request = validate_model(SubjectRequest, body, "invalid_subject_request", "subject request")
     requests = SubjectRequests(

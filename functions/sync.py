@@ -15,6 +15,7 @@ from functions.http import handles_errors, json_response
 from shared.bodies import parse_json_object, validate_model
 from shared.delivery import DEFAULT_LIMIT, MAX_LIMIT, Delivery
 from shared.errors import BadRequest
+from shared.generations import Generations
 from shared.ids import is_record_id
 from shared.services import Services, get_services
 from shared.tenant_access import Access, tenant_access
@@ -40,8 +41,14 @@ def _limit(raw: str | None) -> int:
 
 def _open(req: func.HttpRequest) -> tuple[Services, Access, Delivery]:
     services = get_services()
+    # Fresh from storage, not the cache: a rotated key or a deleted tenant or dataset counts at once here, and
+    # the generations that decide what may be delivered are the current ones.
     access = tenant_access(
-        services, req.route_params.get("tenant", ""), req.headers.get("authorization"), req.route_params.get("dataset")
+        services,
+        req.route_params.get("tenant", ""),
+        req.headers.get("authorization"),
+        req.route_params.get("dataset"),
+        fresh=True,
     )
     return services, access, Delivery(services.storage, services.audit, services.clock)
 
@@ -50,12 +57,13 @@ def _open(req: func.HttpRequest) -> tuple[Services, Access, Delivery]:
 @bp.route(route="sync/{tenant}/{dataset}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def sync_records(req: func.HttpRequest) -> func.HttpResponse:
-    _, access, delivery = _open(req)
+    services, access, delivery = _open(req)
     cursor = req.params.get("cursor") or None
     if cursor is not None and not is_record_id(cursor):
         raise BadRequest("invalid_cursor", "cursor must be a next_cursor value from an earlier page")
     limit = _limit(req.params.get("limit"))
-    page = delivery.page(access.tenant.id, access.dataset.id, cursor, limit)
+    generations = Generations(services.registry, access.tenant, [access.dataset])
+    page = delivery.page(access.tenant.id, access.dataset.id, cursor, limit, generations)
     return json_response({"records": page.records, "next_cursor": page.next_cursor, "more": page.more})
 
 

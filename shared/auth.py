@@ -18,13 +18,18 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def authenticate_tenant(registry: Registry, tenant_id: str, authorization: str | None) -> Tenant:
-    """The tenant whose key was presented; an unknown tenant and a wrong key look alike (403)."""
+def authenticate_tenant(
+    registry: Registry, tenant_id: str, authorization: str | None, *, fresh: bool = False
+) -> Tenant:
+    """The tenant whose key was presented; an unknown tenant and a wrong key look alike (403).
+
+    `fresh`: checked against the tenant as stored now; otherwise as cached, so a rotated key keeps working on
+    other instances until their cache expires (PACKCLOUD_REGISTRY_CACHE_TTL_SECONDS)."""
     check_id("tenant", tenant_id)
     token = bearer_token(authorization)
     if token is None:
         raise Unauthorized("missing_key", "send the tenant API key as 'Authorization: Bearer <key>'")
-    tenant = registry.get_tenant(tenant_id)
+    tenant = registry.get_tenant(tenant_id, fresh=fresh)
     if tenant is None:
         # Hash anyway so that timing does not tell which tenant ids exist.
         api_key_matches(token, "0" * 64)

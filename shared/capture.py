@@ -142,6 +142,11 @@ class CaptureStore:
             fields=fields,
             dropped_fields=len(dropped),
             meta=dict(meta or {}),
+            # What the record was validated under: delivery and export never hand it to a later generation,
+            # and the feed shows which declaration it was validated against.
+            tenant_generation=target.tenant.generation,
+            dataset_generation=target.dataset.generation,
+            declaration_revision=target.dataset.declaration_revision,
         )
         return Captured(record, dropped)
 

@@ -21,6 +21,7 @@ from shared.blobs import RECORDS, Storage
 from shared.capture import COMMIT_DEADLINE, record_blob
 from shared.clock import Clock
 from shared.errors import BadRequest, StorageUnavailable
+from shared.generations import Generations, drop_stale
 from shared.ids import is_record_id, record_id_time
 from shared.models import MAX_RETENTION_DAYS
 
@@ -63,7 +64,9 @@ class Delivery:
         self._audit = audit
         self._clock = clock
 
-    def page(self, tenant: str, dataset: str, cursor: str | None, limit: int) -> Page:
+    def page(self, tenant: str, dataset: str, cursor: str | None, limit: int, generations: Generations) -> Page:
+        """`generations`: read fresh before this call. A record of a newer generation than those would have to
+        be captured after that read, so it is younger than the horizon and not looked at yet."""
         check_cursor_age(cursor, self._clock.now())
         horizon = self._clock.now() - SETTLE
         names: list[str] = []
@@ -74,11 +77,13 @@ class Delivery:
                     more = True
                     break
                 names.append(name)
-            records = self._read_all(names)
+            found = [record for record in self._read_all(names) if record is not None]
+            # Leftovers of a deleted tenant or dataset generation are never delivered: deleted here instead.
+            records = drop_stale(self._storage, self._audit, generations, tenant, found)
         except AzureError:
             raise StorageUnavailable() from None
         last = names[-1].rsplit("/", 1)[-1].removesuffix(".json") if names else cursor
-        return Page([record for record in records if record is not None], last, more)
+        return Page(records, last, more)
 
     def acknowledge(self, tenant: str, dataset: str, ids: list[str]) -> tuple[int, int]:
         """Delete delivered records; answers (deleted now, already gone). Idempotent."""

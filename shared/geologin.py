@@ -77,6 +77,7 @@ class SignInResult:
 class _Last:
     sighting: Sighting
     etag: str
+    generation: str = ""  # of the dataset it was kept for ("" before generations existed)
 
 
 class LastSignIns:
@@ -111,14 +112,14 @@ class LastSignIns:
         if body is None or etag is None:
             self._forget(name)
             return None
-        last = _Last(_sighting_of(body), etag)
+        last = _Last(_sighting_of(body), etag, str(body.get("generation", "")))
         self._remember(name, last)
         return last
 
     def put(self, target: Target, subject: str, sighting: Sighting, previous: _Last | None, expires: datetime) -> str:
         """Write the new last sign-in if `previous` is still the stored one; raises _Moved if not."""
         name = self.name(target, subject)
-        body = json.dumps(_body_of(sighting)).encode()
+        body = json.dumps(_body_of(sighting, target.dataset.generation)).encode()
         tags = self._tags(target, subject, expires)
         try:
             client = self._storage.container(STATE).get_blob_client(name)
@@ -130,7 +131,7 @@ class LastSignIns:
         except AzureError:
             raise StorageUnavailable() from None
         etag = str(written["etag"])
-        self._remember(name, _Last(sighting, etag))
+        self._remember(name, _Last(sighting, etag, target.dataset.generation))
         return etag
 
     def restore(
@@ -145,7 +146,7 @@ class LastSignIns:
             if previous is None:
                 client.delete_blob(**unchanged)
             else:
-                body = json.dumps(_body_of(previous.sighting)).encode()
+                body = json.dumps(_body_of(previous.sighting, previous.generation)).encode()
                 tags = self._tags(target, subject, expires)
                 client.upload_blob(body, overwrite=True, content_settings=JSON, tags=tags, **unchanged)
 
@@ -166,9 +167,10 @@ class _Moved(Exception):
     """The stored last sign-in changed since it was read."""
 
 
-def _body_of(sighting: Sighting) -> dict[str, Any]:
+def _body_of(sighting: Sighting, generation: str) -> dict[str, Any]:
     where = sighting.location
     return {
+        "generation": generation,
         "at": sighting.at.isoformat(),
         "country": where.country,
         "latitude": where.latitude,
@@ -232,13 +234,16 @@ class GeoLogins:
         fresh = False
         for _ in range(STATE_ROUNDS):
             previous = self._last.get(target, subject, fresh=fresh)
-            if previous is not None and previous.sighting.at >= sighting.at:
+            # One kept for a deleted generation of the dataset (a stale instance wrote it) is not compared with.
+            current = previous is not None and previous.generation == target.dataset.generation
+            seen = previous.sighting if previous is not None and current else None
+            if seen is not None and seen.at >= sighting.at:
                 if not fresh:  # no write will check a cached state here: check it was not erased or replaced
                     fresh = True
                     continue
                 # A late report: compared, but the stored one stays the last.
-                return previous, None, impossible_travel(previous.sighting, sighting, self._rule)
-            alert = impossible_travel(previous.sighting, sighting, self._rule) if previous else None
+                return previous, None, impossible_travel(seen, sighting, self._rule)
+            alert = impossible_travel(seen, sighting, self._rule) if seen else None
             try:
                 return previous, self._last.put(target, subject, sighting, previous, expires), alert
             except _Moved:

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from shared.fieldtypes import LENGTH_TYPES, FieldType, StoredValue
+from shared.keys import GENERATION_PATTERN
 from shared.settings import Region
 
 MAX_RETENTION_DAYS = 30
+# A retired signing key counts at most this long: no record a link made before the rotation outlives it.
+MAX_SIGNING_GRACE_DAYS = MAX_RETENTION_DAYS
+# Retired signing keys still in their grace that a tenant keeps; more rotations end the oldest grace early.
+MAX_RETIRED_SIGNING_KEYS = 10
 
 Capability = Literal["pixel", "webform", "geologin"]
 LegalBasis = Literal["consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interest"]
@@ -186,15 +201,24 @@ class Dataset(Strict):
 
 
 class DatasetDoc(Dataset):
-    """A dataset as stored: the declaration plus where it belongs and when it changed."""
+    """A dataset as stored: the declaration plus where it belongs and when it changed.
+
+    `generation` is random, fixed when the dataset is created and new when it is created again, so records
+    captured for a deleted dataset are never delivered to the one that took its id. `declaration_revision`
+    goes up by one whenever the declaration changes; each record names the revision it was validated
+    against. Documents stored before these existed load with "" and 1.
+    """
 
     tenant: str
     id: str
     created_at: datetime
     updated_at: datetime
+    generation: str = Field(default="", pattern=GENERATION_PATTERN)
+    declaration_revision: int = Field(default=1, ge=1)
 
     def declaration(self) -> Dataset:
-        return Dataset.model_validate(self.model_dump(exclude={"tenant", "id", "created_at", "updated_at"}))
+        stored = {"tenant", "id", "created_at", "updated_at", "generation", "declaration_revision"}
+        return Dataset.model_validate(self.model_dump(exclude=stored))
 
 
 class TenantIn(Strict):
@@ -202,16 +226,64 @@ class TenantIn(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
 
 
+class KeyRotation(BaseModel):
+    """Which keys `POST /manage/tenants/{tenant}/keys/rotate` replaces; both unless told otherwise."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: StrictBool = True
+    signing_key: StrictBool = True
+    signing_key_grace_days: StrictInt = Field(default=MAX_SIGNING_GRACE_DAYS, ge=0, le=MAX_SIGNING_GRACE_DAYS)
+
+    @model_validator(mode="after")
+    def _something(self) -> KeyRotation:
+        if not (self.api_key or self.signing_key):
+            raise ValueError("rotate api_key, signing_key or both")
+        return self
+
+
+class RetiredSigningKey(BaseModel):
+    """A signing key replaced by a rotation: links signed with it count until `valid_until`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(ge=1)
+    valid_until: datetime
+
+
 class Tenant(BaseModel):
+    """A tenant as stored. `generation` is random, fixed at creation and new when the tenant is created
+    again; the signing key derives from it. A tenant stored before generations existed loads with ""."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
     region: Region
     name: str | None = None
     api_key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    signing_key_version: int = 1
+    generation: str = Field(default="", pattern=GENERATION_PATTERN)
+    signing_key_version: int = Field(default=1, ge=1)
+    retired_signing_keys: tuple[RetiredSigningKey, ...] = Field(default=(), max_length=MAX_RETIRED_SIGNING_KEYS)
     created_at: datetime
     updated_at: datetime
+
+    def signing_key_versions(self, now: datetime) -> tuple[int, ...]:
+        """The versions a signed link may use at `now`: the current one, then those still in their grace."""
+        in_grace = [retired.version for retired in self.retired_signing_keys if now < retired.valid_until]
+        return (self.signing_key_version, *in_grace)
+
+    def with_rotated_signing_key(self, now: datetime, grace: timedelta) -> Tenant:
+        """The next signing key version; the current one keeps counting for `grace` (none when zero)."""
+        kept = [retired for retired in self.retired_signing_keys if now < retired.valid_until]
+        if grace > timedelta(0):
+            kept.append(RetiredSigningKey(version=self.signing_key_version, valid_until=now + grace))
+        return self.model_copy(
+            update={
+                "signing_key_version": self.signing_key_version + 1,
+                "retired_signing_keys": tuple(kept[-MAX_RETIRED_SIGNING_KEYS:]),
+                "updated_at": now,
+            }
+        )
 
     def public(self) -> dict[str, Any]:
         """What the manage API shows: never the key hash."""
@@ -229,3 +301,8 @@ class Record(BaseModel):
     fields: dict[str, StoredValue]
     dropped_fields: int = 0
     meta: dict[str, Any] = Field(default_factory=dict)
+    # Which tenant and dataset generation, and which declaration revision, the record was captured and
+    # validated under. Records stored before these existed load with "", "" and None (unknown revision).
+    tenant_generation: str = Field(default="", pattern=GENERATION_PATTERN)
+    dataset_generation: str = Field(default="", pattern=GENERATION_PATTERN)
+    declaration_revision: int | None = None

@@ -11,6 +11,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from shared.capture import CaptureStore, Target
@@ -79,10 +80,16 @@ def signature_valid(settings: Settings, target: Target, hit: Hit) -> bool:
     # isascii: "²" is a digit to str.isdigit but not to int().
     if expires is not None and (not (expires.isascii() and expires.isdigit()) or int(expires) < hit.now_epoch):
         return False
-    key = signing_key_text(settings.master_key.get_secret_value(), target.tenant.id, target.tenant.signing_key_version)
-    expected = sign_query(key, hit.tenant, hit.dataset, hit.query)
-    # As bytes: compare_digest refuses str with non-ASCII characters, and a forged signature may have them.
-    return hmac.compare_digest(expected.encode(), signature.lower().encode("utf-8", "surrogatepass"))
+    presented = signature.lower().encode("utf-8", "surrogatepass")
+    master, tenant = settings.master_key.get_secret_value(), target.tenant
+    # The current key, and a rotated-out one until its grace ends (hit.now_epoch is the injectable clock's).
+    for version in tenant.signing_key_versions(datetime.fromtimestamp(hit.now_epoch, UTC)):
+        key = signing_key_text(master, tenant.id, tenant.generation, version)
+        expected = sign_query(key, hit.tenant, hit.dataset, hit.query)
+        # As bytes: compare_digest refuses str with non-ASCII characters, and a forged signature may have them.
+        if hmac.compare_digest(expected.encode(), presented):
+            return True
+    return False
 
 
 def origin_allowed(dataset: DatasetDoc, hit: Hit) -> bool:

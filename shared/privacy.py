@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.audit import AuditLog
 from shared.blobs import RECORDS, STATE, Storage, tag_filter
 from shared.errors import StorageUnavailable
+from shared.generations import Generations, drop_stale
 from shared.personal_state import parse_state_name
 from shared.registry import Registry
 from shared.subjects import request_tags
@@ -76,6 +77,8 @@ class SubjectRequests:
             found = self._find(tenant, subject)
             records = self._read_all(RECORDS, found.records)
             state = self._read_state(tenant, found.state)
+            # Never a record of a deleted tenant or dataset generation (deleted instead): see shared/generations.py.
+            records = drop_stale(self._storage, self._audit, Generations.read(self._registry, tenant), tenant, records)
         except AzureError:
             raise StorageUnavailable() from None
         datasets: dict[str, dict[str, Any]] = {}

@@ -7,19 +7,20 @@ instance within that time (at once by the instance that made it).
 
 from __future__ import annotations
 
-import json
 import threading
+from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 from cachetools import TTLCache
 from pydantic import BaseModel, ConfigDict
 
-from shared.blobs import RECORDS, REGISTRY, STATE, Storage, tag_filter
+from shared.blobs import RECORDS, REGISTRY, STATE, Storage, only_if_unchanged, tag_filter
 from shared.clock import Clock
-from shared.errors import Conflict, StorageUnavailable
-from shared.keys import hash_api_key, new_api_key
+from shared.errors import Conflict, NotFound, StorageUnavailable
+from shared.keys import hash_api_key, new_api_key, new_generation
 from shared.models import Dataset, DatasetDoc, Tenant, TenantIn
 from shared.settings import Region
 
@@ -80,11 +81,14 @@ class Registry:
 
     # -- reads (cached) -------------------------------------------------------------------------
 
-    def get_tenant(self, tenant: str) -> Tenant | None:
-        return self._cached(tenant_blob(tenant), Tenant)
+    def get_tenant(self, tenant: str, *, fresh: bool = False) -> Tenant | None:
+        """`fresh`: read storage, not the cache (and refresh it), where another instance's change must count
+        at once: a deleted or re-created tenant, a rotated API key."""
+        return self._fresh(tenant_blob(tenant), Tenant) if fresh else self._cached(tenant_blob(tenant), Tenant)
 
-    def get_dataset(self, tenant: str, dataset: str) -> DatasetDoc | None:
-        return self._cached(dataset_blob(tenant, dataset), DatasetDoc)
+    def get_dataset(self, tenant: str, dataset: str, *, fresh: bool = False) -> DatasetDoc | None:
+        name = dataset_blob(tenant, dataset)
+        return self._fresh(name, DatasetDoc) if fresh else self._cached(name, DatasetDoc)
 
     def registered_region(self, tenant: str) -> Region | None:
         """Where a tenant unknown here is homed, when this is the home deployment that registered it."""
@@ -136,6 +140,7 @@ class Registry:
             region=change.region or self._region,
             name=change.name,
             api_key_sha256=hash_api_key(api_key),
+            generation=new_generation(),
             created_at=now,
             updated_at=now,
         )
@@ -145,9 +150,19 @@ class Registry:
             raise Conflict("tenant_exists", "the tenant was created by a concurrent request; retry") from None
         return created, api_key
 
+    def update_tenant(self, tenant: str, change: Callable[[Tenant, datetime], Tenant]) -> Tenant:
+        """Apply `change` (given the stored tenant and the clock's now) and store the result, only if no one
+        changed the tenant meanwhile (409 then): two key rotations never both answer keys."""
+        existing, etag = self._read_tagged(tenant_blob(tenant), Tenant)
+        if existing is None:
+            raise NotFound("unknown_tenant", "no such tenant in this deployment")
+        updated = change(existing, self._clock.now())
+        self._write_unchanged(tenant_blob(tenant), updated, etag)
+        return updated
+
     def put_dataset(self, tenant: str, dataset: str, declaration: Dataset) -> tuple[DatasetDoc, bool]:
         now = self._clock.now()
-        existing = self._read(dataset_blob(tenant, dataset), DatasetDoc)
+        existing, etag = self._read_tagged(dataset_blob(tenant, dataset), DatasetDoc)
         if existing is not None and existing.capability != declaration.capability:
             raise Conflict(
                 "capability_change",
@@ -159,8 +174,11 @@ class Registry:
             id=dataset,
             created_at=existing.created_at if existing else now,
             updated_at=now,
+            generation=existing.generation if existing else new_generation(),
+            declaration_revision=_next_revision(existing, declaration),
         )
-        self._write(dataset_blob(tenant, dataset), doc, overwrite=True)
+        # Conditional: two concurrent replacements must not both claim the same next revision.
+        self._write_unchanged(dataset_blob(tenant, dataset), doc, etag)
         return doc, existing is None
 
     def delete_dataset(self, tenant: str, dataset: str) -> bool:
@@ -202,14 +220,30 @@ class Registry:
             self._cache[name] = value
         return value
 
+    def _fresh(self, name: str, model: type[T]) -> T | None:
+        value = self._read(name, model)
+        self._invalidate(name, value)
+        return value
+
     def _read(self, name: str, model: type[T]) -> T | None:
+        return self._read_tagged(name, model)[0]
+
+    def _read_tagged(self, name: str, model: type[T]) -> tuple[T | None, str | None]:
+        """The document and its ETag, for a conditional write."""
+        body, etag = self._storage.read_json(REGISTRY, name)
+        return (model.model_validate(body), etag) if body is not None else (None, None)
+
+    def _write_unchanged(self, name: str, doc: BaseModel, etag: str | None) -> None:
+        """Write only if the blob is still the one read (absent, when `etag` is None); else 409."""
+        body = doc.model_dump_json().encode("utf-8")
+        container = self._storage.container(REGISTRY)
         try:
-            data = self._storage.container(REGISTRY).download_blob(name).readall()
-        except ResourceNotFoundError:
-            return None
+            container.upload_blob(name, body, content_settings=JSON, **only_if_unchanged(etag))
+        except (ResourceExistsError, ResourceModifiedError):
+            raise Conflict("concurrent_change", "it was changed by a concurrent request; retry") from None
         except AzureError:
             raise StorageUnavailable() from None
-        return model.model_validate(json.loads(data))
+        self._invalidate(name, doc)
 
     def _write(self, name: str, doc: BaseModel, *, overwrite: bool) -> None:
         body = doc.model_dump_json().encode("utf-8")
@@ -251,3 +285,12 @@ class Registry:
         if self._cache is not None:
             with self._lock:
                 self._cache[name] = value
+
+
+def _next_revision(existing: DatasetDoc | None, declaration: Dataset) -> int:
+    """Records name the revision they were validated against, so any change of the declaration is a new one."""
+    if existing is None:
+        return 1
+    if existing.declaration() == declaration:
+        return existing.declaration_revision
+    return existing.declaration_revision + 1

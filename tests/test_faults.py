@@ -291,6 +291,13 @@ def every_endpoint(key: str) -> list[tuple[str, str, str, dict]]:
         ("report", "GET", f"/privacy/{TENANT}/report", {"headers": tenant_key}),
         ("tenant get", "GET", f"/manage/tenants/{TENANT}", {"headers": manage}),
         ("tenant put", "PUT", f"/manage/tenants/{TENANT}", {"json": {}, "headers": manage}),
+        # The signing key only: the clients still running keep their API key.
+        (
+            "key rotation",
+            "POST",
+            f"/manage/tenants/{TENANT}/keys/rotate",
+            {"json": {"api_key": False}, "headers": manage},
+        ),
         ("tenant delete", "DELETE", f"/manage/tenants/{TENANT}", {"headers": manage}),
         ("datasets", "GET", f"/manage/tenants/{TENANT}/datasets", {"headers": manage}),
         ("dataset get", "GET", f"/manage/tenants/{TENANT}/datasets/visits", {"headers": manage}),

@@ -208,12 +208,14 @@ def test_the_oldest_cursor_bounds_the_listings_of_a_page(services, clock, tenant
     nothing reaches storage. The bound is the clock's: tests move it, production reads the system's."""
     from shared.delivery import OLDEST_CURSOR, Delivery, check_cursor_age
     from shared.errors import BadRequest
+    from shared.generations import Generations
     from shared.models import MAX_RETENTION_DAYS
 
     delivery = Delivery(services.storage, services.audit, clock)
+    generations = Generations.read(services.registry, tenant_id)
     services.storage.container("records")  # containers exist before counting
     sent = services.storage.transport.sent
-    delivery.page(tenant_id, "contact", cursor_at(clock.now() - OLDEST_CURSOR), 10)
+    delivery.page(tenant_id, "contact", cursor_at(clock.now() - OLDEST_CURSOR), 10, generations)
     assert services.storage.transport.sent - sent <= MAX_RETENTION_DAYS + 2
     for cursor in (
         cursor_at(clock.now() - OLDEST_CURSOR - timedelta(seconds=1)),
@@ -221,7 +223,7 @@ def test_the_oldest_cursor_bounds_the_listings_of_a_page(services, clock, tenant
     ):
         sent = services.storage.transport.sent
         with pytest.raises(BadRequest) as refused:
-            delivery.page(tenant_id, "contact", cursor, 10)
+            delivery.page(tenant_id, "contact", cursor, 10, generations)
         assert refused.value.code == "cursor_too_old" and services.storage.transport.sent == sent
     with pytest.raises(BadRequest) as refused:
         check_cursor_age(cursor_at(clock.now() + timedelta(microseconds=1)), clock.now())

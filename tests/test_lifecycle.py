@@ -13,6 +13,7 @@ from shared.audit import SYSTEM
 from shared.blobs import AUDIT, RECORDS, STATE
 from shared.clock import tag_time
 from shared.delivery import SETTLE, Delivery
+from shared.generations import Generations
 from shared.models import Dataset, TenantIn
 from shared.privacy import SubjectRequests
 from tests.conftest import MASTER_KEY, all_blobs, settings_for
@@ -92,6 +93,10 @@ def form(services, tenant, email="jane@example.com"):
 
 def signin(services, tenant, user="u1"):
     return capture(services, tenant, "signins", "geologin", {"user_id": user, "country": "NO"})
+
+
+def current(services, tenant):
+    return Generations.read(services.registry, tenant)
 
 
 def held(storage, tenant):
@@ -225,14 +230,14 @@ def test_sync_pages_in_capture_order_without_gaps_or_repeats_under_concurrent_ca
         writers = [threading.Thread(target=capture_many, args=(15,)) for _ in range(4)]
         for writer in writers:
             writer.start()
-        page = delivery.page(tenant, "visits", cursor, limit=7)  # pages while captures land
+        page = delivery.page(tenant, "visits", cursor, 7, current(services, tenant))  # pages while captures land
         delivered += [r["id"] for r in page.records]
         cursor = page.next_cursor
         for writer in writers:
             writer.join()
         clock.advance(SETTLE + timedelta(seconds=1))
         while True:
-            page = delivery.page(tenant, "visits", cursor, limit=7)
+            page = delivery.page(tenant, "visits", cursor, 7, current(services, tenant))
             delivered += [r["id"] for r in page.records]
             cursor = page.next_cursor
             if not page.more:
@@ -244,9 +249,11 @@ def test_sync_pages_in_capture_order_without_gaps_or_repeats_under_concurrent_ca
 def test_unsettled_records_wait_for_the_next_page(services, clock, tenant):
     delivery = Delivery(services.storage, services.audit, services.clock)
     record = visit(services, tenant)
-    assert delivery.page(tenant, "visits", None, 100).records == []
+    assert delivery.page(tenant, "visits", None, 100, current(services, tenant)).records == []
     clock.advance(SETTLE + timedelta(seconds=1))
-    assert [r["id"] for r in delivery.page(tenant, "visits", None, 100).records] == [record.id]
+    assert [r["id"] for r in delivery.page(tenant, "visits", None, 100, current(services, tenant)).records] == [
+        record.id
+    ]
 
 
 def test_ack_deletes_at_once_is_idempotent_and_is_counted_by_the_next_purge(storage, services, clock, tenant):

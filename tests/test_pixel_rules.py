@@ -121,7 +121,7 @@ def test_an_origin_or_referer_on_an_allowed_site_records(azurite, services, sett
 
 
 def test_a_signed_link_records_without_origin_or_referer(azurite, services, settings, tenant):
-    key = signing_key_text(MASTER_KEY, tenant, 1)
+    key = signing_key_text(MASTER_KEY, tenant, services.registry.get_tenant(tenant).generation, 1)
     query = {"page_url": PAGE, "visitor": "v-9"}
     signed = {**query, "sig": sign_query(key, tenant, "pricing", query)}
     assert record_hit(services.capture, settings, hit(tenant, query=signed, headers={"referer": ""}))
@@ -177,7 +177,7 @@ def test_unknown_or_bad_ids_leave_no_trace(azurite, services, settings, tenant, 
 
 
 def test_signed_mail_open_is_recorded_and_forgeries_are_not(azurite, services, settings, tenant):
-    key = signing_key_text(MASTER_KEY, tenant, 1)
+    key = signing_key_text(MASTER_KEY, tenant, services.registry.get_tenant(tenant).generation, 1)
     query = {"contact": "c-42", "campaign": "spring"}
     signed = {**query, "sig": sign_query(key, tenant, "mail-opens", query)}
     mail_client = {"referer": "", "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"}
@@ -194,7 +194,7 @@ def test_signed_mail_open_is_recorded_and_forgeries_are_not(azurite, services, s
 
 
 def test_expired_signature_is_ignored(services, settings, tenant):
-    key = signing_key_text(MASTER_KEY, tenant, 1)
+    key = signing_key_text(MASTER_KEY, tenant, services.registry.get_tenant(tenant).generation, 1)
     query = {"contact": "c-1", "exp": "1700000000"}
     signed = {**query, "sig": sign_query(key, tenant, "mail-opens", query)}
     assert not record_hit(services.capture, settings, hit(tenant, "mail-opens", signed, {"referer": ""}))
