@@ -15,7 +15,6 @@ import hmac
 import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from azure.core import MatchConditions
@@ -34,6 +33,7 @@ from shared.provisioning import Provisioner
 from shared.registry import Registry, registration_blob
 from shared.secrets import MAX_SECRET_VALUE, SecretStore, tenant_secret_name
 from shared.settings import Region, Settings
+from shared.urls import parse_web_url
 
 # The packs PackCloud serves; a later pack adds its name here (and to openapi.yaml).
 Pack = Literal["webtraffic", "email", "webform", "surveyplus", "autonumber", "geolog"]
@@ -118,18 +118,18 @@ def registration_tenant_id(master_key: str, organization: UUID, pack: str) -> st
 
 
 def dynamics_url(url: str, patterns: tuple[str, ...]) -> str:
-    """The organisation's URL as `https://host/`, when its host is a Dynamics 365 host; else ValueError."""
-    parts = urlsplit(url.strip())
+    """The organisation's URL as `https://host/`, when a browser would read its host as a Dynamics 365 host;
+    else ValueError. The host is read as shared/urls.py reads it: `https://evil.example\\.crm.dynamics.com/`
+    and every other URL that a browser could read as being on another host are refused, not repaired."""
     try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or not host or parts.username or parts.password or port not in (None, 443):
+        parsed = parse_web_url(url.strip())
+    except ValueError as reason:
+        raise ValueError(f"must be an https URL of the organisation: it {reason}") from None
+    if parsed.scheme != "https" or parsed.port is not None:
         raise ValueError("must be an https URL of the organisation")
-    if not any(fnmatch.fnmatchcase(host, pattern) for pattern in patterns):
+    if not any(fnmatch.fnmatchcase(parsed.host, pattern) for pattern in patterns):
         raise ValueError(f"must be on a Dynamics 365 host ({', '.join(patterns)})")
-    return f"https://{host}/"
+    return f"https://{parsed.host}/"
 
 
 class RegistrationStore:
