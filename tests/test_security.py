@@ -20,6 +20,7 @@ from tests.conftest import FUNCTION_KEY, HOST_MASTER_KEY, ROOT, all_blobs, blob_
 from tests.test_fuzz import PIXEL
 from tests.test_geo_rules import SIGNINS, USER
 from tests.test_http_webform import FORM, ORIGIN
+from tests.test_registration import REGISTRATION_KEY, give_registration_key
 
 CONTAINERS = ("registry", "records", "state")
 
@@ -205,6 +206,7 @@ def test_a_full_scenario_leaves_no_personal_value_or_secret_in_any_log_line(azur
 
     port = free_port()
     log_path = tmp_path / "host.log"
+    give_registration_key(tmp_path / "secrets.json")
     env = {
         **os.environ,
         **settings_env(azurite, region="us"),
@@ -244,7 +246,7 @@ def run_scenario(api: str) -> tuple[list[str], list[str]]:
         "region": "us",
         "credentials": {"sendgrid": credential},
     }
-    created = manage.post("/registrations", json=body)
+    created = manage.post("/registrations", json=body, headers={"x-registration-key": REGISTRATION_KEY})
     assert created.status_code == 201, created.text
     tenant, key, signing = created.json()["tenant"], created.json()["api_key"], created.json()["signing_key"]
     for dataset, declaration in (("signins", SIGNINS), ("contact", FORM), ("visits", PIXEL)):
@@ -270,4 +272,5 @@ def run_scenario(api: str) -> tuple[list[str], list[str]]:
     assert anon.post(f"/privacy/{tenant}/subjects/erase", json={"subject": USER}, headers=auth).status_code == 200
     assert anon.get(f"/sync/{tenant}/contact", headers=auth).status_code == 200
     assert manage.delete(f"/registrations/{tenant}").status_code == 204
-    return [credential, key, signing, FUNCTION_KEY], [email, name, user_ip, USER, visitor, "ada@contoso.example", org]
+    secrets_used = [credential, key, signing, FUNCTION_KEY, REGISTRATION_KEY]
+    return secrets_used, [email, name, user_ip, USER, visitor, "ada@contoso.example", org]
