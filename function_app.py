@@ -14,6 +14,7 @@ from functions import (
     registration,
     retention_purge,
     sync,
+    tenant_auth,
     tracking_pixel,
     webform_capture,
 )
@@ -33,6 +34,7 @@ app.register_functions(retention_purge.bp)
 app.register_functions(autonumber.bp)
 app.register_functions(webform_capture.bp)
 app.register_functions(geo_login.bp)
+app.register_functions(tenant_auth.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:
     app.register_functions(registration.bp)

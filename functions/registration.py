@@ -1,7 +1,11 @@
 """The registration engine (home deployment only: served where the `role` setting includes `registration`).
 
-POST       /api/registrations            (function key) register a pack: 201 with the tenant's keys, or 200 updated
+POST       /api/registrations            (registration key) register a pack: 201 with the tenant's keys; an update
+                                         (200) also needs the tenant's API key (Authorization: Bearer)
 GET/DELETE /api/registrations/{tenant}   (function key) show (never a secret), or deregister
+
+POST is anonymous to the Functions host and checks its own key: a function-level route would also take the
+host keys, and installers, which hold the registration key, must hold nothing else.
 """
 
 from __future__ import annotations
@@ -10,20 +14,21 @@ import azure.functions as func
 
 from functions.http import handles_errors, json_response
 from shared.bodies import parse_json_object, validate_model
-from shared.registration import RegistrationIn
+from shared.registration import REGISTRATION_KEY_HEADER, RegistrationIn
 from shared.services import get_services
 
 bp = func.Blueprint()
 
 
 @bp.function_name("registration_create")
-@bp.route(route="registrations", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="registrations", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def registration_create(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
+    services.registrations.key.require(req.headers.get(REGISTRATION_KEY_HEADER))
     body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
     request = validate_model(RegistrationIn, body, "invalid_registration", "registration")
-    status, answer = services.registrations.register(request)
+    status, answer = services.registrations.register(request, req.headers.get("authorization"))
     return json_response(answer, status)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +20,7 @@ from pydantic import (
 from shared.fieldtypes import LENGTH_TYPES, FieldType, StoredValue
 from shared.keys import GENERATION_PATTERN
 from shared.settings import Region
+from shared.urls import is_loopback, parse_web_url
 
 MAX_RETENTION_DAYS = 30
 # A retired signing key counts at most this long: no record a link made before the rotation outlives it.
@@ -35,22 +35,17 @@ FIELD_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 
 def _origin(value: str) -> str:
-    """An origin is scheme://host[:port] with nothing after it; http only for local development hosts."""
-    parts = urlsplit(value.strip())
+    """An origin is scheme://host[:port] with nothing after it; http only for local development hosts. The host
+    is read as a browser reads it, and anything a browser could read otherwise is refused (shared/urls.py)."""
     try:
-        port = parts.port
+        url = parse_web_url(value.strip())
     except ValueError:
         raise ValueError("is not an origin (scheme://host[:port])") from None
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.path not in ("", "/"):
+    if url.rest not in ("", "/"):
         raise ValueError("is not an origin (scheme://host[:port])")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError("is not an origin (scheme://host[:port])")
-    if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+    if url.scheme == "http" and not is_loopback(url):
         raise ValueError("must use https (http only for localhost)")
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+    return url.origin
 
 
 Origin = Annotated[str, AfterValidator(_origin)]
@@ -70,12 +65,12 @@ FORM_OPTIONS = ("redirect_url", "honeypot_field", "consent_field", "consent_text
 
 
 def origin_of_url(url: str | None) -> str | None:
-    """The origin of an absolute URL, normalised as allowed_origins are, or None."""
+    """The origin of an absolute URL, normalised as allowed_origins are, or None (also for any URL that a
+    browser could read as being on another host)."""
     if not url:
         return None
     try:
-        parts = urlsplit(url)
-        return _origin(f"{parts.scheme}://{parts.netloc}")
+        return _origin(parse_web_url(url).origin)
     except ValueError:
         return None
 

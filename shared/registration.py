@@ -12,10 +12,12 @@ import contextlib
 import fnmatch
 import hashlib
 import hmac
+import logging
 import re
+import threading
 from datetime import datetime, timedelta
+from secrets import token_hex
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from azure.core import MatchConditions
@@ -26,7 +28,7 @@ from shared.audit import AuditLog
 from shared.blobs import REGISTRY, Storage, only_if_unchanged
 from shared.capture import JSON
 from shared.clock import Clock
-from shared.errors import Conflict, NotFound, StorageUnavailable, Unprocessable
+from shared.errors import Conflict, NotFound, StorageUnavailable, Unauthorized, Unprocessable
 from shared.fieldtypes import InvalidValue, normalise
 from shared.ids import check_id
 from shared.keys import derive_key
@@ -34,6 +36,7 @@ from shared.provisioning import Provisioner
 from shared.registry import Registry, registration_blob
 from shared.secrets import MAX_SECRET_VALUE, SecretStore, tenant_secret_name
 from shared.settings import Region, Settings
+from shared.urls import parse_web_url
 
 # The packs PackCloud serves; a later pack adds its name here (and to openapi.yaml).
 Pack = Literal["webtraffic", "email", "webform", "surveyplus", "autonumber", "geolog"]
@@ -41,6 +44,15 @@ CREDENTIAL_NAME = re.compile(r"^[a-z](?:-?[a-z0-9]){0,39}$")
 MAX_CREDENTIALS = 20
 # A registration left half-done (the home instance stopped) may be taken over after this long.
 PROVISIONING_TIMEOUT = timedelta(seconds=60)
+# The key installers present to POST /api/registrations (header below): its own secret in the secret store, the
+# current one and, while a rotation is under way, the previous one (infra/README.md, "Registration key").
+REGISTRATION_KEY_HEADER = "x-registration-key"
+REGISTRATION_KEY_SECRETS = ("packcloud-registration-key", "packcloud-registration-key-previous")
+MIN_REGISTRATION_KEY_LENGTH = 32
+# Read from the secret store at most this often per instance: a rotation takes effect within it.
+REGISTRATION_KEY_TTL = timedelta(seconds=60)
+
+log = logging.getLogger("packcloud.registration")
 
 
 def _phone(value: str | None) -> str | None:
@@ -118,18 +130,18 @@ def registration_tenant_id(master_key: str, organization: UUID, pack: str) -> st
 
 
 def dynamics_url(url: str, patterns: tuple[str, ...]) -> str:
-    """The organisation's URL as `https://host/`, when its host is a Dynamics 365 host; else ValueError."""
-    parts = urlsplit(url.strip())
+    """The organisation's URL as `https://host/`, when a browser would read its host as a Dynamics 365 host;
+    else ValueError. The host is read as shared/urls.py reads it: `https://evil.example\\.crm.dynamics.com/`
+    and every other URL that a browser could read as being on another host are refused, not repaired."""
     try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or not host or parts.username or parts.password or port not in (None, 443):
+        parsed = parse_web_url(url.strip())
+    except ValueError as reason:
+        raise ValueError(f"must be an https URL of the organisation: it {reason}") from None
+    if parsed.scheme != "https" or parsed.port is not None:
         raise ValueError("must be an https URL of the organisation")
-    if not any(fnmatch.fnmatchcase(host, pattern) for pattern in patterns):
+    if not any(fnmatch.fnmatchcase(parsed.host, pattern) for pattern in patterns):
         raise ValueError(f"must be on a Dynamics 365 host ({', '.join(patterns)})")
-    return f"https://{host}/"
+    return f"https://{parsed.host}/"
 
 
 class RegistrationStore:
@@ -179,6 +191,53 @@ def _in_progress() -> Conflict:
     return error
 
 
+class RegistrationKey:
+    """The registration route's own key. In Azure a function-level route also accepts the host keys, which
+    operators hold for everything else; so the route is anonymous to the Functions host and checks this key,
+    a secret that is used for nothing else, compared in constant time."""
+
+    def __init__(self, secrets: SecretStore, clock: Clock) -> None:
+        self._secrets = secrets
+        self._clock = clock
+        self._digests: tuple[bytes, ...] = ()
+        self._read_at: datetime | None = None
+        self._lock = threading.Lock()
+
+    def require(self, presented: str | None) -> None:
+        """Unauthorized (401) unless the presented key is the current or the previous registration key."""
+        if not presented:
+            raise Unauthorized("missing_key", f"send the registration key in the {REGISTRATION_KEY_HEADER} header")
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
+        # Every known key is compared, equal-length digests each time: timing tells nothing about either.
+        matches = [hmac.compare_digest(digest, known) for known in self._known()]
+        if not any(matches):
+            raise Unauthorized("unauthorized", "the registration key is not valid")
+
+    def _known(self) -> tuple[bytes, ...]:
+        with self._lock:
+            now = self._clock.now()
+            if self._read_at is None or now - self._read_at >= REGISTRATION_KEY_TTL:
+                self._digests = self._read()
+                self._read_at = now
+            return self._digests
+
+    def _read(self) -> tuple[bytes, ...]:
+        digests = []
+        for name in REGISTRATION_KEY_SECRETS:
+            value = self._secrets.get(name)
+            if value is None:
+                continue
+            if len(value) < MIN_REGISTRATION_KEY_LENGTH:
+                log.error("the secret %s is shorter than %d characters: not used", name, MIN_REGISTRATION_KEY_LENGTH)
+                continue
+            digests.append(hashlib.sha256(value.encode()).digest())
+        if not digests:
+            log.error(
+                "no registration key in the secret store (%s): registration is closed", REGISTRATION_KEY_SECRETS[0]
+            )
+        return tuple(digests)
+
+
 class Registrations:
     def __init__(
         self,
@@ -195,15 +254,21 @@ class Registrations:
         self._audit = audit
         self._settings = settings
         self._clock = clock
+        self.key = RegistrationKey(secrets, clock)
 
-    def register(self, request: RegistrationIn) -> tuple[int, dict[str, Any]]:
-        """201 with the tenant's keys (the only time they are shown), or 200 for a registration updated."""
+    def register(self, request: RegistrationIn, authorization: str | None = None) -> tuple[int, dict[str, Any]]:
+        """201 with the tenant's keys (the only time they are shown), or 200 for a registration updated.
+
+        Anyone with the registration key can register an organisation not yet registered (with this pack). An
+        update changes who is contacted and which credentials the pack uses, so it must prove the tenant: its
+        API key (`authorization`, `Bearer <key>`), checked by the tenant's region before anything changes."""
         organization = self._checked(request)
         base_url = self._base_url(request.region)
         tenant = registration_tenant_id(self._settings.master_key.get_secret_value(), organization.id, request.pack)
         existing, etag = self._store.get(tenant)
         now = self._clock.now()
         if existing is not None and existing.status == "active":
+            self._provisioner.check_tenant_key(existing.region, existing.tenant, authorization)
             return 200, self._update(existing, etag, request, organization, base_url)
         if existing is not None and now - existing.updated_at < PROVISIONING_TIMEOUT:
             raise _in_progress()
@@ -219,17 +284,19 @@ class Registrations:
             updated_at=now,
         )
         etag = self._store.put(claim, etag)
+        written: dict[str, str] = {}
         try:
             keys = self._provisioner.create_fresh(request.region, tenant, organization.name)
-            credentials = self._keep_credentials(tenant, request.credentials, {})
+            credentials, written, _ = self._write_credentials(tenant, request.credentials, {})
+            done = claim.model_copy(
+                update={"status": "active", "credentials": credentials, "updated_at": self._clock.now()}
+            )
+            self._store.put(done, etag)
         except Exception:
             # Nothing of a failed attempt is kept here; a tenant it created in the region is replaced on retry.
+            self._forget_secrets(written)
             self._store.release(tenant, etag)
             raise
-        done = claim.model_copy(
-            update={"status": "active", "credentials": credentials, "updated_at": self._clock.now()}
-        )
-        self._store.put(done, etag)
         self._audit.append(
             tenant,
             "registration",
@@ -255,7 +322,9 @@ class Registrations:
                 "Deregister it first to choose another region",
             )
         self._provisioner.update(existing.region, existing.tenant, organization.name)
-        credentials = self._keep_credentials(existing.tenant, request.credentials, existing.credentials)
+        credentials, written, dropped = self._write_credentials(
+            existing.tenant, request.credentials, existing.credentials
+        )
         updated = existing.model_copy(
             update={
                 "contact": request.contact,
@@ -264,7 +333,13 @@ class Registrations:
                 "updated_at": self._clock.now(),
             }
         )
-        self._store.put(updated, etag)
+        try:
+            self._store.put(updated, etag)
+        except Exception:
+            self._forget_secrets(written)
+            raise
+        # Only once the registration no longer names them: a failed update leaves every named secret in place.
+        self._forget_secrets(dropped)
         facts = {"pack": request.pack, "region": existing.region, "credentials": len(credentials)}
         self._audit.append(existing.tenant, "registration", change="updated", **facts)
         return updated.public(base_url)
@@ -317,18 +392,37 @@ class Registrations:
             )
         return url
 
-    def _keep_credentials(
+    def _write_credentials(
         self, tenant: str, given: dict[str, SecretStr] | None, stored: dict[str, str]
-    ) -> dict[str, str]:
-        """Given credentials replace the stored set (secrets of names no longer given are deleted)."""
+    ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        """Given credentials replace the stored set: (the new set, the secrets written under new names, the
+        secrets of names no longer given, which the caller deletes once the registration is written).
+
+        A credential not stored yet gets a secret name never used before (a random suffix), never the name of a
+        deleted one: Key Vault keeps deleted secrets (purge protection) and refuses their names (409); recovering
+        one would make the values it held when it was deleted, perhaps a former registration's, readable again as
+        older versions for as long as the secret lives. Under a new name they stay deleted, disabled, and are
+        purged at the end of the vault's retention.
+        """
         if given is None:
-            return dict(stored)
-        kept = {}
-        for name, value in given.items():
-            secret = tenant_secret_name(tenant, f"cred-{name}")
-            self._secrets.set(secret, value.get_secret_value())
-            kept[name] = secret
-        for name, secret in stored.items():
-            if name not in kept:
+            return dict(stored), {}, {}
+        kept: dict[str, str] = {}
+        written: dict[str, str] = {}
+        try:
+            for name, value in given.items():
+                secret = stored.get(name) or tenant_secret_name(tenant, f"cred-{name}-{token_hex(4)}")
+                self._secrets.set(secret, value.get_secret_value())
+                kept[name] = secret
+                if name not in stored:
+                    written[name] = secret
+        except Exception:
+            self._forget_secrets(written)
+            raise
+        dropped = {name: secret for name, secret in stored.items() if name not in kept}
+        return kept, written, dropped
+
+    def _forget_secrets(self, secrets: dict[str, str]) -> None:
+        """Best effort where it cleans up after a failure: the failure, not this, is what the caller reports."""
+        for secret in secrets.values():
+            with contextlib.suppress(StorageUnavailable):
                 self._secrets.delete(secret)
-        return kept

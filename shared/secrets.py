@@ -12,10 +12,12 @@ import os
 import re
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 
 from shared.errors import StorageUnavailable
 from shared.identity import app_credential
@@ -24,6 +26,10 @@ from shared.settings import Settings
 # Key Vault secret names: letters, digits and '-', at most 127 characters.
 SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 MAX_SECRET_VALUE = 4096
+# Key Vault's 409 inner codes for a name that is deleted, being deleted or being recovered.
+DELETED_NAME_CONFLICTS = frozenset({"ObjectIsDeletedButRecoverable", "ObjectIsBeingDeleted", "ObjectIsBeingRecovered"})
+SET_ATTEMPTS = 8
+RECOVERY_WAIT_S = 30
 
 
 class SecretsUnavailable(StorageUnavailable):
@@ -54,18 +60,64 @@ def region_key_secret_name(region: str) -> str:
 
 
 class KeyVaultSecrets:
-    """Azure Key Vault through `azure-keyvault-secrets`, authenticated with the app's managed identity."""
+    """Azure Key Vault through `azure-keyvault-secrets`, authenticated with the app's managed identity.
 
-    def __init__(self, vault_url: str, credential: Any, **client_options: Any) -> None:
+    The vault keeps a deleted secret's name (soft delete, purge protection: infra/), so writing a name that was
+    deleted is answered 409. `set` then recovers the deleted secret and writes a new version, so that `set` means
+    the same here as in the local file: afterwards, `get` reads the value. Registrations avoid this path for
+    credentials by never reusing a name (shared/registration.py): recovery brings back the deleted values as
+    older versions, readable and kept for as long as the secret lives, while a name left deleted keeps them
+    disabled until the vault purges them at the end of its retention.
+    """
+
+    def __init__(
+        self,
+        vault_url: str,
+        credential: Any,
+        *,
+        poll_interval_s: float = 2.0,
+        pause: Callable[[float], None] = time.sleep,
+        **client_options: Any,
+    ) -> None:
         from azure.keyvault.secrets import SecretClient
 
         self._client = SecretClient(vault_url=vault_url, credential=credential, **client_options)
+        self._poll_interval_s = poll_interval_s
+        self._pause = pause
 
     def set(self, name: str, value: str) -> None:
+        check_secret_name(name)
+        for _ in range(SET_ATTEMPTS):
+            try:
+                self._client.set_secret(name, value, content_type="text/plain")
+                return
+            except HttpResponseError as error:
+                reason = _conflict_reason(error)
+                if reason is None:
+                    raise SecretsUnavailable("store") from None
+            except AzureError:
+                raise SecretsUnavailable("store") from None
+            if reason == "ObjectIsDeletedButRecoverable":
+                self._recover(name)
+            else:  # a deletion or recovery is still under way: it ends within seconds
+                self._pause(self._poll_interval_s)
+        raise SecretsUnavailable("store")
+
+    def _recover(self, name: str) -> None:
+        """Recovery is asynchronous: the recovered secret reads 404 until it is done, so wait (bounded)."""
         try:
-            self._client.set_secret(check_secret_name(name), value, content_type="text/plain")
+            poller = self._client.begin_recover_deleted_secret(name, _polling_interval=self._poll_interval_s)
+            poller.wait(timeout=RECOVERY_WAIT_S)
+        except ResourceNotFoundError:
+            return  # recovered meanwhile by another writer, or its deletion not yet done: set again
+        except HttpResponseError as error:
+            if _conflict_reason(error) is None:
+                raise SecretsUnavailable("store") from None
+            return
         except AzureError:
             raise SecretsUnavailable("store") from None
+        if not poller.done():
+            raise SecretsUnavailable("store")
 
     def get(self, name: str) -> str | None:
         try:
@@ -85,6 +137,18 @@ class KeyVaultSecrets:
         except AzureError:
             raise SecretsUnavailable("delete") from None
         return True
+
+
+def _conflict_reason(error: HttpResponseError) -> str | None:
+    """The inner code of a 409 about a deleted name (Key Vault's `innererror.code`), else None."""
+    if error.status_code != 409 or error.response is None:
+        return None
+    try:
+        body = error.response.json()
+        reason = body["error"]["innererror"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return reason if reason in DELETED_NAME_CONFLICTS else None
 
 
 class LocalSecrets:

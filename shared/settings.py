@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,6 +20,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.urls import service_base_url
+
 Region = Literal["us", "br", "eu", "ea"]
 REGIONS: tuple[Region, ...] = ("us", "br", "eu", "ea")
 Role = Literal["regional", "registration"]
@@ -26,6 +29,7 @@ Role = Literal["regional", "registration"]
 ENV_PREFIX = "PACKCLOUD_"
 # Dynamics 365 online hosts: crm.dynamics.com (North America), crm2 ... crm21 (the other geographies).
 DYNAMICS_HOST_PATTERNS = ("*.crm.dynamics.com", "*.crm?.dynamics.com", "*.crm??.dynamics.com")
+HOST_PATTERN = re.compile(r"[a-z0-9.*?-]*\.[a-z0-9-]+\.[a-z0-9-]+")
 
 
 class SettingsError(RuntimeError):
@@ -122,8 +126,18 @@ class Settings(BaseSettings):
     @classmethod
     def _split_patterns(cls, value: object) -> object:
         if isinstance(value, str):
-            return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+            value = tuple(part.strip().lower() for part in value.split(",") if part.strip())
+        # Host characters and the wildcards only (no fnmatch [classes]), ending in a fixed domain: a pattern
+        # such as `*` or `*.com` would accept hosts that are not Dynamics 365.
+        if isinstance(value, tuple) and not all(isinstance(p, str) and HOST_PATTERN.fullmatch(p) for p in value):
+            raise ValueError("each pattern has letters, digits, '-', '.', '*' or '?' and ends in a fixed domain")
         return value
+
+    @field_validator("key_vault_url", "storage_account_url", mode="before")
+    @classmethod
+    def _service_url(cls, value: object) -> object:
+        # Checked as text, before pydantic's URL type repairs it: a token or key is sent to this host.
+        return service_base_url(value) if isinstance(value, str) else value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -136,7 +150,10 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_region_urls(cls, value: object) -> object:
         if isinstance(value, str):
-            return json.loads(value) if value.strip() else {}
+            value = json.loads(value) if value.strip() else {}
+        # The home deployment sends a region's function key to its URL: only unambiguous https URLs.
+        if isinstance(value, dict):
+            return {region: service_base_url(url) if isinstance(url, str) else url for region, url in value.items()}
         return value
 
     @field_validator("master_key")

@@ -27,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.conftest import FUNCTION_KEY, HOST_MASTER_KEY, settings_env
 from tests.test_geo_rules import SIGNINS
 from tests.test_http_webform import FORM
+from tests.test_registration import REGISTRATION_KEY, give_registration_key
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("PACKCLOUD_FUZZ_EXAMPLES", "25"))
@@ -55,11 +56,13 @@ def fuzz_host(azurite, tmp_path_factory):
     from devenv.local_host import start_local_host, stop_local_host
 
     port = free_port()
+    secrets_path = tmp_path_factory.mktemp("fuzz") / "secrets.json"
+    give_registration_key(secrets_path)
     env = {
         **os.environ,
         **settings_env(azurite, region="us"),
         "PACKCLOUD_ROLE": "regional,registration",
-        "PACKCLOUD_LOCAL_SECRETS_PATH": str(tmp_path_factory.mktemp("fuzz") / "secrets.json"),
+        "PACKCLOUD_LOCAL_SECRETS_PATH": str(secrets_path),
         "PACKCLOUD_FORM_RATE_PER_MINUTE": "0",
         "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
         "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
@@ -100,8 +103,16 @@ def _aim(case) -> None:
 @pytest.mark.parametrize("label", sorted(OPERATIONS))
 def test_every_route_answers_as_documented_with_valid_and_wrong_keys(label, fuzz_host):
     api, tenant_key = fuzz_host
-    valid = {"x-functions-key": FUNCTION_KEY, "authorization": f"Bearer {tenant_key}"}
-    wrong = {"x-functions-key": "wrong-function-key", "authorization": "Bearer pck_wrong"}
+    valid = {
+        "x-functions-key": FUNCTION_KEY,
+        "x-registration-key": REGISTRATION_KEY,
+        "authorization": f"Bearer {tenant_key}",
+    }
+    wrong = {
+        "x-functions-key": "wrong-function-key",
+        "x-registration-key": "wrong-registration-key",
+        "authorization": "Bearer pck_wrong",
+    }
 
     @given(case=OPERATIONS[label].as_strategy())
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)

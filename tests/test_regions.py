@@ -20,7 +20,7 @@ from devenv.local_host import start_local_host, stop_local_host
 from shared.secrets import LocalSecrets, region_key_secret_name
 from tests.conftest import MASTER_KEY, all_blobs
 from tests.test_geo_rules import SIGNINS
-from tests.test_registration import SENDGRID, TWILIO, registration
+from tests.test_registration import REGISTRATION_KEY, SENDGRID, TWILIO, give_registration_key, registration
 
 US_KEY = secrets.token_urlsafe(24)
 EU_KEY = secrets.token_urlsafe(24)
@@ -35,6 +35,7 @@ def regions(tmp_path_factory):
     secrets_path = tmp_path_factory.mktemp("us-home") / "secrets.json"
     # The home deployment provisions EU tenants with the EU deployment's function key, from its secret store.
     LocalSecrets(secrets_path).set(region_key_secret_name("eu"), EU_KEY)
+    give_registration_key(secrets_path)
     started = {}
     processes = []
     try:
@@ -70,10 +71,11 @@ def everything(azurite) -> dict[str, dict[str, bytes]]:
 def test_an_eu_tenant_registered_in_us_keeps_its_data_in_eu(regions):
     (us, us_storage), (eu, eu_storage) = regions["us"], regions["eu"]
     home = httpx.Client(base_url=us, headers={"x-functions-key": US_KEY}, timeout=30)
+    installer = httpx.Client(base_url=us, headers={"x-registration-key": REGISTRATION_KEY}, timeout=30)
     eu_manage = httpx.Client(base_url=eu, headers={"x-functions-key": EU_KEY}, timeout=30)
     org = str(uuid.uuid4())
 
-    created = home.post("/registrations", json=registration(org, region="eu"))
+    created = installer.post("/registrations", json=registration(org, region="eu"))
     assert created.status_code == 201, created.text
     tenant, key = created.json()["tenant"], created.json()["api_key"]
     assert created.json()["base_url"] == eu
@@ -104,8 +106,16 @@ def test_an_eu_tenant_registered_in_us_keeps_its_data_in_eu(regions):
         assert answer.json()["region"] == "eu" and answer.json()["base_url"] == eu
     assert everything(us_storage) == us_before
 
-    # Re-registering updates, in US, and creates no second tenant in EU.
-    again = home.post("/registrations", json=registration(org, region="eu", **{"contact.name": "Bo Admin"}))
+    # Re-registering updates, in US, and creates no second tenant in EU; only with the tenant's key, which EU
+    # checks (US keeps no copy of it). Without it, or with a wrong one, nothing changes.
+    changed = registration(org, region="eu", **{"contact.name": "Bo Admin"})
+    us_before = everything(us_storage)
+    assert installer.post("/registrations", json=changed).status_code == 401
+    assert home.post("/registrations", json=changed, headers=auth).status_code == 401  # a host key opens nothing
+    wrong = installer.post("/registrations", json=changed, headers={"authorization": "Bearer pck_wrong"})
+    assert wrong.status_code == 403
+    assert everything(us_storage) == us_before
+    again = installer.post("/registrations", json=changed, headers=auth)
     assert again.status_code == 200 and again.json()["tenant"] == tenant and "api_key" not in again.json()
 
     us_blobs, eu_blobs = everything(us_storage), everything(eu_storage)
@@ -137,7 +147,7 @@ def test_home_reports_an_unreachable_region_and_stores_nothing(regions):
     answer = httpx.post(
         f"{us}/registrations",
         json=registration(str(uuid.uuid4()), region="ea"),
-        headers={"x-functions-key": US_KEY},
+        headers={"x-registration-key": REGISTRATION_KEY},
     )
     assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "region"
     assert everything(us_storage) == before

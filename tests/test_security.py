@@ -22,6 +22,7 @@ from tests.conftest import BROWSER_UA, FUNCTION_KEY, HOST_MASTER_KEY, ROOT, all_
 from tests.test_fuzz import PIXEL
 from tests.test_geo_rules import SIGNINS, USER
 from tests.test_http_webform import FORM, ORIGIN
+from tests.test_registration import REGISTRATION_KEY, give_registration_key
 
 CONTAINERS = ("registry", "records", "state")
 
@@ -209,6 +210,7 @@ def test_a_full_scenario_leaves_no_personal_value_or_secret_in_any_log_line(azur
 
     port = free_port()
     log_path = tmp_path / "host.log"
+    give_registration_key(tmp_path / "secrets.json")
     env = {
         **os.environ,
         **settings_env(azurite, region="us"),
@@ -262,7 +264,7 @@ def run_scenario(api: str, azurite) -> tuple[list[str], list[str], list[str]]:
         "region": "us",
         "credentials": {"sendgrid": credential},
     }
-    created = manage.post("/registrations", json=body)
+    created = manage.post("/registrations", json=body, headers={"x-registration-key": REGISTRATION_KEY})
     assert created.status_code == 201, created.text
     tenant, key, signing = created.json()["tenant"], created.json()["api_key"], created.json()["signing_key"]
     for dataset, declaration in (("signins", SIGNINS), ("contact", FORM), ("visits", PIXEL), ("opens", OPENS)):
@@ -318,7 +320,7 @@ def run_scenario(api: str, azurite) -> tuple[list[str], list[str], list[str]]:
         )
     assert anon.get(f"/privacy/{tenant}/report", params={"format": "html"}, headers=auth).status_code == 200
     assert manage.delete(f"/registrations/{tenant}").status_code == 204
-    secrets_used = [credential, key, signing, FUNCTION_KEY, link["sig"]]
+    secrets_used = [credential, key, signing, FUNCTION_KEY, REGISTRATION_KEY, link["sig"]]
     personal = [email, name, user_ip, USER, visitor, contact, "ada@contoso.example", org, *hashes]
     return secrets_used, personal, [pixel_query, urlencode(link), *sync_queries, "format=html"]
 
