@@ -191,3 +191,30 @@ def test_a_cursor_that_this_request_was_not_given_is_refused_before_anything_cha
     following = requests.export(tenant, f"  {SUBJECT} ", cursor)
     assert following["record_count"] + following["state_count"] == PAGE
     assert not set(held_ids([following])) & set(held_ids([first]))
+
+
+def test_the_report_counts_what_is_held_up_to_its_bound_with_the_same_work_however_much_is_held(services, planted):
+    from shared.report import processing_record, render_html
+
+    tenant, _, _ = planted
+    doc = services.registry.get_tenant(tenant)
+
+    def report() -> tuple[dict, int]:
+        before = services.storage.transport.sent
+        made = processing_record(doc, services.registry, services.storage, services.audit, services.clock, count_max=4)
+        return {d["dataset"]: d for d in made["datasets"]}, services.storage.transport.sent - before
+
+    by_id, work = report()
+    assert (by_id["visits"]["records_held"], by_id["visits"]["records_held_more"]) == (4, True)  # 9 held
+    assert (by_id["callback"]["records_held"], by_id["callback"]["records_held_more"]) == (4, False)
+    (markers,) = by_id["callback"]["personal_state"]
+    assert (markers["kind"], markers["held"], markers["held_more"]) == ("submission_marker", 3, False)
+    visits = services.capture.resolve(tenant, "visits", "pixel")
+    for _ in range(10):
+        services.capture.capture(visits, {"who": OTHER, "page": "p"})
+    by_id, more_work = report()
+    assert by_id["visits"]["records_held"] == 4 and more_work == work  # 19 held: the same list request
+    page = render_html(
+        {"tenant": tenant, "region": "eu", "generated_at": "-", "last_purge": None, "datasets": list(by_id.values())}
+    )
+    assert "4 or more" in page
