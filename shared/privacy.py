@@ -127,7 +127,7 @@ class SubjectRequests:
         *,
         page_items: int = PAGE_ITEMS,
     ) -> None:
-        if not 1 <= page_items <= 5000:  # a tag query page holds at most 5,000 names
+        if not 1 <= page_items <= 5000:  # blobs one call reads or deletes: more would be no page
             raise ValueError("page_items must be from 1 to 5000")
         self._storage = storage
         self._registry = registry
