@@ -1,7 +1,8 @@
 """Data-subject requests and the record of processing (tenant key).
 
-POST /api/privacy/{tenant}/subjects/export   {"subject": "..."}: every record and personal state of that person
-POST /api/privacy/{tenant}/subjects/erase    {"subject": "..."}: delete them all, answer the counts
+POST /api/privacy/{tenant}/subjects/export   {"subject", "cursor"?}: that person's records and personal state,
+                                             a page at a time (`more`, `next_cursor`)
+POST /api/privacy/{tenant}/subjects/erase    {"subject", "cursor"?}: delete a page of them, answer the counts
 GET  /api/privacy/{tenant}/report[?format=html]   record of processing activities (GDPR art. 30)
 """
 
@@ -20,33 +21,37 @@ from shared.tenant_access import tenant_access
 bp = func.Blueprint()
 
 
-def _subject(req: func.HttpRequest, services: Services) -> tuple[str, SubjectRequests, str]:
+def _subject(req: func.HttpRequest, services: Services) -> tuple[str, SubjectRequests, SubjectRequest]:
     # Fresh, not cached: a rotated key or a deleted tenant counts at once where personal data is handed out.
     access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"), fresh=True)
     body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
     request = validate_model(SubjectRequest, body, "invalid_subject_request", "subject request")
-    requests = SubjectRequests(
-        services.storage, services.registry, services.audit, services.settings.master_key.get_secret_value()
-    )
-    return access.tenant.id, requests, request.subject
+    return access.tenant.id, services.subject_requests(), request
 
 
 @bp.function_name("privacy_export")
 @bp.route(route="privacy/{tenant}/subjects/export", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def privacy_export(req: func.HttpRequest) -> func.HttpResponse:
-    tenant, requests, subject = _subject(req, get_services())
-    return json_response(requests.export(tenant, subject))
+    tenant, requests, request = _subject(req, get_services())
+    return json_response(requests.export(tenant, request.subject, request.cursor))
 
 
 @bp.function_name("privacy_erase")
 @bp.route(route="privacy/{tenant}/subjects/erase", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def privacy_erase(req: func.HttpRequest) -> func.HttpResponse:
-    tenant, requests, subject = _subject(req, get_services())
-    erased = requests.erase(tenant, subject)
+    tenant, requests, request = _subject(req, get_services())
+    erased = requests.erase(tenant, request.subject, request.cursor)
     return json_response(
-        {"tenant": tenant, "request_id": erased.request_id, "erased": erased.records, "state_erased": erased.state}
+        {
+            "tenant": tenant,
+            "request_id": erased.request_id,
+            "erased": erased.records,
+            "state_erased": erased.state,
+            "more": erased.more,
+            "next_cursor": erased.next_cursor,
+        }
     )
 
 

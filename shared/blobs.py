@@ -35,6 +35,9 @@ RETRY_TOTAL = 2
 RETRY_BACKOFF_S = 0.5
 POOL_SIZE = 64
 BATCH_DELETE_MAX = 256  # Blob batch takes at most 256 sub-requests.
+# Names one tag-query request answers at most (the service's maximum). Smaller pages would not help: Azurite
+# looks at only that many blobs of the container after the marker, matching or not.
+FIND_PAGE_MAX = 5000
 
 
 class CountingTransport(RequestsTransport):
@@ -73,6 +76,14 @@ def make_service_client(settings: Settings, transport: CountingTransport) -> Blo
             settings.storage_connection_string.get_secret_value(), **options
         )
     return BlobServiceClient(str(settings.storage_account_url), credential=app_credential(settings), **options)
+
+
+@dataclass(frozen=True)
+class TagPage:
+    """One page of a tag query: its names and where the next page starts (None: the query is done)."""
+
+    names: list[str]
+    marker: str | None
 
 
 @dataclass
@@ -124,6 +135,13 @@ class Storage:
         `read_timeout` replaces the request timeout of the settings for a job that may wait (the purge)."""
         for item in self.container(container).find_blobs_by_tags(where, **_timeout(read_timeout)):
             yield item.name
+
+    def find_page_by_tags(self, container: str, where: str, *, marker: str | None = None) -> TagPage:
+        """One page of a tag query (at most FIND_PAGE_MAX names) from `marker`, a `TagPage.marker` of the
+        same query, on: one storage request, however many blobs the query matches."""
+        pages = self.container(container).find_blobs_by_tags(where, results_per_page=FIND_PAGE_MAX).by_page(marker)
+        names = [item.name for item in next(pages, [])]
+        return TagPage(names, pages.continuation_token or None)
 
     def delete_names(self, container: str, names: Iterable[str], *, read_timeout: float | None = None) -> int:
         """Batch-delete (256 per request); a name already gone counts as deleted, so reruns are harmless."""

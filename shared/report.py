@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from html import escape
+from itertools import islice
 from typing import Any
 
 from azure.core.exceptions import AzureError
+from azure.storage.blob import ContainerClient
 
 from shared.audit import SYSTEM, AuditLog
 from shared.blobs import RECORDS, STATE, Storage
@@ -17,9 +19,26 @@ from shared.models import DatasetDoc, Tenant
 from shared.personal_state import kinds_of
 from shared.registry import Registry
 
+# Records, and state blobs of each kind, counted at most per dataset: anyone who can load a page with the
+# pixel can add records, so what is held must not set the work of a report (one list request each).
+COUNT_MAX = 1000
+
+
+def first_names(container: ContainerClient, prefix: str, count_max: int) -> tuple[list[str], bool]:
+    """The first `count_max` names under a prefix, in name order, and whether there are more."""
+    listed = container.list_blobs(name_starts_with=prefix, results_per_page=count_max + 1)
+    names = [blob.name for blob in islice(listed, count_max + 1)]
+    return names[:count_max], len(names) > count_max
+
 
 def processing_record(
-    tenant: Tenant, registry: Registry, storage: Storage, audit: AuditLog, clock: Clock
+    tenant: Tenant,
+    registry: Registry,
+    storage: Storage,
+    audit: AuditLog,
+    clock: Clock,
+    *,
+    count_max: int = COUNT_MAX,
 ) -> dict[str, Any]:
     now = clock.now()
     datasets = []
@@ -27,8 +46,9 @@ def processing_record(
         container = storage.container(RECORDS)
         last_purge = _last_purge(audit, clock)
         for doc in registry.list_datasets(tenant.id):
-            names = container.list_blobs(name_starts_with=f"{tenant.id}/{doc.id}/")
-            ids = [i for blob in names if is_record_id(i := blob.name.rsplit("/", 1)[-1].removesuffix(".json"))]
+            names, more = first_names(container, f"{tenant.id}/{doc.id}/", count_max)
+            ids = [i for name in names if is_record_id(i := name.rsplit("/", 1)[-1].removesuffix(".json"))]
+            # Ids begin with their capture time, so the first listed is the oldest.
             oldest = min((record_id_time(record_id) for record_id in ids), default=None)
             datasets.append(
                 {
@@ -46,8 +66,9 @@ def processing_record(
                     ],
                     "allowed_origins": list(doc.allowed_origins),
                     "records_held": len(ids),
+                    "records_held_more": more,
                     "oldest_record_age_s": round((now - oldest).total_seconds(), 1) if oldest else None,
-                    "personal_state": _personal_state(storage, tenant.id, doc),
+                    "personal_state": _personal_state(storage, tenant.id, doc, count_max),
                 }
             )
     except AzureError:
@@ -63,18 +84,14 @@ def processing_record(
     }
 
 
-def _personal_state(storage: Storage, tenant: str, doc: DatasetDoc) -> list[dict[str, Any]]:
+def _personal_state(storage: Storage, tenant: str, doc: DatasetDoc, count_max: int) -> list[dict[str, Any]]:
     """What personal state the dataset's capability keeps besides its records, and how much is held now."""
     container = storage.container(STATE)
-    return [
-        {
-            "kind": kind.kind,
-            "holds": kind.holds,
-            "kept": kind.kept,
-            "held": sum(1 for _ in container.list_blobs(name_starts_with=kind.prefix(tenant, doc.id))),
-        }
-        for kind in kinds_of(doc.capability)
-    ]
+    kinds = []
+    for kind in kinds_of(doc.capability):
+        names, more = first_names(container, kind.prefix(tenant, doc.id), count_max)
+        kinds.append({"kind": kind.kind, "holds": kind.holds, "kept": kind.kept, "held": len(names), "held_more": more})
+    return kinds
 
 
 def _last_purge(audit: AuditLog, clock: Clock) -> dict[str, Any] | None:
@@ -98,7 +115,8 @@ def render_html(report: dict[str, Any]) -> str:
             for f in d["fields"]
         )
         state = "".join(
-            f"<li><code>{e(k['kind'])}</code>: {e(k['holds'])}; kept {e(k['kept'])}; {e(k['held'])} held now</li>"
+            f"<li><code>{e(k['kind'])}</code>: {e(k['holds'])}; kept {e(k['kept'])}; {e(k['held'])}"
+            f"{' or more' if k['held_more'] else ''} held now</li>"
             for k in d["personal_state"]
         )
         dpo = f"{e(d['dpo']['name'])} &lt;{e(d['dpo']['email'])}&gt;" if d["dpo"] else "not named"
@@ -110,7 +128,7 @@ def render_html(report: dict[str, Any]) -> str:
             f"<dt>Controller</dt><dd>{e(d['controller']['name'])} &lt;{e(d['controller']['email'])}&gt;</dd>"
             f"<dt>DPO</dt><dd>{dpo}</dd>"
             f"<dt>Region</dt><dd>{e(report['region'])}</dd>"
-            f"<dt>Records held now</dt><dd>{e(d['records_held'])}</dd>"
+            f"<dt>Records held now</dt><dd>{e(d['records_held'])}{' or more' if d['records_held_more'] else ''}</dd>"
             f"<dt>Oldest record</dt><dd>{e(d['oldest_record_age_s'])} s</dd>"
             f"<dt>Fields</dt><dd><ul>{fields}</ul></dd>"
             f"<dt>Personal state besides the records</dt><dd>{f'<ul>{state}</ul>' if state else 'none'}</dd>"

@@ -14,6 +14,7 @@ from shared.capture_counts import CaptureCounts
 from shared.clock import Clock, SystemClock
 from shared.geo import Locator
 from shared.geologin import GeoLogins
+from shared.privacy import PAGE_ITEMS, SubjectRequests
 from shared.provisioning import Provisioner
 from shared.purge import Purger
 from shared.registration import Registrations, RegistrationStore
@@ -54,6 +55,11 @@ class Services:
         provisioner = Provisioner(self.settings, self.registry, self.audit, secrets)
         store = RegistrationStore(self.storage, self.registry)
         return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
+
+    def subject_requests(self, page_items: int = PAGE_ITEMS) -> SubjectRequests:
+        """Data-subject requests; each call reads or deletes at most `page_items` (tests take a few)."""
+        master_key = self.settings.master_key.get_secret_value()
+        return SubjectRequests(self.storage, self.registry, self.audit, master_key, page_items=page_items)
 
     def purger(self, budget_s: float | None = None) -> Purger:
         options = {} if budget_s is None else {"budget_s": budget_s}

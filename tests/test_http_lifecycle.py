@@ -71,6 +71,8 @@ def test_export_erase_and_report(host, tenant, azurite):
             "request_id": erased.json()["request_id"],
             "erased": 1,
             "state_erased": 0,
+            "more": False,
+            "next_cursor": None,
         }
         after = client.post(f"/privacy/{tenant_id}/subjects/export", json={"subject": "p1@example.com"}).json()
         assert after["record_count"] == 0

@@ -68,7 +68,8 @@ def test_export_and_erase_find_what_another_spelling_captured_with_its_state(cli
     body = exported.json()
     callback = body["datasets"].get("callback", {})
     assert [r["id"] for r in callback.get("records", [])] == [form_id]
-    assert set(body) == {"tenant", "request_id", "record_count", "state_count", "datasets"}
+    assert set(body) == {"tenant", "request_id", "record_count", "state_count", "datasets", "more", "next_cursor"}
+    assert (body["more"], body["next_cursor"]) == (False, None)
     assert body["record_count"] == 1 and body["state_count"] == 1
     assert callback["records"][0]["fields"]["phone"] == "+4722334455"
     assert callback["state"] == [
