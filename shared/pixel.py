@@ -19,6 +19,7 @@ from shared.ids import is_valid_id
 from shared.keys import signing_key_text
 from shared.models import DatasetDoc, origin_of_url
 from shared.net import client_ip
+from shared.numbers import LARGEST, ascii_int
 from shared.settings import Settings
 from shared.snippets import render_script
 
@@ -74,8 +75,7 @@ def signature_valid(settings: Settings, target: Target, hit: Hit) -> bool:
     if not signature:
         return False
     expires = hit.query.get("exp")
-    # isascii: "²" is a digit to str.isdigit but not to int().
-    if expires is not None and (not (expires.isascii() and expires.isdigit()) or int(expires) < hit.now_epoch):
+    if expires is not None and ascii_int(expires, hit.now_epoch, LARGEST) is None:
         return False
     key = signing_key_text(settings.master_key.get_secret_value(), target.tenant.id, target.tenant.signing_key_version)
     expected = sign_query(key, hit.tenant, hit.dataset, hit.query)
