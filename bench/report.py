@@ -101,8 +101,8 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
     ),
     "parsers": (
         lambda r: (
-            f"worst {r['worst']}; per parser, the worst body's parse cost over a normal post's, both "
-            f"{r['limit_bytes']:,} bytes: "
+            f"worst {r['worst']}; per parser, the worst body's parse cost over a normal post's, both at the "
+            f"{r['limit_bytes']:,}-byte limit: "
             + ", ".join(f"{name} {max(s['ratio'] for s in shapes.values())}" for name, shapes in r["shapes"].items())
         ),
         (Check("worst ratio", "max_ratio", "<=", MAX_RATIO),),
