@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.common import RESULTS
+from bench.parsers import MAX_RATIO
 from devenv.azurite import ROOT
 
 README = ROOT / "bench" / "README.md"
@@ -97,6 +98,14 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
             f"(medians of {r['rounds']})"
         ),
         (Check("ratio", "ratio", "<=", 1.5),),
+    ),
+    "parsers": (
+        lambda r: (
+            f"worst {r['worst']}; per parser, the worst body's parse cost over a normal post's, both at the "
+            f"{r['limit_bytes']:,}-byte limit: "
+            + ", ".join(f"{name} {max(s['ratio'] for s in shapes.values())}" for name, shapes in r["shapes"].items())
+        ),
+        (Check("worst ratio", "max_ratio", "<=", MAX_RATIO),),
     ),
     "load": (
         lambda r: (

@@ -17,6 +17,7 @@ from shared.delivery import DEFAULT_LIMIT, MAX_LIMIT, Delivery
 from shared.errors import BadRequest
 from shared.generations import Generations
 from shared.ids import is_record_id
+from shared.numbers import ascii_int
 from shared.services import Services, get_services
 from shared.tenant_access import Access, tenant_access
 
@@ -34,9 +35,10 @@ class AckRequest(BaseModel):
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    limit = ascii_int(raw, 1, MAX_LIMIT)
+    if limit is None:
         raise BadRequest("invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    return int(raw)
+    return limit
 
 
 def _open(req: func.HttpRequest) -> tuple[Services, Access, Delivery]:

@@ -28,6 +28,9 @@ _FALSE = frozenset({"false", "0", "no", "off"})
 _PHONE_NOISE = re.compile(r"[\s().\-/]")
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
+_LARGEST_INTEGER = 10**18 - 1
+# ASCII only and of bounded length: float() alone also reads "١٢", "1_000" and a thousand digits.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,40}(?:\.[0-9]{0,40})?|\.[0-9]{1,40})(?:[eE][+-]?[0-9]{1,4})?")
 
 
 class InvalidValue(ValueError):
@@ -127,6 +130,8 @@ def _url(text: str) -> str:
 def _integer(raw: object) -> int:
     if isinstance(raw, bool):
         raise InvalidValue("must be an integer")
+    if isinstance(raw, int | float) and not abs(raw) <= _LARGEST_INTEGER:
+        raise InvalidValue("must be an integer of at most 18 digits")
     if isinstance(raw, int):
         return raw
     if isinstance(raw, float) and raw.is_integer():
@@ -141,10 +146,11 @@ def _number(raw: object) -> int | float:
         raise InvalidValue("must be a number")
     if isinstance(raw, int):
         return raw
-    try:
-        value = float(raw) if isinstance(raw, float | str) else math.nan
-    except ValueError:
-        value = math.nan
+    if isinstance(raw, str):
+        text = raw.strip()
+        value = float(text) if _DECIMAL.fullmatch(text) else math.nan
+    else:
+        value = raw if isinstance(raw, float) else math.nan
     if not math.isfinite(value):
         raise InvalidValue("must be a finite number")
     return value

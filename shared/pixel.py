@@ -20,6 +20,7 @@ from shared.ids import is_valid_id
 from shared.keys import signing_key_text
 from shared.models import DatasetDoc, origin_of_url
 from shared.net import client_ip
+from shared.numbers import LARGEST, ascii_int
 from shared.settings import Settings
 from shared.snippets import render_script
 
@@ -77,8 +78,7 @@ def signature_valid(settings: Settings, target: Target, hit: Hit) -> bool:
     if not signature:
         return False
     expires = hit.query.get("exp")
-    # isascii: "²" is a digit to str.isdigit but not to int().
-    if expires is not None and (not (expires.isascii() and expires.isdigit()) or int(expires) < hit.now_epoch):
+    if expires is not None and ascii_int(expires, hit.now_epoch, LARGEST) is None:
         return False
     presented = signature.lower().encode("utf-8", "surrogatepass")
     master, tenant = settings.master_key.get_secret_value(), target.tenant

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.errors import Unprocessable
+from shared.numbers import ascii_int
 
 MAX_FORMAT_LENGTH = 100
 MAX_SEQNUM_WIDTH = 20
@@ -52,9 +53,10 @@ def _bad(reason: str) -> Unprocessable:
 
 
 def _number(token: str, argument: str, low: int, high: int) -> int:
-    if not argument.isdigit() or not low <= int(argument) <= high:
+    value = ascii_int(argument, low, high)
+    if value is None:
         raise _bad(f"{{{token}:{argument}}} needs a whole number from {low} to {high}")
-    return int(argument)
+    return value
 
 
 def _date_format(argument: str) -> str:
