@@ -19,6 +19,7 @@ from tests.test_bodies import UNICODE_DIGITS
 from tests.test_fuzz import PIXEL
 from tests.test_geo_rules import SIGNINS, USER
 from tests.test_http_webform import FORM, ORIGIN
+from tests.test_registration import REGISTRATION_KEY, give_registration_key
 
 CONTAINERS = ("registry", "records", "state")
 
@@ -51,11 +52,13 @@ def home(azurite, tmp_path_factory) -> Iterator[Home]:
     from devenv.local_host import start_local_host, stop_local_host
 
     port = free_port()
+    secrets_path = tmp_path_factory.mktemp("hostile") / "secrets.json"
+    give_registration_key(secrets_path)
     env = {
         **os.environ,
         **settings_env(azurite, region="us"),
         "PACKCLOUD_ROLE": "regional,registration",
-        "PACKCLOUD_LOCAL_SECRETS_PATH": str(tmp_path_factory.mktemp("hostile") / "secrets.json"),
+        "PACKCLOUD_LOCAL_SECRETS_PATH": str(secrets_path),
         "PACKCLOUD_FORM_RATE_PER_MINUTE": "0",
         "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
         "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
@@ -93,7 +96,7 @@ def json_routes(home: Home) -> list[tuple[str, str, dict[str, str]]]:
         ("PUT", f"/manage/tenants/{t}", operator),
         ("PUT", f"/manage/tenants/{t}/datasets/signins", operator),
         ("PUT", f"/manage/tenants/{t}/sequences/numbers", operator),
-        ("POST", "/registrations", operator),
+        ("POST", "/registrations", {"x-registration-key": REGISTRATION_KEY}),
         ("POST", f"/sync/{t}/signins/ack", crm),
         ("POST", f"/privacy/{t}/subjects/export", crm),
         ("POST", f"/privacy/{t}/subjects/erase", crm),
