@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 CHECKOV := .venv-checkov/bin/checkov
 REGION ?=
 
-.PHONY: run test lint bench fuzz load deps chromium checkov deploy clean
+.PHONY: run test unit lint bench fuzz load deps chromium checkov deploy clean
 
 deps: $(PY_STAMP) $(NODE_STAMP)
 
@@ -42,15 +42,20 @@ lint: deps
 	$(PY) -m ruff format --check .
 
 # pytest exits 5 when it collected no test: that is not a failure of the suite.
+# Both tiers: tests/unit first (seconds), then tests/integration (Azurite, hosts, Chromium, checkov).
 test: deps chromium checkov lint
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+# The fast tier alone: pure logic, no Azurite, host, browser or network (tests/unit/conftest.py refuses them).
+unit: deps
+	$(PY) -m pytest -q tests/unit; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 bench: deps
 	$(PY) -m bench
 
 # The long fuzz run (make test runs a bounded one): 1,000 generated requests per route, each with valid and wrong keys.
 fuzz: deps
-	PACKCLOUD_FUZZ_EXAMPLES=$${PACKCLOUD_FUZZ_EXAMPLES:-1000} $(PY) -m pytest -q tests/test_fuzz.py
+	PACKCLOUD_FUZZ_EXAMPLES=$${PACKCLOUD_FUZZ_EXAMPLES:-1000} $(PY) -m pytest -q tests/integration/test_fuzz.py
 
 # A mixed load (70% pixel, 20% forms, 5% auto-number, 5% geo-login) for a set time, then a reconciliation with
 # what storage holds; e.g. `make load LOAD_SECONDS=60 LOAD_CONCURRENCY=64 LOAD_TENANTS=8`.

@@ -1,0 +1,311 @@
+"""Test data and helpers that more than one test module uses, in one place so that no test imports another.
+
+Both tiers import this module, so it starts nothing at import: storage helpers take an Azurite the
+integration tier started, and what a helper needs from shared/ it imports when called.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from devenv.azurite import connection_string
+from shared.geo import Location
+from tests.city_db import ADDRESSES
+
+if TYPE_CHECKING:
+    from devenv.azurite import Azurite
+    from shared.clock import Clock
+    from shared.models import FieldSpec
+    from shared.services import Services
+    from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+# A function app of the local host's own tests: routes of every auth level, a timer, a setting.
+DEVHOST_SAMPLE_APP = ROOT / "tests" / "devhost_sample_app"
+
+# ---------------------------------------------------------------- keys, clients and settings
+
+MASTER_KEY = secrets.token_urlsafe(48)
+FUNCTION_KEY = secrets.token_urlsafe(24)
+HOST_MASTER_KEY = secrets.token_urlsafe(24)
+# A real browser's user agent: the pixel ignores HTTP libraries as bots.
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
+# The session host's web-form limit: above what one test sends to its own tenant, low enough to reach.
+FORM_RATE_PER_MINUTE = 300
+EU_URL = "https://packcloud-eu.example.net/api"
+US_URL = "https://packcloud-us.example.net/api"
+# The unit tier's storage: port 9 (discard), where nothing answers; its guard refuses the connection anyway.
+UNREACHABLE_STORAGE = connection_string(9)
+
+
+def settings_values(storage_connection_string: str, region: str = "eu") -> dict[str, str]:
+    """The PACKCLOUD_* environment of a test deployment whose storage is behind this connection string."""
+    return {
+        "PACKCLOUD_REGION": region,
+        "PACKCLOUD_STORAGE_CONNECTION_STRING": storage_connection_string,
+        "PACKCLOUD_MASTER_KEY": MASTER_KEY,
+        "PACKCLOUD_REGION_URLS": f'{{"eu": "{EU_URL}", "us": "{US_URL}"}}',
+        # The default schedule purges at minute 5 of every hour: a test host would purge in the background,
+        # scanning every blob the session's tests left, at a moment no test chose. Once a year instead; the
+        # tests that purge run it themselves.
+        "PACKCLOUD_PURGE_SCHEDULE": "0 0 0 1 1 *",
+    }
+
+
+def settings_env(azurite: Azurite, region: str = "eu") -> dict[str, str]:
+    return settings_values(azurite.connection_string, region)
+
+
+def settings_from(env: dict[str, str]) -> Settings:
+    from shared.settings import Settings
+
+    return Settings(**{k.removeprefix("PACKCLOUD_").lower(): v for k, v in env.items()})
+
+
+def settings_for(azurite: Azurite) -> Settings:
+    return settings_from(settings_env(azurite))
+
+
+# ---------------------------------------------------------------- what is really in storage
+
+
+def all_blobs(azurite: Azurite, container: str, prefix: str = "") -> dict[str, bytes]:
+    """Every blob of a container with its content: what is really in storage."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.blob import BlobServiceClient
+
+    client = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(container)
+    try:
+        return {
+            blob.name: client.download_blob(blob.name).readall()
+            for blob in client.list_blobs(name_starts_with=prefix or None)
+        }
+    except ResourceNotFoundError:
+        return {}
+
+
+def blob_states(azurite: Azurite, containers: tuple[str, ...], *, within: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Each blob's ETag, metadata and tags, listed without downloading a byte: any write, deletion or re-tagging
+    shows, which is what "nothing changed" is checked against. `within`: only names containing one of these.
+
+    Downloading every blob instead took 15 s a call late in the run, when the session's Azurite holds every test's.
+    """
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    states: dict[str, dict] = {}
+    for container in containers:
+        try:
+            listed = list(service.get_container_client(container).list_blobs(include=["metadata", "tags"]))
+        except ResourceNotFoundError:
+            listed = []
+        states[container] = {
+            blob.name: (blob.etag, blob.metadata, blob.tags)
+            for blob in listed
+            if not within or any(part in blob.name for part in within)
+        }
+    return states
+
+
+# ---------------------------------------------------------------- declarations
+
+# The documented example dataset (a pixel); `variant` changes its top-level keys.
+EXAMPLE: dict[str, Any] = {
+    "capability": "pixel",
+    "purpose": "Follow up on leads who visit the pricing page",
+    "legal_basis": "consent",
+    "retention_days": 14,
+    "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+    "dpo": {"name": "Jane Roe", "email": "dpo@contoso.example"},
+    "subject_field": "visitor",
+    "fields": [
+        {"name": "page_url", "type": "url", "required": True, "personal": False, "max_length": 2048},
+        {"name": "visitor", "type": "string", "required": False, "personal": True, "max_length": 64},
+        {"name": "ip", "type": "ip", "required": False, "personal": True},
+    ],
+    "allowed_origins": ["https://www.contoso.example"],
+}
+
+
+def variant(**changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(EXAMPLE)
+    doc.update(changes)
+    return doc
+
+
+ORIGIN = "https://www.contoso.example"
+THANKS = f"{ORIGIN}/thanks"
+
+# The contact form: one field of every type, consent and a honeypot.
+FORM: dict[str, Any] = {
+    "capability": "webform",
+    "purpose": "Answer enquiries sent from the contact page",
+    "legal_basis": "consent",
+    "retention_days": 7,
+    "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+    "subject_field": "email",
+    "fields": [
+        {"name": "email", "type": "email", "required": True},
+        {"name": "name", "type": "string", "max_length": 20},
+        {"name": "phone", "type": "phone"},
+        {"name": "website", "type": "url", "personal": False},
+        {"name": "employees", "type": "integer", "personal": False},
+        {"name": "budget", "type": "number", "personal": False},
+        {"name": "newsletter", "type": "boolean", "personal": False},
+        {"name": "start", "type": "date", "personal": False},
+        {"name": "meeting", "type": "datetime", "personal": False},
+        {"name": "topic", "type": "choice", "options": ["sales", "support"], "personal": False},
+        {"name": "rating", "type": "integer", "personal": False},
+    ],
+    "allowed_origins": [ORIGIN],
+    "redirect_url": THANKS,
+    "honeypot_field": "fax_number",
+    "consent_field": "consent",
+    "consent_text_version": "contact-2026-11",
+}
+
+# A form with one e-mail field under contract, its purpose holding markup that no page may render as such.
+CONTRACT_FORM = variant(
+    capability="webform",
+    legal_basis="contract",
+    subject_field="email",
+    purpose="Answer <script>alert(1)</script> enquiries",
+    fields=[{"name": "email", "type": "email", "required": True}],
+)
+
+# A contact form whose subject is the phone number.
+CALLBACK: dict[str, Any] = {
+    **FORM,
+    "legal_basis": "contract",
+    "subject_field": "phone",
+    "consent_field": None,
+    "consent_text_version": None,
+    "fields": [{"name": "phone", "type": "phone", "required": True}, {"name": "name", "type": "string"}],
+}
+
+SIGNINS: dict[str, Any] = {
+    "capability": "geologin",
+    "purpose": "Security monitoring of user sign-ins",
+    "legal_basis": "legitimate_interest",
+    "retention_days": 14,
+    "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+    "subject_field": "user_id",
+    "fields": [
+        {"name": "user_id", "type": "string", "required": True},
+        {"name": "signed_in_at", "type": "datetime", "personal": False},
+        {"name": "country", "type": "string"},
+        {"name": "city", "type": "string"},
+        {"name": "ip", "type": "ip"},
+    ],
+}
+USER = "0f8fad5b-d9cb-469f-a165-70867728950e"
+# Where tests/city_db.py puts its networks.
+OSLO = Location("NO", "Oslo", "Oslo", 59.9139, 10.7522)
+STOCKHOLM = Location("SE", "Stockholm County", "Stockholm", 59.3293, 18.0686)
+SYDNEY = Location("AU", "New South Wales", "Sydney", -33.8688, 151.2093)
+
+PIXEL: dict[str, Any] = {
+    **SIGNINS,
+    "capability": "pixel",
+    "subject_field": None,
+    "fields": [{"name": "page_url", "type": "url"}, {"name": "visitor", "type": "string"}],
+    "allowed_origins": ["https://www.contoso.example"],
+}
+
+# Digits that are not ASCII: superscript, Arabic-Indic, full-width, Bengali, bold.
+UNICODE_DIGITS = ["²", "١٢", "\uff15", "1²", "৩", "\U0001d7d7"]
+
+# ---------------------------------------------------------------- data subjects
+
+# Per field type: the spelling capture was given, another spelling of the same value a request may give,
+# and a different value (someone else).
+SPELLINGS: dict[str, tuple[object, str, object]] = {
+    "string": ("Visitor-42", "  visitor-42 ", "visitor-43"),
+    "email": ("Jane.Doe@EXAMPLE.com", "jane.doe@example.com", "john.doe@example.com"),
+    "phone": ("+47 22 33 44 55", "0047 (22) 33-44-55", "+4722334456"),
+    "url": ("https://www.contoso.example/p/jane", " HTTPS://www.contoso.example/p/jane", "https://x.example/"),
+    "integer": (42, "0042", 43),
+    "number": (2, "2.0", 2.5),
+    "boolean": (True, "yes", False),
+    "date": ("2026-01-02", " 2026-01-02 ", "2026-01-03"),
+    "datetime": ("2026-01-02T03:04:05+02:00", "2026-01-02T01:04:05Z", "2026-01-02T03:04:05Z"),
+    "choice": ("gold", " gold ", "silver"),
+    "ip": ("192.0.2.77", "::ffff:192.0.2.9", "198.51.100.7"),
+}
+
+
+def spec(field_type: str) -> FieldSpec:
+    """The subject field `who` of this type."""
+    from shared.models import FieldSpec
+
+    options = ("gold", "silver") if field_type == "choice" else None
+    return FieldSpec(name="who", type=field_type, options=options)  # type: ignore[arg-type]
+
+
+def declaration(field_type: str) -> dict[str, Any]:
+    """A dataset whose subject is `who`, of this type."""
+    field = spec(field_type).model_dump(exclude_none=True)
+    return variant(subject_field="who", fields=[field, {"name": "page", "type": "string", "personal": False}])
+
+
+# ---------------------------------------------------------------- sign-ins
+
+
+def geo_services(settings: Settings, clock: Clock, city_db: Path | None = None, **overrides: Any) -> Services:
+    from shared.services import Services
+
+    changed = settings.model_copy(update={"geo_city_db_path": city_db, **overrides})
+    return Services.build(changed, clock)
+
+
+def sign_in(services, tenant, where, at=None, user=USER, forwarded_for=None):
+    from shared.geologin import SignInRequest
+
+    geo = services.geologins
+    target = services.capture.resolve(tenant, "signins", "geologin")
+    body = {"user_id": user, **({"ip": ADDRESSES.get(where, where)} if where else {})}
+    if at is not None:
+        body["signed_in_at"] = at.isoformat()
+    return geo.sign_in(target, SignInRequest.model_validate(body), forwarded_for)
+
+
+# ---------------------------------------------------------------- secrets and registration
+
+# A secret as a provider issues one: no error, log or blob may hold it.
+SECRET_VALUE = "sk_live_0123456789abcdefSECRET"
+
+SENDGRID = "SG.sendgrid-secret-value-0123456789"
+TWILIO = "twilio-token-abcdef-9876543210"
+# The home deployment's registration key (what installers hold), in its secret store: never a function key.
+REGISTRATION_KEY = secrets.token_urlsafe(32)
+
+
+def give_registration_key(secrets_path: Path, key: str = REGISTRATION_KEY) -> None:
+    """Before a home host starts: its secret store holds the registration key, as Key Vault does in Azure."""
+    from shared.registration import REGISTRATION_KEY_SECRETS
+    from shared.secrets import LocalSecrets
+
+    LocalSecrets(secrets_path).set(REGISTRATION_KEY_SECRETS[0], key)
+
+
+def registration(org: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "pack": "email",
+        "contact": {"name": "Ada Admin", "email": "ada.admin@contoso.example", "phone": "+47 22 33 44 55"},
+        "organization": {"name": "contoso", "id": org, "users": 25, "url": "https://contoso.crm4.dynamics.com/"},
+        "region": "us",
+        "credentials": {"sendgrid": SENDGRID, "twilio": TWILIO},
+    }
+    for key, value in changes.items():
+        if "." in key:
+            outer, inner = key.split(".")
+            body[outer] = {**body[outer], inner: value}
+        elif value is None:
+            body.pop(key)
+        else:
+            body[key] = value
+    return body

@@ -1,0 +1,57 @@
+import pytest
+from pydantic import ValidationError
+
+from shared.bodies import validate_model
+from shared.errors import Unprocessable
+from shared.models import Dataset
+from tests.factories import EXAMPLE, variant
+
+
+def test_the_documented_example_is_valid():
+    dataset = Dataset.model_validate(EXAMPLE)
+    assert dataset.retention_days == 14
+    assert dataset.field_names == {"page_url", "visitor", "ip"}
+
+
+def test_retention_over_30_days_names_the_limit():
+    with pytest.raises(Unprocessable) as caught:
+        validate_model(Dataset, variant(retention_days=31), "invalid_dataset", "dataset")
+    assert caught.value.status == 422
+    assert caught.value.body()["errors"][0]["field"] == "retention_days"
+    assert "at most 30" in caught.value.body()["errors"][0]["reason"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        variant(retention_days=0),
+        variant(unknown_option=True),
+        variant(capability="fax"),
+        variant(legal_basis="because"),
+        variant(subject_field="email"),
+        variant(fields=[]),
+        variant(fields=[{"name": "a", "type": "string", "colour": "red"}]),
+        variant(fields=[{"name": "Bad Name", "type": "string"}]),
+        variant(fields=[{"name": "x", "type": "choice"}]),
+        variant(fields=[{"name": "x", "type": "integer", "max_length": 3}]),
+        variant(fields=[{"name": "x", "type": "string"}, {"name": "x", "type": "email"}], subject_field=None),
+        variant(allowed_origins=["https://www.contoso.example/path"]),
+        variant(allowed_origins=["http://www.contoso.example"]),
+        variant(controller={"name": "Contoso", "email": "nope"}),
+        variant(capability="webform", legal_basis="contract", keep_url_query=True),  # a pixel option
+    ],
+)
+def test_invalid_declarations_are_refused(bad):
+    with pytest.raises(ValidationError):
+        Dataset.model_validate(bad)
+
+
+def test_keep_url_query_is_off_unless_declared():
+    assert Dataset.model_validate(EXAMPLE).keep_url_query is False
+    assert Dataset.model_validate(variant(capability="webform", legal_basis="contract")).keep_url_query is False
+    assert Dataset.model_validate(variant(keep_url_query=True)).keep_url_query is True
+
+
+def test_origins_are_normalised():
+    dataset = Dataset.model_validate(variant(allowed_origins=["https://WWW.Contoso.Example/", "http://localhost:8080"]))
+    assert dataset.allowed_origins == ("https://www.contoso.example", "http://localhost:8080")
