@@ -9,13 +9,13 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http import handles_errors, json_response
-from shared.auth import require_tenant
-from shared.autonumber import NextRequest, SequenceDefinition, SequenceState, SequenceStore
-from shared.bodies import parse_json_object, validate_model
-from shared.errors import BadRequest, NotFound
-from shared.ids import check_id
+from shared.autonumber.sequences import NextRequest, SequenceDefinition, SequenceState, SequenceStore
+from shared.core.bodies import parse_json_object, validate_model
+from shared.core.errors import BadRequest, NotFound
+from shared.core.ids import check_id
+from shared.registry.access import tenant_access
+from shared.registry.auth import require_tenant
 from shared.services import Services, get_services
-from shared.tenant_access import tenant_access
 
 bp = func.Blueprint()
 MAX_IDEMPOTENCY_KEY = 200

@@ -11,7 +11,7 @@ from typing import Any
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared.errors import PackCloudError, StorageUnavailable
+from shared.core.errors import PackCloudError, StorageUnavailable
 
 log = logging.getLogger("packcloud")
 

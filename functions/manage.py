@@ -13,15 +13,15 @@ from itertools import islice
 import azure.functions as func
 
 from functions.http import handles_errors, json_response
-from shared.auth import require_tenant
-from shared.blobs import REGISTRY
-from shared.bodies import parse_json_object, validate_model
-from shared.errors import Conflict, NotFound
-from shared.ids import check_id
-from shared.models import Dataset, DatasetDoc, KeyRotation, TenantIn
-from shared.registry import dataset_blob
+from shared.core.bodies import parse_json_object, validate_model
+from shared.core.errors import Conflict, NotFound
+from shared.core.ids import check_id
+from shared.registry.auth import require_tenant
+from shared.registry.models import Dataset, DatasetDoc, KeyRotation, TenantIn
+from shared.registry.store import dataset_blob
+from shared.registry.tenants import delete_tenant, put_tenant, rotate_keys
 from shared.services import Services, get_services
-from shared.tenants import delete_tenant, put_tenant, rotate_keys
+from shared.storage.blobs import REGISTRY
 
 bp = func.Blueprint()
 # A tenant's dataset count sets the work of its dataset list, DPO report and deletion: bounded at creation.

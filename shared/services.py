@@ -7,21 +7,21 @@ import threading
 from dataclasses import dataclass
 from functools import cached_property
 
-from shared.audit import AuditLog
-from shared.blobs import Storage
-from shared.capture import CaptureStore
-from shared.capture_counts import CaptureCounts
-from shared.clock import Clock, SystemClock
-from shared.geo import Locator
-from shared.geologin import GeoLogins
-from shared.privacy import PAGE_ITEMS, SubjectRequests
-from shared.provisioning import Provisioner
-from shared.purge import Purger
-from shared.registration import Registrations, RegistrationStore
-from shared.registry import Registry
-from shared.secrets import secret_store
-from shared.settings import Settings, get_settings
-from shared.webform import FormIntake
+from shared.capture.counts import CaptureCounts
+from shared.capture.store import CaptureStore
+from shared.core.clock import Clock, SystemClock
+from shared.core.settings import Settings, get_settings
+from shared.geologin.locator import Locator
+from shared.geologin.signins import GeoLogins
+from shared.lifecycle.purge import Purger
+from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
+from shared.registration.engine import Registrations, RegistrationStore
+from shared.registration.provisioning import Provisioner
+from shared.registry.store import Registry
+from shared.storage.audit import AuditLog
+from shared.storage.blobs import Storage
+from shared.storage.secrets import secret_store
+from shared.webform.intake import FormIntake
 
 
 @dataclass(frozen=True)

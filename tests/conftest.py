@@ -53,7 +53,7 @@ def _process_settings(azurite: Azurite) -> Iterator[None]:
     """function_app reads its settings from the environment at import, as in Azure."""
     saved = dict(os.environ)
     os.environ.update(settings_env(azurite))
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     get_settings.cache_clear()
     yield
@@ -63,13 +63,13 @@ def _process_settings(azurite: Azurite) -> Iterator[None]:
 
 @pytest.fixture
 def clock():
-    from shared.clock import ManualClock
+    from shared.core.clock import ManualClock
 
     return ManualClock(datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
 
 
 def settings_for(azurite: Azurite):
-    from shared.settings import Settings
+    from shared.core.settings import Settings
 
     return Settings(**{k.removeprefix("PACKCLOUD_").lower(): v for k, v in settings_env(azurite).items()})
 

@@ -27,7 +27,7 @@ import pytest
 from devenv.azurite import Azurite, free_port, start_azurite
 from devenv.demo import demo_dataset, demo_form_dataset, demo_signins_dataset
 from devenv.local_host import start_local_host, stop_local_host
-from shared.models import Record
+from shared.registry.models import Record
 from tests.conftest import BROWSER_UA, FUNCTION_KEY, HOST_MASTER_KEY, all_blobs, settings_env
 from tests.slow_proxy import SlowProxy
 
@@ -418,8 +418,8 @@ def test_the_purge_waits_longer_for_slow_storage_than_a_request_does(azurite):
     from azure.core.exceptions import AzureError
 
     from devenv.azurite import connection_string
-    from shared.blobs import RECORDS, Storage, tag_filter
-    from shared.settings import Settings
+    from shared.core.settings import Settings
+    from shared.storage.blobs import RECORDS, Storage, tag_filter
     from tests.conftest import MASTER_KEY
 
     proxy = SlowProxy(azurite.port)
@@ -436,7 +436,7 @@ def test_the_purge_waits_longer_for_slow_storage_than_a_request_does(azurite):
         nobody = tag_filter(t="nobody-at-all")
         with pytest.raises(AzureError):  # a request's timeout: gives up
             list(storage.find_by_tags(RECORDS, nobody))
-        # The purge's own, longer timeout (shared.purge.READ_TIMEOUT_S): waits, and gets its answer.
+        # The purge's own, longer timeout (shared.lifecycle.purge.READ_TIMEOUT_S): waits, and gets its answer.
         assert list(storage.find_by_tags(RECORDS, nobody, read_timeout=10)) == []
         assert storage.delete_names(RECORDS, ["nobody-at-all/x/gone.json"], read_timeout=10) == 1
     finally:

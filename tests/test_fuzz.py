@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from shared.bodies import MAX_JSON_DEPTH, MAX_NUMBER_CHARS
+from shared.core.bodies import MAX_JSON_DEPTH, MAX_NUMBER_CHARS
 from tests.conftest import BROWSER_UA, FUNCTION_KEY, HOST_MASTER_KEY, settings_env
 from tests.test_geo_rules import SIGNINS
 from tests.test_http_webform import FORM, ORIGIN

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.geo import NOWHERE, Location, Locator, distance_km, parse_ip
-from shared.travel import Sighting, TravelRule, impossible_travel
+from shared.geologin.locator import NOWHERE, Location, Locator, distance_km, parse_ip
+from shared.geologin.travel import Sighting, TravelRule, impossible_travel
 from tests.city_db import ADDRESSES, write_city_db
 from tests.conftest import all_blobs
 
@@ -138,7 +138,7 @@ def test_without_coordinates_a_country_change_within_the_window_is_impossible():
 
 
 def test_geologin_datasets_declare_only_sign_in_fields():
-    from shared.models import Dataset
+    from shared.registry.models import Dataset
 
     Dataset.model_validate(SIGNINS)
     extra = {**SIGNINS, "fields": [*SIGNINS["fields"], {"name": "email", "type": "email"}]}
@@ -161,7 +161,7 @@ def geo_services(settings, clock, city_db=None, **overrides):
 
 @pytest.fixture
 def signins(services, tenant_id):
-    from shared.models import Dataset, TenantIn
+    from shared.registry.models import Dataset, TenantIn
 
     services.registry.put_tenant(tenant_id, TenantIn(region="eu"))
     services.registry.put_dataset(tenant_id, "signins", Dataset.model_validate(SIGNINS))
@@ -169,7 +169,7 @@ def signins(services, tenant_id):
 
 
 def sign_in(services, tenant, where, at=None, user=USER, forwarded_for=None):
-    from shared.geologin import SignInRequest
+    from shared.geologin.signins import SignInRequest
 
     geo = services.geologins
     target = services.capture.resolve(tenant, "signins", "geologin")
@@ -280,7 +280,7 @@ def test_address_from_a_trusted_proxy_header(settings, clock, signins):
 
 
 def test_times_outside_the_window_are_refused_and_nothing_is_stored(services, clock, signins, azurite):
-    from shared.errors import Unprocessable
+    from shared.core.errors import Unprocessable
 
     for at in (clock.now() + timedelta(minutes=6), clock.now() - timedelta(days=14, seconds=1)):
         with pytest.raises(Unprocessable) as refused:
@@ -291,7 +291,7 @@ def test_times_outside_the_window_are_refused_and_nothing_is_stored(services, cl
 
 
 def test_erasure_and_purge_remove_the_last_location(services, clock, signins, azurite):
-    from shared.privacy import SubjectRequests
+    from shared.lifecycle.subject_requests import SubjectRequests
 
     master = services.settings.master_key.get_secret_value()
     sign_in(services, signins, "oslo")
@@ -309,7 +309,7 @@ def test_erasure_and_purge_remove_the_last_location(services, clock, signins, az
 def test_a_failed_record_puts_the_last_sign_in_back_so_the_retry_still_alerts(
     services, clock, signins, azurite, monkeypatch
 ):
-    from shared.errors import StorageUnavailable
+    from shared.core.errors import StorageUnavailable
 
     sign_in(services, signins, "oslo")
     clock.advance(timedelta(minutes=30))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from shared.pixel import sign_query
+from shared.pixel.hits import sign_query
 from tests.conftest import BROWSER_UA, FUNCTION_KEY, HOST_MASTER_KEY, blob_states, settings_env
 from tests.test_bodies import UNICODE_DIGITS
 from tests.test_fuzz import PIXEL

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from shared.pixel import GIF
+from shared.pixel.hits import GIF
 from tests.conftest import all_blobs, blob_states
 from tests.test_models import EXAMPLE
 

@@ -8,8 +8,8 @@ import json
 import httpx
 import pytest
 
-from shared.models import FieldSpec
-from shared.subjects import USER_ID, subject_tag
+from shared.capture.subjects import USER_ID, subject_tag
+from shared.registry.models import FieldSpec
 from tests.conftest import BROWSER_UA, MASTER_KEY, all_blobs
 from tests.test_geo_rules import SIGNINS, USER
 from tests.test_http_webform import FORM, ORIGIN

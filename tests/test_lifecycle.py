@@ -9,13 +9,13 @@ from datetime import timedelta
 import pytest
 
 from devenv.azurite import start_azurite
-from shared.audit import SYSTEM
-from shared.blobs import AUDIT, RECORDS, STATE
-from shared.clock import tag_time
-from shared.delivery import SETTLE, Delivery
-from shared.generations import Generations
-from shared.models import Dataset, TenantIn
-from shared.privacy import SubjectRequests
+from shared.core.clock import tag_time
+from shared.lifecycle.delivery import SETTLE, Delivery
+from shared.lifecycle.generations import Generations
+from shared.lifecycle.subject_requests import SubjectRequests
+from shared.registry.models import Dataset, TenantIn
+from shared.storage.audit import SYSTEM
+from shared.storage.blobs import AUDIT, RECORDS, STATE
 from tests.conftest import MASTER_KEY, all_blobs, settings_for
 from tests.test_models import variant
 
@@ -363,7 +363,7 @@ def test_a_purge_process_killed_midway_is_finished_by_the_next_run(storage, serv
         return sum(1 for _ in container.list_blobs(name_starts_with=f"{tenant_id}/bulk/"))
 
     env = {**os.environ, **settings_env(storage)}
-    command = [sys.executable, "-m", "shared.purge"]
+    command = [sys.executable, "-m", "shared.lifecycle.purge"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while remaining() == len(names) and process.poll() is None and time.monotonic() < deadline:

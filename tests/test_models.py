@@ -3,9 +3,9 @@ import copy
 import pytest
 from pydantic import ValidationError
 
-from shared.bodies import validate_model
-from shared.errors import Unprocessable
-from shared.models import Dataset
+from shared.core.bodies import validate_model
+from shared.core.errors import Unprocessable
+from shared.registry.models import Dataset
 
 EXAMPLE = {
     "capability": "pixel",

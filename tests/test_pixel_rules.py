@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from shared.blobs import RECORDS
-from shared.keys import signing_key_text
-from shared.models import Dataset, TenantIn
-from shared.pixel import GIF, Hit, canonical_query, is_bot, record_hit, render_snippet, sign_query
+from shared.core.keys import signing_key_text
+from shared.pixel.hits import GIF, Hit, canonical_query, is_bot, record_hit, render_snippet, sign_query
+from shared.registry.models import Dataset, TenantIn
+from shared.storage.blobs import RECORDS
 from tests.conftest import BROWSER_UA, MASTER_KEY, all_blobs
 from tests.test_models import variant
 

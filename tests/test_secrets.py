@@ -8,8 +8,14 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient
 
-from shared.errors import StorageUnavailable
-from shared.secrets import KeyVaultSecrets, LocalSecrets, region_key_secret_name, secret_store, tenant_secret_name
+from shared.core.errors import StorageUnavailable
+from shared.storage.secrets import (
+    KeyVaultSecrets,
+    LocalSecrets,
+    region_key_secret_name,
+    secret_store,
+    tenant_secret_name,
+)
 from tests.fake_keyvault import SCOPE, FakeCredential, start_fake_keyvault
 
 VALUE = "sk_live_0123456789abcdefSECRET"

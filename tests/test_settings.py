@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import SettingsError, load_settings, setting_names
+from shared.core.settings import SettingsError, load_settings, setting_names
 
 ROOT = Path(__file__).resolve().parent.parent
 VALID = {

@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import pytest
 
-from shared.blobs import AUDIT, STATE
-from shared.fieldtypes import FIELD_TYPES, InvalidValue
-from shared.models import Dataset, FieldSpec, TenantIn
-from shared.privacy import SubjectRequests
-from shared.report import processing_record, render_html
-from shared.subjects import USER_ID, request_tags, subject_tag
+from shared.capture.subjects import USER_ID, request_tags, subject_tag
+from shared.core.fieldtypes import FIELD_TYPES, InvalidValue
+from shared.lifecycle.report import processing_record, render_html
+from shared.lifecycle.subject_requests import SubjectRequests
+from shared.registry.models import Dataset, FieldSpec, TenantIn
+from shared.storage.blobs import AUDIT, STATE
 from tests.conftest import MASTER_KEY, all_blobs
 from tests.test_geo_rules import SIGNINS, USER, geo_services, sign_in
 from tests.test_http_webform import FORM, ORIGIN
@@ -70,7 +70,7 @@ def test_a_value_that_is_not_of_the_field_type_has_no_tag_and_the_request_skips_
 def doc(dataset_id: str, field_type: str):
     from datetime import UTC, datetime
 
-    from shared.models import DatasetDoc
+    from shared.registry.models import DatasetDoc
 
     now = datetime.now(UTC)
     return DatasetDoc.model_validate(
@@ -144,7 +144,7 @@ def test_the_last_sign_in_is_found_by_user_id_even_when_the_dataset_names_no_sub
 
 
 def form_post(services, tenant_id, email, key):
-    from shared.webform import FormPost
+    from shared.webform.intake import FormPost
 
     body = json.dumps({"email": email, "consent": True}).encode()
     headers = {"origin": ORIGIN, "content-type": "application/json", "idempotency-key": key}

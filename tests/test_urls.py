@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared.models import Dataset, origin_of_url
-from shared.registration import dynamics_url
-from shared.settings import DYNAMICS_HOST_PATTERNS, SettingsError, load_settings
-from shared.urls import parse_web_url
+from shared.core.settings import DYNAMICS_HOST_PATTERNS, SettingsError, load_settings
+from shared.core.urls import parse_web_url
+from shared.registration.engine import dynamics_url
+from shared.registry.models import Dataset, origin_of_url
 from tests.test_http_webform import FORM, GOOD, PAGE, navigate, site, tenant  # noqa: F401 - fixtures
 from tests.test_models import EXAMPLE
 from tests.test_settings import env  # noqa: F401 - fixture
@@ -134,7 +134,7 @@ def test_origins_are_compared_as_a_browser_sends_them():
 
 
 def test_a_failed_plain_post_never_returns_to_a_page_a_browser_reads_as_another_site(site, tenant):  # noqa: F811
-    # A browser reads this on evil.example. (The code before shared/urls.py refused it too, but only through
+    # A browser reads this on evil.example. (The code before shared/core/urls.py refused it too, but only through
     # its user-info check; this keeps the return page closed to every such shape.)
     hostile = "https://evil.example\\@www.contoso.example/contact"
     answer = navigate(site, tenant, {**GOOD, "email": "nope", "_packcloud_return": hostile})

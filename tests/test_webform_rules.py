@@ -8,13 +8,13 @@ from datetime import timedelta
 
 import pytest
 
-from shared.bodies import validate_model
-from shared.clock import ManualClock
-from shared.errors import BadRequest, PackCloudError, Unprocessable, UnsupportedMediaType
-from shared.form_body import parse_form
-from shared.models import Dataset, TenantIn
-from shared.rate_limit import RateLimiter
-from shared.webform import FormPost, SubmissionMarkers, is_navigation
+from shared.core.bodies import validate_model
+from shared.core.clock import ManualClock
+from shared.core.errors import BadRequest, PackCloudError, Unprocessable, UnsupportedMediaType
+from shared.registry.models import Dataset, TenantIn
+from shared.webform.body import parse_form
+from shared.webform.intake import FormPost, SubmissionMarkers, is_navigation
+from shared.webform.rate_limit import RateLimiter
 from tests.conftest import all_blobs
 from tests.test_http_webform import FORM, ORIGIN
 
