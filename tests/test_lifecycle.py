@@ -363,7 +363,7 @@ def test_a_purge_process_killed_midway_is_finished_by_the_next_run(storage, serv
         return sum(1 for _ in container.list_blobs(name_starts_with=f"{tenant_id}/bulk/"))
 
     env = {**os.environ, **settings_env(storage)}
-    command = [sys.executable, "-m", "shared.lifecycle.purge"]
+    command = [sys.executable, "-m", "shared.purge"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while remaining() == len(names) and process.poll() is None and time.monotonic() < deadline:
