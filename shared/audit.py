@@ -1,8 +1,8 @@
-"""`python -m shared.audit verify TENANT`, the documented command; the audit log is shared/storage/audit.py."""
+"""`python -m shared.audit verify TENANT`, the documented command (shared/cli.py); the log: storage/audit.py."""
 
 import sys
 
 if __name__ == "__main__":
-    from shared.storage.audit import main
+    from shared.cli import audit
 
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(audit(sys.argv[1:]))

@@ -1,8 +1,8 @@
-"""`python -m shared.purge [--dry-run]`, the documented command; the purge is shared/lifecycle/purge.py."""
+"""`python -m shared.purge [--dry-run]`, the documented command (shared/cli.py); the purge: lifecycle/purge.py."""
 
 import sys
 
 if __name__ == "__main__":
-    from shared.lifecycle.purge import main
+    from shared.cli import purge
 
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(purge(sys.argv[1:]))

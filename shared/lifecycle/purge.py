@@ -6,14 +6,12 @@ already stored), never by listing, and deleted 256 per request. A run has a time
 stopped halfway leaves only blobs that the next run's queries find again, so it is idempotent and resumes.
 Each run appends one audit entry (counts per dataset, oldest remaining record, duration); no personal data.
 
-    python -m shared.purge [--dry-run]     run once by hand (dry run: print what would go)
+By hand: `python -m shared.purge [--dry-run]` (shared/cli.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -222,26 +220,3 @@ class Purger:
 
 class _OutOfTime(Exception):
     """The run's time budget is spent; the next run continues where this one stopped."""
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.purge", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
-    args = parser.parse_args(argv)
-    from shared.services import get_services
-
-    report = get_services().purger().run(dry_run=args.dry_run)
-    for name in report.would_delete:
-        print(name)
-    verb = "would delete" if args.dry_run else "deleted"
-    unfinished = "" if report.complete else " (time budget spent; the next run continues)"
-    print(
-        f"{verb} {report.deleted} record(s) and {report.state_deleted} state blob(s) "
-        f"in {report.duration_s:.1f} s{unfinished}",
-        file=sys.stderr,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

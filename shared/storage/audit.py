@@ -2,7 +2,8 @@
 
 Entries are JSON lines appended to one append blob per tenant per day (`audit/{tenant}/{yyyy-mm-dd}.jsonl`;
 deployment-wide entries such as purge runs under `_system`). Each entry carries the hash of the previous one,
-across days, so an edited or removed entry breaks the chain; `python -m shared.audit verify TENANT` checks it.
+across days, so an edited or removed entry breaks the chain; `python -m shared.audit verify TENANT`
+(shared/cli.py) checks it.
 Appends are made atomic with the append-position condition: two instances never interleave a chain.
 """
 
@@ -12,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import random
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -131,20 +131,3 @@ class VerifyResult:
 
 def _lines(data: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
-
-
-def main(argv: list[str]) -> int:
-    """`python -m shared.audit verify SCOPE`: check a tenant's (or _system's) audit chain."""
-    if len(argv) != 2 or argv[0] != "verify":
-        print("usage: python -m shared.audit verify TENANT|_system", file=sys.stderr)
-        return 2
-    from shared.services import get_services
-
-    services = get_services()
-    result = AuditLog(services.storage, services.clock).verify(argv[1])
-    print(f"{argv[1]}: {result.entries} entries, {result.detail}")
-    return 0 if result.ok else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
