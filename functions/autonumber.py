@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import handles_errors, json_response
+from functions._http import handles_errors, json_response
 from shared.autonumber.sequences import NextRequest, SequenceDefinition, SequenceState, SequenceStore
 from shared.core.bodies import parse_json_object, validate_model
 from shared.core.errors import BadRequest, NotFound
@@ -40,7 +40,7 @@ def manage_sequence(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
     sequence = check_id("sequence", req.route_params.get("sequence"))
-    services.capture.require_home(tenant)
+    services.residency.require_home(tenant)
     store = _store(services)
     if req.method == "GET":
         return json_response(_shown(store.get(tenant.id, sequence)))

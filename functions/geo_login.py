@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import handles_errors, json_response
+from functions._http import handles_errors, json_response
 from shared.core.bodies import parse_json_object, validate_model
 from shared.geologin.signins import SignInRequest
 from shared.registry.access import tenant_access

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import SECURITY_HEADERS, handles_errors, json_response
+from functions._http import SECURITY_HEADERS, handles_errors, json_response
 from shared.core.bodies import parse_json_object, validate_model
 from shared.core.errors import BadRequest
 from shared.lifecycle.report import processing_record, render_html

@@ -11,7 +11,7 @@ from typing import Annotated
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.http import handles_errors, json_response
+from functions._http import handles_errors, json_response
 from shared.core.bodies import parse_json_object, validate_model
 from shared.core.errors import BadRequest
 from shared.core.ids import is_record_id

@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from functions.http import base_url, lower_headers
+from functions._http import base_url, lower_headers
 from shared.core.errors import PackCloudError
 from shared.core.ids import is_valid_id
 from shared.pixel.hits import GIF, Hit, record_hit, render_snippet

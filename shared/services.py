@@ -1,4 +1,5 @@
-"""The process-wide services a function uses, built once on first use (not at import)."""
+"""The one composition root: every service a function or a command needs is built here, once per process, on
+first use (not at import). Nothing below this module imports it (the import contract in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from shared.lifecycle.purge import Purger
 from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
 from shared.registration.engine import Registrations, RegistrationStore
 from shared.registration.provisioning import Provisioner
+from shared.registry.residency import Residency
 from shared.registry.store import Registry
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import Storage
@@ -30,6 +32,7 @@ class Services:
     clock: Clock
     storage: Storage
     registry: Registry
+    residency: Residency
     capture: CaptureStore
     audit: AuditLog
     counts: CaptureCounts
@@ -43,10 +46,11 @@ class Services:
         registry = Registry(storage, clock, settings.region, settings.registry_cache_ttl_seconds)
         audit = AuditLog(storage, clock)
         counts = CaptureCounts(audit)
-        capture = CaptureStore(storage, registry, settings, clock, counts)
+        residency = Residency(registry, settings)
+        capture = CaptureStore(storage, registry, settings, clock, counts, residency)
         forms = FormIntake(capture, storage, settings, clock)
         geologins = GeoLogins(capture, storage, Locator(settings.geo_city_db_path), settings, clock)
-        return cls(settings, clock, storage, registry, capture, audit, counts, forms, geologins)
+        return cls(settings, clock, storage, registry, residency, capture, audit, counts, forms, geologins)
 
     @cached_property
     def registrations(self) -> Registrations:

@@ -1,9 +1,9 @@
 """The capture store: every capability writes personal data only through `CaptureStore.capture`.
 
-On each write it enforces the GDPR rules of the dataset: the tenant is homed in this region, only
-declared fields are kept (validated by type and length), the record expires after the dataset's
-retention, and the subject is indexed by a keyed hash so one person's data is found without a scan.
-One blob per record, one storage request per capture.
+On each write it enforces the GDPR rules of the dataset: the tenant is homed in this region (the rule
+itself: registry/residency.py), only declared fields are kept (validated by type and length), the record
+expires after the dataset's retention, and the subject is indexed by a keyed hash so one person's data is
+found without a scan. One blob per record, one storage request per capture.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from azure.storage.blob import ContentSettings
 from shared.capture.counts import CaptureCounts
 from shared.capture.subjects import subject_field, subject_tag
 from shared.core.clock import Clock, tag_time
-from shared.core.errors import Misdirected, NotFound, StorageUnavailable, Unprocessable
+from shared.core.errors import NotFound, StorageUnavailable, Unprocessable
 from shared.core.fieldtypes import InvalidValue, StoredValue, normalise
 from shared.core.ids import check_id, new_record_id
-from shared.core.settings import Region, Settings
+from shared.core.settings import Settings
 from shared.registry.models import Capability, DatasetDoc, Record, Tenant
+from shared.registry.residency import Residency
 from shared.registry.store import Registry
 from shared.storage.blobs import RECORDS, Storage
 
@@ -59,12 +60,14 @@ class CaptureStore:
         settings: Settings,
         clock: Clock,
         counts: CaptureCounts | None = None,
+        residency: Residency | None = None,
     ) -> None:
         self._storage = storage
         self._registry = registry
         self._settings = settings
         self._clock = clock
         self._counts = counts
+        self._residency = residency or Residency(registry, settings)
 
     def resolve(self, tenant_id: str, dataset_id: str, capability: Capability) -> Target:
         """The tenant and dataset a capture goes to, or the reason it may not be stored here."""
@@ -72,9 +75,9 @@ class CaptureStore:
         check_id("dataset", dataset_id)
         tenant = self._registry.get_tenant(tenant_id)
         if tenant is None:
-            self.misdirect_unknown(tenant_id)
+            self._residency.misdirect_unknown(tenant_id)
             raise NotFound("unknown_tenant", "no such tenant in this deployment")
-        self.require_home(tenant)
+        self._residency.require_home(tenant)
         return self.target(tenant, self._registry.get_dataset(tenant_id, dataset_id), capability)
 
     @staticmethod
@@ -83,27 +86,6 @@ class CaptureStore:
         if dataset is None or dataset.capability != capability:
             raise NotFound("unknown_dataset", f"the tenant has no {capability} dataset with this id")
         return Target(tenant, dataset)
-
-    def require_home(self, tenant: Tenant) -> None:
-        if tenant.region != self._settings.region:
-            raise self._misdirected(tenant.region)
-
-    def misdirect_unknown(self, tenant_id: str) -> None:
-        """A tenant unknown here that this (home) deployment registered in another region: 421, to go there."""
-        if "registration" not in self._settings.role:
-            return  # only the home deployment keeps registrations: elsewhere, no read for an unknown id
-        region = self._registry.registered_region(tenant_id)
-        if region is not None and region != self._settings.region:
-            raise self._misdirected(region)
-
-    def _misdirected(self, region: Region) -> Misdirected:
-        base_url = self._settings.region_urls.get(region)
-        return Misdirected(
-            "misdirected",
-            f"this tenant's data is kept in region {region}; send the request there",
-            region=region,
-            base_url=str(base_url) if base_url else None,
-        )
 
     def capture(
         self,

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from shared.core.errors import NotFound
 from shared.core.ids import check_id
 from shared.registry.auth import authenticate_tenant
 from shared.registry.models import DatasetDoc, Tenant
-from shared.services import Services
+from shared.registry.residency import Residency
+from shared.registry.store import Registry
+
+
+class Gatekeepers(Protocol):
+    """What the check needs (the composition root, shared/services.py, has both); named here, so that this
+    layer never imports the layer above it."""
+
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def residency(self) -> Residency: ...
 
 
 @dataclass(frozen=True)
@@ -18,7 +31,7 @@ class Access:
 
 
 def tenant_access(
-    services: Services,
+    services: Gatekeepers,
     tenant_id: str,
     authorization: str | None,
     dataset_id: str | None = None,
@@ -33,9 +46,9 @@ def tenant_access(
     """
     check_id("tenant", tenant_id)
     if services.registry.get_tenant(tenant_id) is None:
-        services.capture.misdirect_unknown(tenant_id)
+        services.residency.misdirect_unknown(tenant_id)
     tenant = authenticate_tenant(services.registry, tenant_id, authorization, fresh=fresh)
-    services.capture.require_home(tenant)
+    services.residency.require_home(tenant)
     if dataset_id is None:
         return Access(tenant, None)
     check_id("dataset", dataset_id)

@@ -1,4 +1,4 @@
-"""Shaping HTTP answers for the function modules: JSON bodies and errors that never become a 500."""
+"""Private to functions/: shaping HTTP answers (JSON bodies, errors that never become a 500) and reading requests."""
 
 from __future__ import annotations
 
