@@ -120,7 +120,7 @@ class CaptureStore:
             tenant=target.tenant.id,
             dataset=target.dataset.id,
             captured_at=now,
-            expires_at=now + timedelta(days=target.dataset.retention_days),
+            expires_at=target.dataset.expires_at(now),
             fields=fields,
             dropped_fields=len(dropped),
             meta=dict(meta or {}),

@@ -215,7 +215,7 @@ class GeoLogins:
         }
         sighting = Sighting(at, location)
         subject = self._last.subject(target.tenant.id, user_id)
-        expires = now + timedelta(days=target.dataset.retention_days)
+        expires = target.dataset.expires_at(now)
         previous, written, alert = self._compare_and_keep(target, subject, sighting, expires)
         meta = {"alerts": [alert.model_dump()]} if alert else {}
         record = self._capture.prepare(target, {k: v for k, v in values.items() if v is not None}, meta=meta).record
@@ -254,7 +254,7 @@ class GeoLogins:
         at = (request.signed_in_at or now).astimezone(UTC)
         if at > now + MAX_FUTURE:
             reason = "is more than 5 minutes in the future"
-        elif at < now - timedelta(days=target.dataset.retention_days):
+        elif target.dataset.expires_at(at) < now:
             reason = "is older than the dataset's retention"
         else:
             return at

@@ -139,6 +139,10 @@ class Dataset(Strict):
             )
         return value
 
+    def expires_at(self, captured_at: datetime) -> datetime:
+        """When what is captured now must be gone: every record and piece of personal state expires by this."""
+        return captured_at + timedelta(days=self.retention_days)
+
     @model_validator(mode="after")
     def _consistent(self) -> Dataset:
         names = [spec.name for spec in self.fields]

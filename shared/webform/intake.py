@@ -316,7 +316,7 @@ class SubmissionMarkers:
         container = self._storage.container(STATE)
         name = self._name(target, key)
         now = self._clock.now()
-        expires = now + min(MARKER_TTL, timedelta(days=target.dataset.retention_days))
+        expires = min(now + MARKER_TTL, target.dataset.expires_at(now))
         body = json.dumps({"record": record_id, "dropped": list(dropped), "at": now.isoformat()}).encode()
         tags = {"t": target.tenant.id, "d": target.dataset.id, "exp": tag_time(expires)}
         if subject is not None:
