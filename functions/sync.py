@@ -52,7 +52,7 @@ def _open(req: func.HttpRequest) -> tuple[Services, Access, Delivery]:
         req.route_params.get("dataset"),
         fresh=True,
     )
-    return services, access, Delivery(services.storage, services.audit, services.clock)
+    return services, access, services.delivery
 
 
 @bp.function_name("sync_records")

@@ -8,12 +8,14 @@ import threading
 from dataclasses import dataclass
 from functools import cached_property
 
+from shared.autonumber.sequences import SequenceStore
 from shared.capture.counts import CaptureCounts
 from shared.capture.store import CaptureStore
 from shared.core.clock import Clock, SystemClock
 from shared.core.settings import Settings, get_settings
 from shared.geologin.locator import Locator
 from shared.geologin.signins import GeoLogins
+from shared.lifecycle.delivery import Delivery
 from shared.lifecycle.purge import Purger
 from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
 from shared.registration.engine import Registrations, RegistrationStore
@@ -59,6 +61,16 @@ class Services:
         provisioner = Provisioner(self.settings, self.registry, self.audit, secrets)
         store = RegistrationStore(self.storage, self.registry)
         return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
+
+    @cached_property
+    def sequences(self) -> SequenceStore:
+        """Auto-number sequences and their counters."""
+        return SequenceStore(self.storage, self.clock, self.settings.master_key.get_secret_value())
+
+    @cached_property
+    def delivery(self) -> Delivery:
+        """The /sync feed and its acknowledgements."""
+        return Delivery(self.storage, self.audit, self.clock)
 
     def subject_requests(self, page_items: int = PAGE_ITEMS) -> SubjectRequests:
         """Data-subject requests; each call reads or deletes at most `page_items` (tests take a few)."""
