@@ -37,9 +37,11 @@ $(CHECKOV): infra/requirements-checkov.txt
 run: deps
 	$(PY) -m devenv.run
 
+# ruff, then the import contract of pyproject.toml: the layers of shared/ point down only.
 lint: deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # pytest exits 5 when it collected no test: that is not a failure of the suite.
 # Both tiers: tests/unit first (seconds), then tests/integration (Azurite, hosts, Chromium, checkov).
@@ -70,4 +72,4 @@ deploy:
 	infra/deploy.sh $(REGION)
 
 clean:
-	rm -rf $(VENV) .venv-checkov node_modules .azurite .state .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov node_modules .azurite .state .pytest_cache .ruff_cache .import_linter_cache

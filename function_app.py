@@ -18,8 +18,8 @@ from functions import (
     tracking_pixel,
     webform_capture,
 )
-from shared.logs import quiet_request_logs
-from shared.settings import get_settings
+from shared.core.logs import quiet_request_logs
+from shared.core.settings import get_settings
 
 settings = get_settings()
 # Before any storage request: client libraries would log request URLs (subject hashes, queries) otherwise.

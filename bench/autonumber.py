@@ -17,8 +17,8 @@ from azure.core.exceptions import ResourceModifiedError
 from azure.storage.blob import BlobServiceClient
 
 from bench.common import in_process_services, local_stack, run_concurrently, write_results
-from shared.autonumber import SequenceStore
-from shared.blobs import CountingTransport
+from shared.autonumber.sequences import SequenceStore
+from shared.storage.blobs import CountingTransport
 
 SINGLE_CALLS = 300
 CONTENDED_CLIENTS, CONTENDED_CALLS = 16, 40

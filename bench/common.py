@@ -18,9 +18,9 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from devenv.azurite import ROOT, Azurite, free_port, start_azurite
 from devenv.local_host import start_local_host, stop_local_host
-from shared.blobs import CountingTransport
+from shared.core.settings import Settings
 from shared.services import Services
-from shared.settings import Settings
+from shared.storage.blobs import CountingTransport
 
 RESULTS = ROOT / "bench" / "results.json"
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"

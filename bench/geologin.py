@@ -29,8 +29,8 @@ from bench.common import (
     write_results,
 )
 from devenv.demo import demo_signins_dataset
-from shared.geo import Locator, parse_ip
-from shared.geologin import SignInRequest
+from shared.geologin.locator import Locator, parse_ip
+from shared.geologin.signins import SignInRequest
 
 CLIENTS = 16
 PER_CLIENT = 120

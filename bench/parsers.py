@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from bench.common import write_results
-from shared.bodies import parse_json_object
-from shared.errors import PackCloudError
-from shared.form_body import parse_form
+from shared.core.bodies import parse_json_object
+from shared.core.errors import PackCloudError
+from shared.webform.body import parse_form
 
 LIMIT = 65_536
 MAX_RATIO = 30.0

@@ -23,7 +23,7 @@ from bench.common import (
     write_results,
 )
 from devenv.demo import demo_dataset
-from shared.pixel import Hit, record_hit
+from shared.pixel.hits import Hit, record_hit
 
 CLIENTS = 16
 PER_CLIENT = 150

@@ -21,11 +21,11 @@ from datetime import UTC, datetime, timedelta
 from azure.storage.blob import BlobServiceClient
 
 from devenv.azurite import start_azurite
-from shared.blobs import RECORDS, CountingTransport
-from shared.clock import ManualClock, tag_time
-from shared.models import Dataset, TenantIn
+from shared.core.clock import ManualClock, tag_time
+from shared.core.settings import Settings
+from shared.registry.models import Dataset, TenantIn
 from shared.services import Services
-from shared.settings import Settings
+from shared.storage.blobs import RECORDS, CountingTransport
 
 FULL = (100_000, 10_000)
 DEFAULT = (20_000, 2_000)

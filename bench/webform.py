@@ -27,7 +27,7 @@ from bench.common import (
     write_results,
 )
 from devenv.demo import demo_form_dataset
-from shared.webform import FormPost
+from shared.webform.intake import FormPost
 
 CLIENTS = 16
 PER_CLIENT = 120

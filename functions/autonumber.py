@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import handles_errors, json_response
-from shared.auth import require_tenant
-from shared.autonumber import NextRequest, SequenceDefinition, SequenceState, SequenceStore
-from shared.bodies import parse_json_object, validate_model
-from shared.errors import BadRequest, NotFound
-from shared.ids import check_id
-from shared.services import Services, get_services
-from shared.tenant_access import tenant_access
+from functions._http import handles_errors, json_response
+from shared.autonumber.sequences import NextRequest, SequenceDefinition, SequenceState
+from shared.core.bodies import parse_json_object, validate_model
+from shared.core.errors import BadRequest, NotFound
+from shared.core.ids import check_id
+from shared.registry.access import tenant_access
+from shared.registry.auth import require_tenant
+from shared.services import get_services
 
 bp = func.Blueprint()
 MAX_IDEMPOTENCY_KEY = 200
-
-
-def _store(services: Services) -> SequenceStore:
-    return SequenceStore(services.storage, services.clock, services.settings.master_key.get_secret_value())
 
 
 def _shown(state: SequenceState) -> dict:
@@ -40,8 +36,8 @@ def manage_sequence(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
     sequence = check_id("sequence", req.route_params.get("sequence"))
-    services.capture.require_home(tenant)
-    store = _store(services)
+    services.residency.require_home(tenant)
+    store = services.sequences
     if req.method == "GET":
         return json_response(_shown(store.get(tenant.id, sequence)))
     if req.method == "DELETE":
@@ -71,5 +67,5 @@ def autonumber_next(req: func.HttpRequest) -> func.HttpResponse:
         raise BadRequest(
             "invalid_idempotency_key", f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
         )
-    allocation = _store(services).next(access.tenant.id, sequence, request.count, key)
+    allocation = services.sequences.next(access.tenant.id, sequence, request.count, key)
     return json_response(allocation.model_dump())

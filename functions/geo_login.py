@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import handles_errors, json_response
-from shared.bodies import parse_json_object, validate_model
-from shared.geologin import SignInRequest
+from functions._http import handles_errors, json_response
+from shared.core.bodies import parse_json_object, validate_model
+from shared.geologin.signins import SignInRequest
+from shared.registry.access import tenant_access
 from shared.services import get_services
-from shared.tenant_access import tenant_access
 
 bp = func.Blueprint()
 

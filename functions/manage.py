@@ -12,16 +12,16 @@ from itertools import islice
 
 import azure.functions as func
 
-from functions.http import handles_errors, json_response
-from shared.auth import require_tenant
-from shared.blobs import REGISTRY
-from shared.bodies import parse_json_object, validate_model
-from shared.errors import Conflict, NotFound
-from shared.ids import check_id
-from shared.models import Dataset, DatasetDoc, KeyRotation, TenantIn
-from shared.registry import dataset_blob
+from functions._http import handles_errors, json_response
+from shared.core.bodies import parse_json_object, validate_model
+from shared.core.errors import Conflict, NotFound
+from shared.core.ids import check_id
+from shared.registry.auth import require_tenant
+from shared.registry.models import Dataset, DatasetDoc, KeyRotation, TenantIn
+from shared.registry.store import dataset_blob
+from shared.registry.tenants import delete_tenant, put_tenant, rotate_keys
 from shared.services import Services, get_services
-from shared.tenants import delete_tenant, put_tenant, rotate_keys
+from shared.storage.blobs import REGISTRY
 
 bp = func.Blueprint()
 # A tenant's dataset count sets the work of its dataset list, DPO report and deletion: bounded at creation.
@@ -59,7 +59,7 @@ def manage_tenant_keys(req: func.HttpRequest) -> func.HttpResponse:
     tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
     rotation = validate_model(KeyRotation, _read_body(req), "invalid_rotation", "key rotation")
     # The signing key derives from this deployment's master key: only the tenant's home region can rotate it.
-    services.capture.require_home(tenant)
+    services.residency.require_home(tenant)
     master_key = services.settings.master_key.get_secret_value()
     return json_response(rotate_keys(services.registry, services.audit, master_key, tenant.id, rotation))
 
@@ -97,7 +97,7 @@ def manage_dataset(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(status_code=204)
     declaration = validate_model(Dataset, _read_body(req), "invalid_dataset", "dataset")
     # Datasets are declared where the tenant's data lives, never in another region.
-    services.capture.require_home(tenant)
+    services.residency.require_home(tenant)
     _check_room(services, tenant.id, dataset_id)
     doc, created = services.registry.put_dataset(tenant.id, dataset_id, declaration)
     # Ids and the retention only: the declaration names the controller's and DPO's contacts.

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import SECURITY_HEADERS, handles_errors, json_response
-from shared.bodies import parse_json_object, validate_model
-from shared.errors import BadRequest
-from shared.privacy import SubjectRequest, SubjectRequests
-from shared.report import processing_record, render_html
+from functions._http import SECURITY_HEADERS, handles_errors, json_response
+from shared.core.bodies import parse_json_object, validate_model
+from shared.core.errors import BadRequest
+from shared.lifecycle.report import processing_record, render_html
+from shared.lifecycle.subject_requests import SubjectRequest, SubjectRequests
+from shared.registry.access import tenant_access
 from shared.services import Services, get_services
-from shared.tenant_access import tenant_access
 
 bp = func.Blueprint()
 

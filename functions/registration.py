@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import handles_errors, json_response
-from shared.bodies import parse_json_object, validate_model
-from shared.registration import REGISTRATION_KEY_HEADER, RegistrationIn
+from functions._http import handles_errors, json_response
+from shared.core.bodies import parse_json_object, validate_model
+from shared.registration.engine import REGISTRATION_KEY_HEADER, RegistrationIn
 from shared.services import get_services
 
 bp = func.Blueprint()

@@ -1,4 +1,4 @@
-"""The retention purge: a timer (PACKCLOUD_PURGE_SCHEDULE, hourly at :05 by default). See shared/purge.py."""
+"""The retention purge: a timer (PACKCLOUD_PURGE_SCHEDULE, hourly at :05 by default). See shared/lifecycle/purge.py."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import logging
 
 import azure.functions as func
 
+from shared.core.settings import get_settings
 from shared.services import get_services
-from shared.settings import get_settings
 
 bp = func.Blueprint()
 log = logging.getLogger("packcloud.purge")

@@ -11,15 +11,15 @@ from typing import Annotated
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.http import handles_errors, json_response
-from shared.bodies import parse_json_object, validate_model
-from shared.delivery import DEFAULT_LIMIT, MAX_LIMIT, Delivery
-from shared.errors import BadRequest
-from shared.generations import Generations
-from shared.ids import is_record_id
-from shared.numbers import ascii_int
+from functions._http import handles_errors, json_response
+from shared.core.bodies import parse_json_object, validate_model
+from shared.core.errors import BadRequest
+from shared.core.ids import is_record_id
+from shared.core.numbers import ascii_int
+from shared.lifecycle.delivery import DEFAULT_LIMIT, MAX_LIMIT, Delivery
+from shared.lifecycle.generations import Generations
+from shared.registry.access import Access, tenant_access
 from shared.services import Services, get_services
-from shared.tenant_access import Access, tenant_access
 
 bp = func.Blueprint()
 
@@ -52,7 +52,7 @@ def _open(req: func.HttpRequest) -> tuple[Services, Access, Delivery]:
         req.route_params.get("dataset"),
         fresh=True,
     )
-    return services, access, Delivery(services.storage, services.audit, services.clock)
+    return services, access, services.delivery
 
 
 @bp.function_name("sync_records")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import SECURITY_HEADERS, handles_errors
+from functions._http import SECURITY_HEADERS, handles_errors
+from shared.registry.access import tenant_access
 from shared.services import get_services
-from shared.tenant_access import tenant_access
 
 bp = func.Blueprint()
 

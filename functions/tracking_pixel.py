@@ -6,10 +6,10 @@ import logging
 
 import azure.functions as func
 
-from functions.http import base_url, lower_headers
-from shared.errors import PackCloudError
-from shared.ids import is_valid_id
-from shared.pixel import GIF, Hit, record_hit, render_snippet
+from functions._http import base_url, lower_headers
+from shared.core.errors import PackCloudError
+from shared.core.ids import is_valid_id
+from shared.pixel.hits import GIF, Hit, record_hit, render_snippet
 from shared.services import get_services
 
 bp = func.Blueprint()

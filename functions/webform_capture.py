@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import SECURITY_HEADERS, base_url, handles_errors, json_response, lower_headers
+from functions._http import SECURITY_HEADERS, base_url, handles_errors, json_response, lower_headers
 from shared.services import get_services
-from shared.webform import FormAnswer, FormPost, render_snippet
+from shared.webform.intake import FormAnswer, FormPost, render_snippet
 
 bp = func.Blueprint()
 

@@ -177,8 +177,8 @@ module roles 'modules/roles.bicep' = {
   }
 }
 
-// Every PackCloud setting of the app, in one place: exactly the names of shared/settings.py
-// (tests/test_infra.py compares them), less PACKCLOUD_STORAGE_CONNECTION_STRING, which is for local
+// Every PackCloud setting of the app, in one place: exactly the names of shared/core/settings.py
+// (tests/integration/test_infra.py compares them), less PACKCLOUD_STORAGE_CONNECTION_STRING, which is for local
 // development only and must never be set in Azure (the app uses the account URL with its identity).
 var packcloudSettings = {
   PACKCLOUD_REGION: region

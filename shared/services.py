@@ -1,4 +1,5 @@
-"""The process-wide services a function uses, built once on first use (not at import)."""
+"""The one composition root: every service a function or a command needs is built here, once per process, on
+first use (not at import). Nothing below this module imports it (the import contract in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,24 @@ import threading
 from dataclasses import dataclass
 from functools import cached_property
 
-from shared.audit import AuditLog
-from shared.blobs import Storage
-from shared.capture import CaptureStore
-from shared.capture_counts import CaptureCounts
-from shared.clock import Clock, SystemClock
-from shared.geo import Locator
-from shared.geologin import GeoLogins
-from shared.privacy import PAGE_ITEMS, SubjectRequests
-from shared.provisioning import Provisioner
-from shared.purge import Purger
-from shared.registration import Registrations, RegistrationStore
-from shared.registry import Registry
-from shared.secrets import secret_store
-from shared.settings import Settings, get_settings
-from shared.webform import FormIntake
+from shared.autonumber.sequences import SequenceStore
+from shared.capture.counts import CaptureCounts
+from shared.capture.store import CaptureStore
+from shared.core.clock import Clock, SystemClock
+from shared.core.settings import Settings, get_settings
+from shared.geologin.locator import Locator
+from shared.geologin.signins import GeoLogins
+from shared.lifecycle.delivery import Delivery
+from shared.lifecycle.purge import Purger
+from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
+from shared.registration.engine import Registrations, RegistrationStore
+from shared.registration.provisioning import Provisioner
+from shared.registry.residency import Residency
+from shared.registry.store import Registry
+from shared.storage.audit import AuditLog
+from shared.storage.blobs import Storage
+from shared.storage.secrets import secret_store
+from shared.webform.intake import FormIntake
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class Services:
     clock: Clock
     storage: Storage
     registry: Registry
+    residency: Residency
     capture: CaptureStore
     audit: AuditLog
     counts: CaptureCounts
@@ -43,10 +48,11 @@ class Services:
         registry = Registry(storage, clock, settings.region, settings.registry_cache_ttl_seconds)
         audit = AuditLog(storage, clock)
         counts = CaptureCounts(audit)
-        capture = CaptureStore(storage, registry, settings, clock, counts)
+        residency = Residency(registry, settings)
+        capture = CaptureStore(storage, registry, settings, clock, counts, residency)
         forms = FormIntake(capture, storage, settings, clock)
         geologins = GeoLogins(capture, storage, Locator(settings.geo_city_db_path), settings, clock)
-        return cls(settings, clock, storage, registry, capture, audit, counts, forms, geologins)
+        return cls(settings, clock, storage, registry, residency, capture, audit, counts, forms, geologins)
 
     @cached_property
     def registrations(self) -> Registrations:
@@ -55,6 +61,16 @@ class Services:
         provisioner = Provisioner(self.settings, self.registry, self.audit, secrets)
         store = RegistrationStore(self.storage, self.registry)
         return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
+
+    @cached_property
+    def sequences(self) -> SequenceStore:
+        """Auto-number sequences and their counters."""
+        return SequenceStore(self.storage, self.clock, self.settings.master_key.get_secret_value())
+
+    @cached_property
+    def delivery(self) -> Delivery:
+        """The /sync feed and its acknowledgements."""
+        return Delivery(self.storage, self.audit, self.clock)
 
     def subject_requests(self, page_items: int = PAGE_ITEMS) -> SubjectRequests:
         """Data-subject requests; each call reads or deletes at most `page_items` (tests take a few)."""

@@ -13,7 +13,7 @@ from tests.city_db import write_city_db
 
 @pytest.fixture
 def clock():
-    from shared.clock import ManualClock
+    from shared.core.clock import ManualClock
 
     return ManualClock(datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
 

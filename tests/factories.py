@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devenv.azurite import connection_string
-from shared.geo import Location
+from shared.geologin.locator import Location
 from tests.city_db import ADDRESSES
 
 if TYPE_CHECKING:
     from devenv.azurite import Azurite
-    from shared.clock import Clock
-    from shared.models import FieldSpec
+    from shared.core.clock import Clock
+    from shared.core.settings import Settings
+    from shared.registry.models import FieldSpec
     from shared.services import Services
-    from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # A function app of the local host's own tests: routes of every auth level, a timer, a setting.
@@ -60,7 +60,7 @@ def settings_env(azurite: Azurite, region: str = "eu") -> dict[str, str]:
 
 
 def settings_from(env: dict[str, str]) -> Settings:
-    from shared.settings import Settings
+    from shared.core.settings import Settings
 
     return Settings(**{k.removeprefix("PACKCLOUD_").lower(): v for k, v in env.items()})
 
@@ -240,7 +240,7 @@ SPELLINGS: dict[str, tuple[object, str, object]] = {
 
 def spec(field_type: str) -> FieldSpec:
     """The subject field `who` of this type."""
-    from shared.models import FieldSpec
+    from shared.registry.models import FieldSpec
 
     options = ("gold", "silver") if field_type == "choice" else None
     return FieldSpec(name="who", type=field_type, options=options)  # type: ignore[arg-type]
@@ -263,7 +263,7 @@ def geo_services(settings: Settings, clock: Clock, city_db: Path | None = None, 
 
 
 def sign_in(services, tenant, where, at=None, user=USER, forwarded_for=None):
-    from shared.geologin import SignInRequest
+    from shared.geologin.signins import SignInRequest
 
     geo = services.geologins
     target = services.capture.resolve(tenant, "signins", "geologin")
@@ -286,8 +286,8 @@ REGISTRATION_KEY = secrets.token_urlsafe(32)
 
 def give_registration_key(secrets_path: Path, key: str = REGISTRATION_KEY) -> None:
     """Before a home host starts: its secret store holds the registration key, as Key Vault does in Azure."""
-    from shared.registration import REGISTRATION_KEY_SECRETS
-    from shared.secrets import LocalSecrets
+    from shared.registration.engine import REGISTRATION_KEY_SECRETS
+    from shared.storage.secrets import LocalSecrets
 
     LocalSecrets(secrets_path).set(REGISTRATION_KEY_SECRETS[0], key)
 

@@ -26,7 +26,7 @@ param workspaceId string
 @maxValue(30)
 param backstopDays int = 30
 
-// The containers the app uses (shared/blobs.py). Only records/ and state/ hold personal data.
+// The containers the app uses (shared/storage/blobs.py). Only records/ and state/ hold personal data.
 var registryContainer = 'registry' // tenant and dataset definitions: no personal data
 var recordsContainer = 'records' // captured personal data, one blob per record, with index tags
 var stateContainer = 'state' // auto-number sequences and per-user state

@@ -37,7 +37,7 @@ def _process_settings(azurite: Azurite) -> Iterator[None]:
     """function_app reads its settings from the environment at import, as in Azure."""
     saved = dict(os.environ)
     os.environ.update(settings_env(azurite))
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     get_settings.cache_clear()
     yield

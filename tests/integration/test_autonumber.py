@@ -16,13 +16,13 @@ import httpx
 import pytest
 from azure.core.exceptions import ResourceModifiedError
 
-import shared.autonumber as autonumber
+import shared.autonumber.sequences as autonumber
 from devenv.azurite import free_port, start_azurite
 from devenv.local_host import start_local_host, stop_local_host
-from shared.autonumber import SequenceDefinition, SequenceStore
-from shared.blobs import REGISTRY
-from shared.errors import Conflict, NotFound, StorageUnavailable
-from shared.models import TenantIn
+from shared.autonumber.sequences import SequenceDefinition, SequenceStore
+from shared.core.errors import Conflict, NotFound, StorageUnavailable
+from shared.registry.models import TenantIn
+from shared.storage.blobs import REGISTRY
 from tests.factories import FUNCTION_KEY, HOST_MASTER_KEY, MASTER_KEY, all_blobs, settings_env
 
 INVOICE = {"format": "INV-{DATETIMEUTC:yyyy}-{SEQNUM:6}", "reset": "yearly"}

@@ -13,7 +13,7 @@ import pytest
 
 from devenv.azurite import free_port
 from devenv.demo import DEMO_DATASET, demo_dataset, serve_demo_page
-from shared.pixel import GIF
+from shared.pixel.hits import GIF
 from tests.factories import BROWSER_UA, all_blobs
 
 pytestmark = pytest.mark.browser

@@ -27,7 +27,7 @@ import pytest
 from devenv.azurite import Azurite, free_port, start_azurite
 from devenv.demo import demo_dataset, demo_form_dataset, demo_signins_dataset
 from devenv.local_host import start_local_host, stop_local_host
-from shared.models import Record
+from shared.registry.models import Record
 from tests.factories import BROWSER_UA, FUNCTION_KEY, HOST_MASTER_KEY, all_blobs, settings_env
 from tests.integration.slow_proxy import SlowProxy
 
@@ -418,8 +418,8 @@ def test_the_purge_waits_longer_for_slow_storage_than_a_request_does(azurite):
     from azure.core.exceptions import AzureError
 
     from devenv.azurite import connection_string
-    from shared.blobs import RECORDS, Storage, tag_filter
-    from shared.settings import Settings
+    from shared.core.settings import Settings
+    from shared.storage.blobs import RECORDS, Storage, tag_filter
     from tests.factories import MASTER_KEY
 
     proxy = SlowProxy(azurite.port)

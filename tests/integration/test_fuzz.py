@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from shared.bodies import MAX_JSON_DEPTH, MAX_NUMBER_CHARS
+from shared.core.bodies import MAX_JSON_DEPTH, MAX_NUMBER_CHARS
 from tests.factories import (
     BROWSER_UA,
     FORM,

@@ -12,16 +12,16 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from shared.blobs import REGISTRY
-from shared.capture import Target, record_blob
-from shared.clock import ManualClock
-from shared.errors import Forbidden
-from shared.keys import hash_api_key, new_api_key
-from shared.models import Dataset, TenantIn
-from shared.pixel import Hit, sign_query, signature_valid
-from shared.registry import dataset_blob, tenant_blob
+from shared.capture.store import Target, record_blob
+from shared.core.clock import ManualClock
+from shared.core.errors import Forbidden
+from shared.core.keys import hash_api_key, new_api_key
+from shared.pixel.hits import Hit, sign_query, signature_valid
+from shared.registry.access import tenant_access
+from shared.registry.models import Dataset, TenantIn
+from shared.registry.store import dataset_blob, tenant_blob
 from shared.services import Services
-from shared.tenant_access import tenant_access
+from shared.storage.blobs import REGISTRY
 from tests.factories import CONTRACT_FORM, MASTER_KEY, SIGNINS, all_blobs, geo_services, sign_in
 
 LONG_TTL = 300

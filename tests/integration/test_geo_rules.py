@@ -8,14 +8,14 @@ from datetime import timedelta
 
 import pytest
 
-from shared.geo import NOWHERE
+from shared.geologin.locator import NOWHERE
 from tests.city_db import ADDRESSES
 from tests.factories import OSLO, SIGNINS, USER, all_blobs, geo_services, sign_in
 
 
 @pytest.fixture
 def signins(services, tenant_id):
-    from shared.models import Dataset, TenantIn
+    from shared.registry.models import Dataset, TenantIn
 
     services.registry.put_tenant(tenant_id, TenantIn(region="eu"))
     services.registry.put_dataset(tenant_id, "signins", Dataset.model_validate(SIGNINS))
@@ -123,7 +123,7 @@ def test_address_from_a_trusted_proxy_header(settings, clock, signins):
 
 
 def test_times_outside_the_window_are_refused_and_nothing_is_stored(services, clock, signins, azurite):
-    from shared.errors import Unprocessable
+    from shared.core.errors import Unprocessable
 
     for at in (clock.now() + timedelta(minutes=6), clock.now() - timedelta(days=14, seconds=1)):
         with pytest.raises(Unprocessable) as refused:
@@ -134,7 +134,7 @@ def test_times_outside_the_window_are_refused_and_nothing_is_stored(services, cl
 
 
 def test_erasure_and_purge_remove_the_last_location(services, clock, signins, azurite):
-    from shared.privacy import SubjectRequests
+    from shared.lifecycle.subject_requests import SubjectRequests
 
     master = services.settings.master_key.get_secret_value()
     sign_in(services, signins, "oslo")
@@ -152,7 +152,7 @@ def test_erasure_and_purge_remove_the_last_location(services, clock, signins, az
 def test_a_failed_record_puts_the_last_sign_in_back_so_the_retry_still_alerts(
     services, clock, signins, azurite, monkeypatch
 ):
-    from shared.errors import StorageUnavailable
+    from shared.core.errors import StorageUnavailable
 
     sign_in(services, signins, "oslo")
     clock.advance(timedelta(minutes=30))

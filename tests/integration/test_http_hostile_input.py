@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from shared.pixel import sign_query
+from shared.pixel.hits import sign_query
 from tests.factories import (
     BROWSER_UA,
     FORM,

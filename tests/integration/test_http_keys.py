@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from shared.clock import ManualClock
-from shared.models import KeyRotation
-from shared.pixel import Hit, record_hit, sign_query
+from shared.core.clock import ManualClock
+from shared.pixel.hits import Hit, record_hit, sign_query
+from shared.registry.models import KeyRotation
+from shared.registry.tenants import rotate_keys
 from shared.services import Services
-from shared.tenants import rotate_keys
 from tests.factories import BROWSER_UA, CONTRACT_FORM, FUNCTION_KEY, MASTER_KEY, all_blobs, blob_states, variant
 
 MAIL = variant(

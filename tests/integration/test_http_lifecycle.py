@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from shared.clock import ManualClock
+from shared.core.clock import ManualClock
 from shared.services import Services
 from tests.factories import CONTRACT_FORM, all_blobs, blob_states
 
@@ -199,10 +199,10 @@ def test_a_cursor_within_the_longest_retention_still_pages(host, tenant):
 def test_the_oldest_cursor_bounds_the_listings_of_a_page(services, clock, tenant_id):
     """At the edge of the window a page lists at most one prefix per day of the longest retention; past it,
     nothing reaches storage. The bound is the clock's: tests move it, production reads the system's."""
-    from shared.delivery import OLDEST_CURSOR, Delivery, check_cursor_age
-    from shared.errors import BadRequest
-    from shared.generations import Generations
-    from shared.models import MAX_RETENTION_DAYS
+    from shared.core.errors import BadRequest
+    from shared.lifecycle.delivery import OLDEST_CURSOR, Delivery, check_cursor_age
+    from shared.lifecycle.generations import Generations
+    from shared.registry.models import MAX_RETENTION_DAYS
 
     delivery = Delivery(services.storage, services.audit, clock)
     generations = Generations.read(services.registry, tenant_id)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from shared.pixel import GIF
+from shared.pixel.hits import GIF
 from tests.factories import EXAMPLE, all_blobs, blob_states
 
 PAGE = "https://www.contoso.example/pricing"

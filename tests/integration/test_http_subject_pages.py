@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from shared.privacy import PAGE_ITEMS
+from shared.lifecycle.subject_requests import PAGE_ITEMS
 from tests.factories import BROWSER_UA, all_blobs, blob_states, variant
 
 SUBJECT = "visitor-planted"

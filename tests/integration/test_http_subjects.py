@@ -8,8 +8,8 @@ import json
 import httpx
 import pytest
 
-from shared.models import FieldSpec
-from shared.subjects import USER_ID, subject_tag
+from shared.capture.subjects import USER_ID, subject_tag
+from shared.registry.models import FieldSpec
 from tests.factories import BROWSER_UA, CALLBACK, MASTER_KEY, ORIGIN, SIGNINS, USER, all_blobs
 
 PHONE = "+47 22 33 44 55"

@@ -360,7 +360,7 @@ def test_200_submissions_from_16_clients_are_each_stored_once(host, tenant, azur
 
 
 def test_a_failed_plain_post_never_returns_to_a_page_a_browser_reads_as_another_site(site, tenant):
-    # A browser reads this on evil.example. (The code before shared/urls.py refused it too, but only through
+    # A browser reads this on evil.example. (The code before shared/core/urls.py refused it too, but only through
     # its user-info check; this keeps the return page closed to every such shape.)
     hostile = "https://evil.example\\@www.contoso.example/contact"
     answer = navigate(site, tenant, {**GOOD, "email": "nope", "_packcloud_return": hostile})

@@ -21,15 +21,15 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-from shared.blobs import CONTAINERS
-from shared.settings import REGIONS, setting_names
+from shared.core.settings import REGIONS, setting_names
+from shared.storage.blobs import CONTAINERS
 from tests.factories import ROOT
 
 INFRA = ROOT / "infra"
 MODULES = INFRA / "modules"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
-# Settings of shared/settings.py that the Bicep must NOT set. PACKCLOUD_STORAGE_CONNECTION_STRING is for
+# Settings of shared/core/settings.py that the Bicep must NOT set. PACKCLOUD_STORAGE_CONNECTION_STRING is for
 # local development with Azurite only: in Azure the app reaches the capture account with its managed
 # identity through PACKCLOUD_STORAGE_ACCOUNT_URL, and no connection string or account key may exist.
 LOCAL_ONLY_SETTINGS = {"PACKCLOUD_STORAGE_CONNECTION_STRING", "PACKCLOUD_LOCAL_SECRETS_PATH"}
@@ -736,7 +736,7 @@ def test_deploy_runs_the_region_and_creates_the_master_key_once(tmp_path):
     assert value not in "\n".join(calls) + result.stdout + result.stderr
     # The code package: the app, without tests, infra or dev tooling.
     names = zipfile.ZipFile(tmp_path / "package.zip").namelist()
-    assert {"function_app.py", "host.json", "requirements.txt", "shared/settings.py"} <= set(names)
+    assert {"function_app.py", "host.json", "requirements.txt", "shared/core/settings.py"} <= set(names)
     assert not [name for name in names if name.startswith(("tests/", "infra/", "devhost/", ".ci/", "local.settings"))]
     assert calls[-2:] == [
         "functionapp restart --resource-group rg-packcloud-eu --name packcloud-eu -o none",

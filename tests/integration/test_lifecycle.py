@@ -9,13 +9,13 @@ from datetime import timedelta
 import pytest
 
 from devenv.azurite import start_azurite
-from shared.audit import SYSTEM
-from shared.blobs import AUDIT, RECORDS, STATE
-from shared.clock import tag_time
-from shared.delivery import SETTLE, Delivery
-from shared.generations import Generations
-from shared.models import Dataset, TenantIn
-from shared.privacy import SubjectRequests
+from shared.core.clock import tag_time
+from shared.lifecycle.delivery import SETTLE, Delivery
+from shared.lifecycle.generations import Generations
+from shared.lifecycle.subject_requests import SubjectRequests
+from shared.registry.models import Dataset, TenantIn
+from shared.storage.audit import SYSTEM
+from shared.storage.blobs import AUDIT, RECORDS, STATE
 from tests.factories import MASTER_KEY, all_blobs, settings_for, variant
 
 FORM_FIELDS = [

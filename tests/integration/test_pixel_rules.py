@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from shared.blobs import RECORDS
-from shared.keys import signing_key_text
-from shared.models import Dataset, TenantIn
-from shared.pixel import Hit, record_hit, render_snippet, sign_query
+from shared.core.keys import signing_key_text
+from shared.pixel.hits import Hit, record_hit, render_snippet, sign_query
+from shared.registry.models import Dataset, TenantIn
+from shared.storage.blobs import RECORDS
 from tests.factories import BROWSER_UA, MASTER_KEY, all_blobs, variant
 
 PAGE = "https://www.contoso.example/pricing"

@@ -17,7 +17,7 @@ import pytest
 
 from devenv.azurite import free_port, start_azurite
 from devenv.local_host import start_local_host, stop_local_host
-from shared.secrets import LocalSecrets, region_key_secret_name
+from shared.storage.secrets import LocalSecrets, region_key_secret_name
 from tests.factories import (
     MASTER_KEY,
     REGISTRATION_KEY,

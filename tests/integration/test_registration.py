@@ -18,9 +18,9 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from shared.errors import Conflict, PackCloudError, StorageUnavailable, Unauthorized, Unprocessable
-from shared.registration import REGISTRATION_KEY_SECRETS, RegistrationIn
-from shared.secrets import KeyVaultSecrets, LocalSecrets
+from shared.core.errors import Conflict, PackCloudError, StorageUnavailable, Unauthorized, Unprocessable
+from shared.registration.engine import REGISTRATION_KEY_SECRETS, RegistrationIn
+from shared.storage.secrets import KeyVaultSecrets, LocalSecrets
 from tests.factories import (
     FUNCTION_KEY,
     REGISTRATION_KEY,
@@ -113,7 +113,7 @@ def test_register_reregister_and_deregister(home, org, azurite, clock):
     kinds = [json.loads(line)["kind"] for body in all_blobs(azurite, "audit", f"{tenant}/").values()
              for line in body.decode().splitlines()]  # fmt: skip
     assert kinds.count("registration") == 4 and "tenant" in kinds  # the audit entries stay
-    from shared.errors import NotFound
+    from shared.core.errors import NotFound
 
     with pytest.raises(NotFound):
         home.registrations.get(tenant)
@@ -142,8 +142,8 @@ def test_a_region_without_a_deployment_or_unreachable_stores_nothing(home, org, 
 
 
 def test_a_half_done_registration_is_taken_over_after_a_minute(home, org, clock):
-    from shared.models import TenantIn
-    from shared.registration import Registration, RegistrationStore, registration_tenant_id
+    from shared.registration.engine import Registration, RegistrationStore, registration_tenant_id
+    from shared.registry.models import TenantIn
 
     body = registration(org)
     request = RegistrationIn.model_validate(body)
@@ -162,7 +162,7 @@ def test_a_half_done_registration_is_taken_over_after_a_minute(home, org, clock)
     status, created = register(home, body)
     assert status == 201 and created["tenant"] == tenant
     # The keys answered are the tenant's keys: the leftover tenant was replaced, not reused without keys.
-    from shared.auth import authenticate_tenant
+    from shared.registry.auth import authenticate_tenant
 
     assert authenticate_tenant(home.registry, tenant, f"Bearer {created['api_key']}").id == tenant
 
@@ -298,8 +298,8 @@ def home_host(azurite, tmp_path_factory):
 @pytest.fixture
 def key_vault_engine(home, tmp_path):
     """The registration engine of the home deployment with Key Vault (the fake, through the real SDK)."""
-    from shared.provisioning import Provisioner
-    from shared.registration import Registrations, RegistrationStore
+    from shared.registration.engine import Registrations, RegistrationStore
+    from shared.registration.provisioning import Provisioner
 
     vault, server = start_fake_keyvault(tmp_path)
     secrets_store = KeyVaultSecrets(vault.url, FakeCredential(), poll_interval_s=0.01, **vault.client_options())
@@ -323,7 +323,7 @@ def test_with_key_vault_secrets_live_in_the_vault_only_and_no_log_line_holds_any
     key_vault_engine, home, org, azurite, caplog
 ):
     engine, vault, _ = key_vault_engine
-    # Every logger at DEBUG, the client libraries too (the app holds them at WARNING: shared/logs.py), so the
+    # Every logger at DEBUG, the client libraries too (the app holds them at WARNING: shared/core/logs.py), so the
     # check below holds even for what the SDKs would say at their most talkative.
     with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="azure"):
         logging.getLogger().setLevel(logging.DEBUG)
@@ -430,8 +430,8 @@ def redirecting_region():
 
 
 def test_a_region_that_redirects_is_never_followed_with_a_key(home, org, redirecting_region, azurite):
-    from shared.provisioning import Provisioner
-    from shared.registration import Registrations, RegistrationStore
+    from shared.registration.engine import Registrations, RegistrationStore
+    from shared.registration.provisioning import Provisioner
 
     region_url, region, target = redirecting_region
     settings = home.settings.model_copy(update={"region_urls": {**home.settings.region_urls, "eu": region_url}})
@@ -459,7 +459,7 @@ def test_a_region_that_redirects_is_never_followed_with_a_key(home, org, redirec
 
 
 def test_the_registration_key_is_its_own_secret_rotated_with_a_previous_one(home, clock):
-    from shared.registration import REGISTRATION_KEY_TTL, RegistrationKey
+    from shared.registration.engine import REGISTRATION_KEY_TTL, RegistrationKey
 
     store = LocalSecrets(home.settings.local_secrets_path)
     gate = RegistrationKey(store, clock)

@@ -7,8 +7,8 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient
 
-from shared.errors import StorageUnavailable
-from shared.secrets import KeyVaultSecrets, LocalSecrets, tenant_secret_name
+from shared.core.errors import StorageUnavailable
+from shared.storage.secrets import KeyVaultSecrets, LocalSecrets, tenant_secret_name
 from tests.factories import SECRET_VALUE as VALUE
 from tests.integration.fake_keyvault import SCOPE, FakeCredential, start_fake_keyvault
 

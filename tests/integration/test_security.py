@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from shared.pixel import sign_query
+from shared.pixel.hits import sign_query
 from tests.factories import (
     BROWSER_UA,
     FORM,
@@ -96,10 +96,10 @@ def test_one_tenants_key_opens_nothing_of_another(anon, two_tenants, azurite):
 def test_keys_are_compared_in_constant_time(monkeypatch, services, tenant_id):
     import hmac
 
-    from shared import keys
-    from shared.auth import authenticate_tenant
-    from shared.errors import Forbidden
-    from shared.models import TenantIn
+    from shared.core import keys
+    from shared.core.errors import Forbidden
+    from shared.registry.auth import authenticate_tenant
+    from shared.registry.models import TenantIn
 
     _, api_key = services.registry.put_tenant(tenant_id, TenantIn())
     compared = []

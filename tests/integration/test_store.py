@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from shared.blobs import RECORDS, tag_filter
-from shared.errors import Misdirected, NotFound, Unprocessable
-from shared.keys import api_key_matches, subject_hash
-from shared.models import Dataset, TenantIn
+from shared.core.errors import Misdirected, NotFound, Unprocessable
+from shared.core.keys import api_key_matches, subject_hash
+from shared.registry.models import Dataset, TenantIn
+from shared.storage.blobs import RECORDS, tag_filter
 from tests.factories import EU_URL, EXAMPLE, all_blobs, blob_states, variant
 
 
@@ -167,7 +167,7 @@ def test_deleting_a_tenant_deletes_everything_it_had(azurite, services, pixel_ta
 def test_misdirected_answer_names_the_home_region_url(services, tenant_id, settings):
     services.registry.put_tenant(tenant_id, TenantIn(region="eu"))
     other_region = settings.model_copy(update={"region": "us"})
-    from shared.capture import CaptureStore
+    from shared.capture.store import CaptureStore
 
     store = CaptureStore(services.storage, services.registry, other_region, services.clock)
     with pytest.raises(Misdirected) as caught:
@@ -176,8 +176,8 @@ def test_misdirected_answer_names_the_home_region_url(services, tenant_id, setti
 
 
 def test_deleting_removes_the_state_kept_for_tenant_and_dataset(azurite, services, pixel_target, tenant_id):
-    from shared.blobs import REGISTRY, STATE
-    from shared.registry import dataset_state_prefix, sequence_prefix, tenant_state_prefix
+    from shared.registry.store import dataset_state_prefix, sequence_prefix, tenant_state_prefix
+    from shared.storage.blobs import REGISTRY, STATE
 
     state = services.storage.container(STATE)
     state.upload_blob(dataset_state_prefix(tenant_id, "pricing") + "marker.json", b"{}")

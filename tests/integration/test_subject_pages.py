@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from shared.errors import BadRequest
-from shared.models import Dataset, FieldSpec, TenantIn
-from shared.privacy import PAGE_ITEMS, SubjectRequests
-from shared.subjects import subject_tag
+from shared.capture.subjects import subject_tag
+from shared.core.errors import BadRequest
+from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
+from shared.registry.models import Dataset, FieldSpec, TenantIn
 from tests.factories import CALLBACK, MASTER_KEY, ORIGIN, all_blobs, blob_states, declaration
 
 PAGE = 3
@@ -22,7 +22,7 @@ OTHER = "+47 22 33 44 56"
 
 
 def callback(services, tenant: str, phone: str, key: str | None) -> str:
-    from shared.webform import FormPost
+    from shared.webform.intake import FormPost
 
     headers = {"origin": ORIGIN, "content-type": "application/json", **({"idempotency-key": key} if key else {})}
     answer = services.forms.submit(FormPost(tenant, "callback", json.dumps({"phone": phone}).encode(), headers))
@@ -191,7 +191,7 @@ def test_a_cursor_that_this_request_was_not_given_is_refused_before_anything_cha
 
 
 def test_the_report_counts_what_is_held_up_to_its_bound_with_the_same_work_however_much_is_held(services, planted):
-    from shared.report import processing_record, render_html
+    from shared.lifecycle.report import processing_record, render_html
 
     tenant, _, _ = planted
     doc = services.registry.get_tenant(tenant)

@@ -9,11 +9,11 @@ from datetime import timedelta
 
 import pytest
 
-from shared.blobs import AUDIT, STATE
-from shared.models import Dataset, TenantIn
-from shared.privacy import SubjectRequests
-from shared.report import processing_record, render_html
-from shared.subjects import USER_ID, subject_tag
+from shared.capture.subjects import USER_ID, subject_tag
+from shared.lifecycle.report import processing_record, render_html
+from shared.lifecycle.subject_requests import SubjectRequests
+from shared.registry.models import Dataset, TenantIn
+from shared.storage.blobs import AUDIT, STATE
 from tests.factories import (
     FORM,
     MASTER_KEY,
@@ -91,7 +91,7 @@ def test_the_last_sign_in_is_found_by_user_id_even_when_the_dataset_names_no_sub
 
 
 def form_post(services, tenant_id, email, key):
-    from shared.webform import FormPost
+    from shared.webform.intake import FormPost
 
     body = json.dumps({"email": email, "consent": True}).encode()
     headers = {"origin": ORIGIN, "content-type": "application/json", "idempotency-key": key}

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from shared.clock import ManualClock
-from shared.models import Dataset, TenantIn
-from shared.webform import FormPost, SubmissionMarkers
+from shared.core.clock import ManualClock
+from shared.registry.models import Dataset, TenantIn
+from shared.webform.intake import FormPost, SubmissionMarkers
 from tests.factories import FORM, ORIGIN, all_blobs
 
 

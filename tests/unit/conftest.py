@@ -140,7 +140,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 @pytest.fixture(autouse=True)
 def _process_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """What function_app reads from the environment at import: a deployment whose storage nothing answers."""
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     for name, value in settings_values(UNREACHABLE_STORAGE).items():
         monkeypatch.setenv(name, value)

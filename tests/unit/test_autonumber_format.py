@@ -2,9 +2,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.autonumber import SequenceDefinition, check_definition
-from shared.errors import Unprocessable
-from shared.sequence_format import RAND_ALPHABET, parse_format, render
+from shared.autonumber.format import RAND_ALPHABET, parse_format, render
+from shared.autonumber.sequences import SequenceDefinition, check_definition
+from shared.core.errors import Unprocessable
 
 WHEN = datetime(2026, 11, 23, 9, 5, 7, tzinfo=UTC)
 

@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from shared.bodies import MAX_JSON_DEPTH, MAX_NUMBER_CHARS, parse_json, parse_json_object
-from shared.errors import BadRequest, PackCloudError, Unprocessable, UnsupportedMediaType
-from shared.fieldtypes import InvalidValue, normalise
-from shared.form_body import MAX_FIELDS, MAX_PART_HEADER_BYTES, parse_form
-from shared.numbers import ascii_int
-from shared.sequence_format import parse_format
+from shared.autonumber.format import parse_format
+from shared.core.bodies import MAX_JSON_DEPTH, MAX_NUMBER_CHARS, parse_json, parse_json_object
+from shared.core.errors import BadRequest, PackCloudError, Unprocessable, UnsupportedMediaType
+from shared.core.fieldtypes import InvalidValue, normalise
+from shared.core.numbers import ascii_int
+from shared.webform.body import MAX_FIELDS, MAX_PART_HEADER_BYTES, parse_form
 from tests.factories import UNICODE_DIGITS
 
 

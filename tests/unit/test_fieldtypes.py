@@ -1,6 +1,6 @@
 import pytest
 
-from shared.fieldtypes import InvalidValue, normalise, truncate_ip
+from shared.core.fieldtypes import InvalidValue, normalise, truncate_ip
 
 
 @pytest.mark.parametrize(

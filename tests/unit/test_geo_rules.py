@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from shared.geo import NOWHERE, Location, Locator, distance_km, parse_ip
-from shared.travel import Sighting, TravelRule, impossible_travel
+from shared.geologin.locator import NOWHERE, Location, Locator, distance_km, parse_ip
+from shared.geologin.travel import Sighting, TravelRule, impossible_travel
 from tests.city_db import ADDRESSES
 from tests.factories import OSLO, SIGNINS, STOCKHOLM, SYDNEY
 
@@ -111,7 +111,7 @@ def test_without_coordinates_a_country_change_within_the_window_is_impossible():
 
 
 def test_geologin_datasets_declare_only_sign_in_fields():
-    from shared.models import Dataset
+    from shared.registry.models import Dataset
 
     Dataset.model_validate(SIGNINS)
     extra = {**SIGNINS, "fields": [*SIGNINS["fields"], {"name": "email", "type": "email"}]}

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from shared.clock import ManualClock
-from shared.keys import GENERATION_PATTERN, new_generation, signing_key_text, subject_hash
-from shared.models import (
+from shared.core.clock import ManualClock
+from shared.core.keys import GENERATION_PATTERN, new_generation, signing_key_text, subject_hash
+from shared.registry.models import (
     MAX_RETIRED_SIGNING_KEYS,
     DatasetDoc,
     KeyRotation,

@@ -1,9 +1,9 @@
 import pytest
 from pydantic import ValidationError
 
-from shared.bodies import validate_model
-from shared.errors import Unprocessable
-from shared.models import Dataset
+from shared.core.bodies import validate_model
+from shared.core.errors import Unprocessable
+from shared.registry.models import Dataset
 from tests.factories import EXAMPLE, variant
 
 

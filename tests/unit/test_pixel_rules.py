@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.pixel import GIF, canonical_query, is_bot
+from shared.pixel.hits import GIF, canonical_query, is_bot
 from tests.factories import BROWSER_UA
 
 

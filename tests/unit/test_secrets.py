@@ -7,7 +7,13 @@ import stat
 
 import pytest
 
-from shared.secrets import KeyVaultSecrets, LocalSecrets, region_key_secret_name, secret_store, tenant_secret_name
+from shared.storage.secrets import (
+    KeyVaultSecrets,
+    LocalSecrets,
+    region_key_secret_name,
+    secret_store,
+    tenant_secret_name,
+)
 from tests.factories import SECRET_VALUE as VALUE
 
 

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from shared.settings import SettingsError, load_settings, setting_names
+from shared.core.settings import SettingsError, load_settings, setting_names
 from tests.factories import ROOT
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.fieldtypes import FIELD_TYPES, InvalidValue
-from shared.subjects import request_tags, subject_tag
+from shared.capture.subjects import request_tags, subject_tag
+from shared.core.fieldtypes import FIELD_TYPES, InvalidValue
 from tests.factories import MASTER_KEY, SPELLINGS, declaration, spec
 
 
@@ -39,7 +39,7 @@ def test_a_value_that_is_not_of_the_field_type_has_no_tag_and_the_request_skips_
 def doc(dataset_id: str, field_type: str):
     from datetime import UTC, datetime
 
-    from shared.models import DatasetDoc
+    from shared.registry.models import DatasetDoc
 
     now = datetime.now(UTC)
     return DatasetDoc.model_validate(

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared.models import Dataset, origin_of_url
-from shared.registration import dynamics_url
-from shared.settings import DYNAMICS_HOST_PATTERNS, SettingsError, load_settings
-from shared.urls import parse_web_url
+from shared.core.settings import DYNAMICS_HOST_PATTERNS, SettingsError, load_settings
+from shared.core.urls import parse_web_url
+from shared.registration.engine import dynamics_url
+from shared.registry.models import Dataset, origin_of_url
 from tests.factories import EXAMPLE, FORM
 
 # Each is refused as an organisation URL. The comment says what a browser reads and what urlsplit read.

@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import pytest
 
-from shared.bodies import validate_model
-from shared.errors import BadRequest, PackCloudError, Unprocessable, UnsupportedMediaType
-from shared.form_body import parse_form
-from shared.models import Dataset
-from shared.rate_limit import RateLimiter
-from shared.webform import is_navigation
+from shared.core.bodies import validate_model
+from shared.core.errors import BadRequest, PackCloudError, Unprocessable, UnsupportedMediaType
+from shared.registry.models import Dataset
+from shared.webform.body import parse_form
+from shared.webform.intake import is_navigation
+from shared.webform.rate_limit import RateLimiter
 from tests.factories import FORM
 
 

@@ -1,0 +1,68 @@
+"""Private to functions/: shaping HTTP answers (JSON bodies, errors that never become a 500) and reading requests."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+from azure.core.exceptions import AzureError
+
+from shared.core.errors import PackCloudError, StorageUnavailable
+
+log = logging.getLogger("packcloud")
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":"), default=str),
+        status_code=status,
+        mimetype="application/json",
+        headers={**SECURITY_HEADERS, **(headers or {})},
+    )
+
+
+def error_response(error: PackCloudError) -> func.HttpResponse:
+    return json_response(error.body(), error.status, error.headers)
+
+
+def handles_errors(handler: Handler) -> Handler:
+    """Every failure gets a JSON answer: the request's fault a 4xx, storage trouble a 503.
+
+    Logs name the function and the error class only: messages could quote request data.
+    """
+
+    @functools.wraps(handler)
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return handler(req)
+        except PackCloudError as error:
+            level = logging.WARNING if error.status >= 500 else logging.DEBUG
+            log.log(level, "%s answered %s (%s)", handler.__name__, error.status, error.code)
+            return error_response(error)
+        except AzureError as error:
+            log.warning("%s: storage error %s", handler.__name__, type(error).__name__)
+            return error_response(StorageUnavailable())
+        except Exception as error:
+            log.error("%s failed: %s", handler.__name__, type(error).__name__)
+            return json_response({"error": "internal", "detail": "an unexpected error occurred"}, 500)
+
+    return wrapper
+
+
+def lower_headers(req: func.HttpRequest) -> dict[str, str]:
+    return {name.lower(): value for name, value in req.headers.items()}
+
+
+def base_url(req: func.HttpRequest) -> str:
+    """The public URL prefix of the API (…/api), as the client reached it."""
+    url = req.url.split("?", 1)[0]
+    marker = url.find("/api/")
+    return url[: marker + 4] if marker >= 0 else url.rsplit("/", 1)[0]

@@ -1,0 +1,1 @@
+"""Auto-numbering: sequence definitions, counters, value formats."""

@@ -1,0 +1,1 @@
+"""The capture store: the only writer of personal records, with the subject index and capture counts."""

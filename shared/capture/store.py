@@ -1,0 +1,213 @@
+"""The capture store: every capability writes personal data only through `CaptureStore.capture`.
+
+On each write it enforces the GDPR rules of the dataset: the tenant is homed in this region (the rule
+itself: registry/residency.py), only declared fields are kept (validated by type and length), the record
+expires after the dataset's retention, and the subject is indexed by a keyed hash so one person's data is
+found without a scan. One blob per record, one storage request per capture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import ContentSettings
+
+from shared.capture.counts import CaptureCounts
+from shared.capture.subjects import subject_field, subject_tag
+from shared.core.clock import Clock, tag_time
+from shared.core.errors import NotFound, StorageUnavailable, Unprocessable
+from shared.core.fieldtypes import InvalidValue, StoredValue, normalise
+from shared.core.ids import check_id, new_record_id
+from shared.core.settings import Settings
+from shared.registry.models import Capability, DatasetDoc, Record, Tenant
+from shared.registry.residency import Residency
+from shared.registry.store import Registry
+from shared.storage.blobs import RECORDS, Storage
+
+JSON = ContentSettings(content_type="application/json")
+# A record that took longer than this to commit is withdrawn (503, the caller retries): so every record
+# is visible within this time of its id's timestamp, and the delivery feed can page by id without skipping.
+COMMIT_DEADLINE = timedelta(seconds=10)
+
+
+def record_blob(tenant: str, dataset: str, record_id: str) -> str:
+    # Ids only: a blob name never carries personal data.
+    return f"{tenant}/{dataset}/{record_id}.json"
+
+
+@dataclass(frozen=True)
+class Captured:
+    record: Record
+    dropped_fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Target:
+    tenant: Tenant
+    dataset: DatasetDoc
+
+
+class CaptureStore:
+    def __init__(
+        self,
+        storage: Storage,
+        registry: Registry,
+        settings: Settings,
+        clock: Clock,
+        counts: CaptureCounts | None = None,
+        residency: Residency | None = None,
+    ) -> None:
+        self._storage = storage
+        self._registry = registry
+        self._settings = settings
+        self._clock = clock
+        self._counts = counts
+        self._residency = residency or Residency(registry, settings)
+
+    def resolve(self, tenant_id: str, dataset_id: str, capability: Capability) -> Target:
+        """The tenant and dataset a capture goes to, or the reason it may not be stored here."""
+        check_id("tenant", tenant_id)
+        check_id("dataset", dataset_id)
+        tenant = self._registry.get_tenant(tenant_id)
+        if tenant is None:
+            self._residency.misdirect_unknown(tenant_id)
+            raise NotFound("unknown_tenant", "no such tenant in this deployment")
+        self._residency.require_home(tenant)
+        return self.target(tenant, self._registry.get_dataset(tenant_id, dataset_id), capability)
+
+    @staticmethod
+    def target(tenant: Tenant, dataset: DatasetDoc | None, capability: Capability) -> Target:
+        """Where a capture of this capability goes, when the dataset exists and is of that capability."""
+        if dataset is None or dataset.capability != capability:
+            raise NotFound("unknown_dataset", f"the tenant has no {capability} dataset with this id")
+        return Target(tenant, dataset)
+
+    def capture(
+        self,
+        target: Target,
+        values: Mapping[str, object],
+        *,
+        lenient: bool = False,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Captured:
+        """Validate against the declaration and store one record.
+
+        Strict (forms, APIs): any invalid or missing required field is a 422 naming each field.
+        Lenient (the pixel, which must never fail a page): invalid optional fields are left out.
+        """
+        captured = self.prepare(target, values, lenient=lenient, meta=meta)
+        self.commit(target, captured.record)
+        return captured
+
+    def prepare(
+        self,
+        target: Target,
+        values: Mapping[str, object],
+        *,
+        lenient: bool = False,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Captured:
+        """The record a capture would store, validated, with nothing written yet."""
+        fields, dropped = keep_declared(target.dataset, values, lenient=lenient)
+        now = self._clock.now()
+        record = Record(
+            id=new_record_id(now),
+            tenant=target.tenant.id,
+            dataset=target.dataset.id,
+            captured_at=now,
+            expires_at=target.dataset.expires_at(now),
+            fields=fields,
+            dropped_fields=len(dropped),
+            meta=dict(meta or {}),
+            # What the record was validated under: delivery and export never hand it to a later generation,
+            # and the feed shows which declaration it was validated against.
+            tenant_generation=target.tenant.generation,
+            dataset_generation=target.dataset.generation,
+            declaration_revision=target.dataset.declaration_revision,
+        )
+        return Captured(record, dropped)
+
+    def commit(self, target: Target, record: Record) -> None:
+        """Store a prepared record: one request."""
+        self._write(record, self._tags(record, target.dataset))
+        if self._counts is not None:
+            self._counts.add(record.tenant, record.dataset, record.captured_at)
+
+    def exists(self, tenant: str, dataset: str, record_id: str) -> bool:
+        try:
+            self._storage.container(RECORDS).get_blob_client(
+                record_blob(tenant, dataset, record_id)
+            ).get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        except AzureError:
+            raise StorageUnavailable() from None
+        return True
+
+    def _tags(self, record: Record, dataset: DatasetDoc) -> dict[str, str]:
+        tags = {
+            "t": record.tenant,
+            "d": record.dataset,
+            "cap": tag_time(record.captured_at),
+            "exp": tag_time(record.expires_at),
+        }
+        subject = self.subject_tag(dataset, record)
+        if subject is not None:
+            tags["sub"] = subject
+        return tags
+
+    def subject_tag(self, dataset: DatasetDoc, record: Record) -> str | None:
+        """The `sub` tag of a prepared record, for it and for any state kept about the same submission."""
+        spec = subject_field(dataset)
+        stored = record.fields.get(spec.name) if spec is not None else None
+        if spec is None or stored is None or stored == "":
+            return None
+        return subject_tag(self._settings.master_key.get_secret_value(), record.tenant, spec, stored)
+
+    def _write(self, record: Record, tags: dict[str, str]) -> None:
+        body = record.model_dump_json().encode("utf-8")
+        name = record_blob(record.tenant, record.dataset, record.id)
+        container = self._storage.container(RECORDS)
+        try:
+            # overwrite=False: a record id is never reused, so an existing blob is never replaced.
+            container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON)
+        except ResourceExistsError:
+            # Ids are never reused: the blob is this very record, stored by an attempt whose answer was lost
+            # (the SDK retried it), so the capture did succeed.
+            pass
+        except AzureError:
+            raise StorageUnavailable() from None
+        if self._clock.now() - record.captured_at > COMMIT_DEADLINE:
+            with contextlib.suppress(AzureError):
+                container.delete_blob(name)
+            raise StorageUnavailable("storage is too slow, retry later")
+
+
+def keep_declared(
+    dataset: DatasetDoc, values: Mapping[str, object], *, lenient: bool
+) -> tuple[dict[str, StoredValue], tuple[str, ...]]:
+    """Data minimisation: declared fields, validated and normalised; the names of the others."""
+    kept: dict[str, StoredValue] = {}
+    problems: list[dict[str, str]] = []
+    for spec in dataset.fields:
+        raw = values.get(spec.name)
+        if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+            if spec.required:
+                problems.append({"field": spec.name, "reason": "is required"})
+            continue
+        try:
+            kept[spec.name] = normalise(spec.type, raw, max_length=spec.max_length, options=spec.options or ())
+        except InvalidValue as reason:
+            if spec.required or not lenient:
+                problems.append({"field": spec.name, "reason": str(reason)})
+    if problems:
+        summary = "; ".join(f"{p['field']} {p['reason']}" for p in problems[:5])
+        raise Unprocessable("invalid_fields", f"the submission does not fit the dataset: {summary}", errors=problems)
+    declared = dataset.field_names
+    dropped = tuple(sorted(name for name in values if name not in declared))
+    return kept, dropped

@@ -1,0 +1,59 @@
+"""The command lines, above the composition root: nothing below shared/services.py runs a command.
+
+python -m shared.purge [--dry-run]           run the retention purge once (dry run: print what would go)
+python -m shared.audit verify TENANT|_system check a tenant's (or the deployment's) audit chain
+python -m shared.cli purge|audit ...         the same two, by name
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from shared.services import get_services
+from shared.storage.audit import AuditLog
+
+PURGE_DESCRIPTION = "The retention purge: deletes every record (and every piece of personal state) past its expiry."
+AUDIT_USAGE = "usage: python -m shared.audit verify TENANT|_system"
+
+
+def purge(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared.purge", description=PURGE_DESCRIPTION)
+    parser.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
+    args = parser.parse_args(argv)
+    report = get_services().purger().run(dry_run=args.dry_run)
+    for name in report.would_delete:
+        print(name)
+    verb = "would delete" if args.dry_run else "deleted"
+    unfinished = "" if report.complete else " (time budget spent; the next run continues)"
+    print(
+        f"{verb} {report.deleted} record(s) and {report.state_deleted} state blob(s) "
+        f"in {report.duration_s:.1f} s{unfinished}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def audit(argv: list[str]) -> int:
+    """Check a tenant's (or _system's) audit chain: exit 0 when whole, 1 naming the first break."""
+    if len(argv) != 2 or argv[0] != "verify":
+        print(AUDIT_USAGE, file=sys.stderr)
+        return 2
+    services = get_services()
+    result = AuditLog(services.storage, services.clock).verify(argv[1])
+    print(f"{argv[1]}: {result.entries} entries, {result.detail}")
+    return 0 if result.ok else 1
+
+
+COMMANDS = {"purge": purge, "audit": audit}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m shared.cli {'|'.join(COMMANDS)} ...", file=sys.stderr)
+        return 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Core: settings, errors, clock, ids, keys, URLs, field types, bounded parsers. Imports nothing else of PackCloud."""

@@ -1,0 +1,1 @@
+"""Sign-in logging: sign-ins, the offline locator, the impossible-travel rule."""

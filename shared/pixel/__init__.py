@@ -1,0 +1,1 @@
+"""The tracking pixel: hits, signed links, the embeddable snippet."""

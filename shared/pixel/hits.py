@@ -1,0 +1,182 @@
+"""The tracking pixel's rules: when a hit may be recorded, which values it carries, signed e-mail links.
+
+A pixel must never break a page, so `record_hit` decides quietly: it returns whether it recorded, and
+the caller always answers the GIF.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+from shared.capture.store import CaptureStore, Target
+from shared.core.errors import PackCloudError
+from shared.core.ids import is_valid_id
+from shared.core.keys import signing_key_text
+from shared.core.net import client_ip
+from shared.core.numbers import LARGEST, ascii_int
+from shared.core.settings import Settings
+from shared.core.snippets import render_script
+from shared.registry.models import DatasetDoc, origin_of_url
+
+SNIPPET = Path(__file__).with_name("snippet.js")
+
+# A 1x1 transparent GIF89a.
+GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+
+# Query parameters that steer the pixel itself and are never data.
+RESERVED_PARAMS = frozenset({"sig", "exp", "_"})
+SNIPPET_FIELDS = ("page_url", "referrer", "visitor", "title")
+# Fields that hold a URL whatever type they are declared with.
+URL_FIELDS = frozenset({"page_url", "referrer"})
+
+# Declared crawlers, link previewers, monitors and HTTP libraries. Mail image proxies (Gmail, Outlook)
+# fetch on behalf of a person opening the mail, so they are not bots here.
+_BOTS = re.compile(
+    r"bot\b|bot/|crawl|spider|slurp|facebookexternalhit|embedly|quora link preview|bitlybot|"
+    r"headlesschrome|phantomjs|lighthouse|pingdom|uptime|monitor|curl/|wget/|python-requests|"
+    r"python-httpx|python-urllib|aiohttp|go-http-client|java/|okhttp|libwww|httpclient|scrapy",
+    re.IGNORECASE,
+)
+
+
+def is_bot(user_agent: str | None) -> bool:
+    return not user_agent or _BOTS.search(user_agent) is not None
+
+
+def tracking_refused(headers: Mapping[str, str]) -> bool:
+    """Global Privacy Control and Do Not Track are honoured as an objection to tracking."""
+    return headers.get("sec-gpc", "").strip() == "1" or headers.get("dnt", "").strip() == "1"
+
+
+@dataclass(frozen=True)
+class Hit:
+    tenant: str
+    dataset: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]  # lower-case names
+    now_epoch: int
+
+
+def canonical_query(tenant: str, dataset: str, query: Mapping[str, str]) -> str:
+    """What a signature covers: the path ids and every parameter but `sig`, sorted."""
+    pairs = sorted((key, value) for key, value in query.items() if key != "sig")
+    encoded = "&".join(f"{quote(key, safe='')}={quote(value, safe='')}" for key, value in pairs)
+    return f"{tenant}/{dataset}?{encoded}"
+
+
+def sign_query(signing_key: str, tenant: str, dataset: str, query: Mapping[str, str]) -> str:
+    message = canonical_query(tenant, dataset, query).encode("utf-8")
+    return hmac.new(signing_key.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def signature_valid(settings: Settings, target: Target, hit: Hit) -> bool:
+    signature = hit.query.get("sig")
+    if not signature:
+        return False
+    expires = hit.query.get("exp")
+    if expires is not None and ascii_int(expires, hit.now_epoch, LARGEST) is None:
+        return False
+    presented = signature.lower().encode("utf-8", "surrogatepass")
+    master, tenant = settings.master_key.get_secret_value(), target.tenant
+    # The current key, and a rotated-out one until its grace ends (hit.now_epoch is the injectable clock's).
+    for version in tenant.signing_key_versions(datetime.fromtimestamp(hit.now_epoch, UTC)):
+        key = signing_key_text(master, tenant.id, tenant.generation, version)
+        expected = sign_query(key, hit.tenant, hit.dataset, hit.query)
+        # As bytes: compare_digest refuses str with non-ASCII characters, and a forged signature may have them.
+        if hmac.compare_digest(expected.encode(), presented):
+            return True
+    return False
+
+
+def origin_allowed(dataset: DatasetDoc, hit: Hit) -> bool:
+    """An unsigned hit counts only when the visitor's browser says it comes from one of the dataset's sites.
+
+    Only the browser's `Origin` or `Referer` can say so: a page on any other site cannot make a visitor's
+    browser forge them, while `page_url` is whatever that page put in the query. So one of the two headers
+    is required, and every origin seen, `page_url` included, must be allowed. A hit with neither (a mail
+    open, a page that sends no referrer) is judged by its signature instead."""
+    from_browser = [value for value in (hit.headers.get("origin"), hit.headers.get("referer")) if value]
+    if not from_browser:
+        return False
+    claimed = [value for value in (hit.query.get("page_url"),) if value]
+    return all(origin_of_url(value) in dataset.allowed_origins for value in from_browser + claimed)
+
+
+def without_query(url: str) -> str:
+    """The URL up to its query or fragment, which often carry e-mail addresses, tokens and campaign ids.
+
+    Cut at the first `?` or `#`, as no parser is needed for that: neither may appear unescaped before them."""
+    return re.split(r"[?#]", url, maxsplit=1)[0]
+
+
+def hit_values(settings: Settings, dataset: DatasetDoc, hit: Hit) -> dict[str, str]:
+    """Values for the declared fields: from query parameters of the same name, and from the request
+    for what the request itself carries (the client address, the user agent, the page)."""
+    values = {key: value for key, value in hit.query.items() if key not in RESERVED_PARAMS}
+    for spec in dataset.fields:
+        if spec.type == "ip":
+            # Always the real client address, never a query value, so a page cannot plant one.
+            address = client_ip(hit.headers.get("x-forwarded-for"), settings.trusted_proxies)
+            values.pop(spec.name, None)
+            if address:
+                values[spec.name] = address
+        elif spec.name == "user_agent":
+            values[spec.name] = hit.headers.get("user-agent", "")
+        elif spec.name == "page_url" and "page_url" not in values and hit.headers.get("referer"):
+            values["page_url"] = hit.headers["referer"]
+    if not dataset.keep_url_query:
+        cut_url_queries(dataset, values)
+    return values
+
+
+def cut_url_queries(dataset: DatasetDoc, values: dict[str, str]) -> None:
+    """Every URL value loses its query and fragment: the page's own, the referrer's, any declared URL field's."""
+    for spec in dataset.fields:
+        if (spec.type == "url" or spec.name in URL_FIELDS) and isinstance(values.get(spec.name), str):
+            values[spec.name] = without_query(values[spec.name])
+
+
+def record_hit(store: CaptureStore, settings: Settings, hit: Hit) -> bool:
+    """Record one hit if every rule allows it; never raises for anything the request did."""
+    if not (is_valid_id(hit.tenant) and is_valid_id(hit.dataset)):
+        return False
+    if tracking_refused(hit.headers) or is_bot(hit.headers.get("user-agent")):
+        return False
+    try:
+        target = store.resolve(hit.tenant, hit.dataset, "pixel")
+    except PackCloudError as error:
+        if error.status >= 500:
+            raise
+        return False
+    signed = signature_valid(settings, target, hit)
+    if not signed and (target.dataset.require_signature or not origin_allowed(target.dataset, hit)):
+        return False
+    try:
+        store.capture(target, hit_values(settings, target.dataset, hit), lenient=True)
+    except PackCloudError as error:
+        if error.status >= 500:
+            raise
+        return False
+    return True
+
+
+def render_snippet(dataset: DatasetDoc | None, endpoint: str) -> str:
+    """The embeddable script, configured for one dataset; an unknown dataset gets a script that does nothing."""
+    config: dict[str, object] = {"enabled": False}
+    if dataset is not None and dataset.capability == "pixel" and not dataset.require_signature:
+        sends = [name for name in SNIPPET_FIELDS if name in dataset.field_names]
+        config = {
+            "enabled": True,
+            "endpoint": endpoint,
+            "send": sends,
+            "visitorDays": dataset.retention_days,
+            "keepUrlQuery": dataset.keep_url_query,
+        }
+    return render_script(SNIPPET, config)

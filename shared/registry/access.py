@@ -1,0 +1,58 @@
+"""What every tenant endpoint checks first: the tenant key, the home region, and the dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from shared.core.errors import NotFound
+from shared.core.ids import check_id
+from shared.registry.auth import authenticate_tenant
+from shared.registry.models import DatasetDoc, Tenant
+from shared.registry.residency import Residency
+from shared.registry.store import Registry
+
+
+class Gatekeepers(Protocol):
+    """What the check needs (the composition root, shared/services.py, has both); named here, so that this
+    layer never imports the layer above it."""
+
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def residency(self) -> Residency: ...
+
+
+@dataclass(frozen=True)
+class Access:
+    tenant: Tenant
+    dataset: DatasetDoc | None
+
+
+def tenant_access(
+    services: Gatekeepers,
+    tenant_id: str,
+    authorization: str | None,
+    dataset_id: str | None = None,
+    *,
+    fresh: bool = False,
+) -> Access:
+    """Key first (401/403), then region (421, nothing read or written), then the dataset (404).
+
+    A tenant this deployment does not hold but registered elsewhere (the home deployment) is a 421 at once:
+    its key can only be checked where it is homed. `fresh`: the tenant and dataset as stored now, not as
+    cached (routes that hand out personal data: a rotated key or a re-created tenant counts at once).
+    """
+    check_id("tenant", tenant_id)
+    if services.registry.get_tenant(tenant_id) is None:
+        services.residency.misdirect_unknown(tenant_id)
+    tenant = authenticate_tenant(services.registry, tenant_id, authorization, fresh=fresh)
+    services.residency.require_home(tenant)
+    if dataset_id is None:
+        return Access(tenant, None)
+    check_id("dataset", dataset_id)
+    dataset = services.registry.get_dataset(tenant.id, dataset_id, fresh=fresh)
+    if dataset is None:
+        raise NotFound("unknown_dataset", "the tenant has no dataset with this id")
+    return Access(tenant, dataset)

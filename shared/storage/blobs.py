@@ -1,0 +1,198 @@
+"""The Blob Storage account of this deployment: one client, its containers, and a request counter.
+
+Locally it is Azurite through a connection string; in Azure an account URL with the managed identity,
+so no account key exists anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobServiceClient, ContainerClient, LinearRetry
+
+from shared.core.errors import StorageUnavailable
+from shared.core.settings import Settings
+from shared.storage.identity import app_credential
+
+REGISTRY = "registry"
+RECORDS = "records"
+STATE = "state"
+AUDIT = "audit"
+CONTAINERS = (REGISTRY, RECORDS, STATE, AUDIT)
+
+# Bounds so that slow storage gives a clear 503 instead of a hanging request: one storage call gives up
+# after (1 + RETRY_TOTAL) attempts of at most CONNECTION_TIMEOUT_S + settings.storage_timeout_seconds each.
+CONNECTION_TIMEOUT_S = 5
+RETRY_TOTAL = 2
+RETRY_BACKOFF_S = 0.5
+POOL_SIZE = 64
+BATCH_DELETE_MAX = 256  # Blob batch takes at most 256 sub-requests.
+# Names one tag-query request answers at most (the service's maximum). Smaller pages would not help: Azurite
+# looks at only that many blobs of the container after the marker, matching or not.
+FIND_PAGE_MAX = 5000
+
+
+class CountingTransport(RequestsTransport):
+    """Counts the HTTP requests the SDK sends: benchmarks and tests check storage round trips."""
+
+    def __init__(self, **kwargs: object) -> None:
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        super().__init__(session=session, session_owner=True, **kwargs)
+        self._lock = threading.Lock()
+        self.sent = 0
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def,override]
+        with self._lock:
+            self.sent += 1
+        return super().send(request, **kwargs)
+
+
+def make_transport(settings: Settings) -> CountingTransport:
+    # The timeouts belong to the transport: given to the client next to a transport of one's own, the SDK
+    # ignores them and the transport's defaults (300 s each) apply.
+    return CountingTransport(connection_timeout=CONNECTION_TIMEOUT_S, read_timeout=settings.storage_timeout_seconds)
+
+
+def make_service_client(settings: Settings, transport: CountingTransport) -> BlobServiceClient:
+    options = {
+        "transport": transport,
+        # The storage SDK's default backoff waits 15 s, then 18 s: a storage outage would hold every request
+        # ~45 s before its 503. Short waits keep the answer to an outage within a few seconds.
+        "retry_policy": LinearRetry(backoff=RETRY_BACKOFF_S, retry_total=RETRY_TOTAL, random_jitter_range=0.2),
+    }
+    if settings.storage_connection_string is not None:
+        return BlobServiceClient.from_connection_string(
+            settings.storage_connection_string.get_secret_value(), **options
+        )
+    return BlobServiceClient(str(settings.storage_account_url), credential=app_credential(settings), **options)
+
+
+@dataclass(frozen=True)
+class TagPage:
+    """One page of a tag query: its names and where the next page starts (None: the query is done)."""
+
+    names: list[str]
+    marker: str | None
+
+
+@dataclass
+class Storage:
+    """The account's containers, created once per process (not on the hot path)."""
+
+    service: BlobServiceClient
+    transport: CountingTransport
+    _ready: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Storage:
+        transport = make_transport(settings)
+        return cls(make_service_client(settings, transport), transport)
+
+    def container(self, name: str) -> ContainerClient:
+        self._ensure_containers()
+        return self.service.get_container_client(name)
+
+    def _ensure_containers(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if self._ready:
+                return
+            for name in CONTAINERS:
+                try:
+                    self.service.create_container(name)
+                except ResourceExistsError:
+                    pass
+                except AzureError:
+                    raise StorageUnavailable() from None
+            self._ready = True
+
+    def read_json(self, container: str, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        """A JSON blob and its ETag, or (None, None) when it does not exist."""
+        try:
+            download = self.container(container).download_blob(name)
+            return dict(json.loads(download.readall())), str(download.properties.etag)
+        except ResourceNotFoundError:
+            return None, None
+        except AzureError:
+            raise StorageUnavailable() from None
+
+    def find_by_tags(self, container: str, where: str, *, read_timeout: float | None = None) -> Iterator[str]:
+        """Names of the blobs whose index tags match; uses the tag index, never lists blobs.
+
+        `read_timeout` replaces the request timeout of the settings for a job that may wait (the purge)."""
+        for item in self.container(container).find_blobs_by_tags(where, **_timeout(read_timeout)):
+            yield item.name
+
+    def find_page_by_tags(self, container: str, where: str, *, marker: str | None = None) -> TagPage:
+        """One page of a tag query (at most FIND_PAGE_MAX names) from `marker`, a `TagPage.marker` of the
+        same query, on: one storage request, however many blobs the query matches."""
+        pages = self.container(container).find_blobs_by_tags(where, results_per_page=FIND_PAGE_MAX).by_page(marker)
+        names = [item.name for item in next(pages, [])]
+        return TagPage(names, pages.continuation_token or None)
+
+    def delete_names(self, container: str, names: Iterable[str], *, read_timeout: float | None = None) -> int:
+        """Batch-delete (256 per request); a name already gone counts as deleted, so reruns are harmless."""
+        deleted, already_gone = self.delete_each(container, names, read_timeout=read_timeout)
+        return deleted + already_gone
+
+    def delete_each(
+        self, container: str, names: Iterable[str], *, read_timeout: float | None = None
+    ) -> tuple[int, int]:
+        """Batch-delete; answers how many were deleted now and how many were already gone."""
+        client = self.container(container)
+        options = _timeout(read_timeout)
+        deleted = already_gone = 0
+        batch: list[str] = []
+        for name in names:
+            batch.append(name)
+            if len(batch) == BATCH_DELETE_MAX:
+                now_gone, before = _delete_batch(client, batch, options)
+                deleted, already_gone, batch = deleted + now_gone, already_gone + before, []
+        if batch:
+            now_gone, before = _delete_batch(client, batch, options)
+            deleted, already_gone = deleted + now_gone, already_gone + before
+        return deleted, already_gone
+
+
+def _timeout(read_timeout: float | None) -> dict[str, Any]:
+    """Per-call options: a read timeout other than the transport's, when one is given."""
+    return {} if read_timeout is None else {"read_timeout": read_timeout}
+
+
+def _delete_batch(client: ContainerClient, names: list[str], options: dict[str, Any]) -> tuple[int, int]:
+    responses = client.delete_blobs(*names, raise_on_any_failure=False, **options)
+    statuses = [response.status_code for response in responses]
+    failed = [status for status in statuses if status not in (202, 404)]
+    if failed:
+        # A sub-request that failed for another reason must not count as done: the caller retries.
+        raise StorageUnavailable(f"storage refused {len(failed)} of {len(names)} deletions, retry later")
+    return statuses.count(202), statuses.count(404)
+
+
+def only_if_unchanged(etag: str | None) -> dict[str, Any]:
+    """Upload conditions for optimistic concurrency: without an ETag, create only if absent; with one,
+    replace only if the blob is still the one that was read."""
+    if etag is None:
+        return {"overwrite": False}
+    return {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+
+
+def tag_filter(**equals: str) -> str:
+    """A Find-Blobs-by-Tags expression of equalities; values are tag-safe ids or hashes (no quotes inside)."""
+    for value in equals.values():
+        if "'" in value or '"' in value:
+            raise ValueError("tag values never contain quotes")
+    return " AND ".join(f"\"{key}\" = '{value}'" for key, value in equals.items())

@@ -1,0 +1,1 @@
+"""Web forms: intake, body parsing, idempotency markers, rate limit, the embeddable snippet."""

@@ -1,0 +1,371 @@
+"""Web-form capture: a customer's site posts a form; PackCloud keeps what the dataset declares.
+
+One request in, one answer out, shaped for the two kinds of caller: a `fetch` from the snippet (JSON,
+CORS) and a plain HTML post with no JavaScript (a 303 redirect, to the thank-you page on success and
+back to the form's page with an error code on failure). The rules, in order:
+
+1. the dataset exists here and is a webform dataset (404 / 421), and the page's Origin is allowed (403);
+2. a per-client courtesy rate limit (429);
+3. the body: size first (413), then type (415) and syntax (400);
+4. a filled honeypot is answered as a success and nothing is stored;
+5. consent given, when the dataset asks for it, and every declared field valid (422, one list);
+6. with an idempotency key, a marker claims the submission first, so a retry stores nothing new and
+   answers the same id; without one, exactly one storage write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
+from azure.storage.blob import ContentSettings
+
+from shared.capture.personal_state import SUBMISSION_MARKER
+from shared.capture.store import COMMIT_DEADLINE, CaptureStore, Target
+from shared.core.clock import Clock, tag_time
+from shared.core.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    PackCloudError,
+    StorageUnavailable,
+    TooManyRequests,
+    Unprocessable,
+)
+from shared.core.fieldtypes import InvalidValue, normalise
+from shared.core.ids import new_record_id
+from shared.core.keys import derive_key
+from shared.core.net import client_ip
+from shared.core.settings import Settings
+from shared.core.snippets import render_script
+from shared.registry.models import DatasetDoc, Record, origin_of_url
+from shared.storage.blobs import STATE, Storage
+from shared.webform.body import FormValue, parse_form
+from shared.webform.rate_limit import RateLimiter
+
+SNIPPET = Path(__file__).with_name("snippet.js")
+
+CONTROL_PREFIX = "_packcloud_"
+SUBMISSION_FIELD = "_packcloud_submission"  # the snippet's submission id: an idempotency key in the form
+RETURN_FIELD = "_packcloud_return"  # the form's page, for plain posts whose browser sends no full Referer
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+MARKER_TTL = timedelta(hours=24)
+PREFLIGHT_HEADERS = ("accept", "content-type", "idempotency-key")
+PREFLIGHT_MAX_AGE = "600"
+MAX_DROPPED_SHOWN = 50
+JSON = ContentSettings(content_type="application/json")
+
+
+@dataclass(frozen=True)
+class FormPost:
+    tenant: str
+    dataset: str
+    body: bytes
+    headers: Mapping[str, str]  # lower-case names
+
+
+@dataclass(frozen=True)
+class FormAnswer:
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def is_navigation(headers: Mapping[str, str]) -> bool:
+    """A plain HTML form post (the browser will show the answer as a page), not a script's request."""
+    mode = headers.get("sec-fetch-mode")
+    if mode is not None:
+        return mode == "navigate"
+    accept = headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept
+
+
+def cors_headers(origin: str) -> dict[str, str]:
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Expose-Headers": "Retry-After, Idempotent-Replayed",
+        "Vary": "Origin",
+    }
+
+
+def allowed_origin(dataset: DatasetDoc, headers: Mapping[str, str]) -> str:
+    """The request's Origin when the dataset allows it; a browser always sends one on a POST."""
+    origin = headers.get("origin")
+    if not origin or origin == "null":
+        raise Forbidden("origin_not_allowed", "the request has no Origin this form accepts")
+    normalised = origin_of_url(origin)
+    if normalised is None or normalised not in dataset.allowed_origins:
+        raise Forbidden("origin_not_allowed", "this form does not accept submissions from that site")
+    return normalised
+
+
+def preflight(dataset: DatasetDoc, headers: Mapping[str, str]) -> dict[str, str]:
+    """CORS preflight: only the dataset's origins, only POST, only the headers the snippet sends."""
+    origin = allowed_origin(dataset, headers)
+    if headers.get("access-control-request-method", "").upper() != "POST":
+        raise Forbidden("method_not_allowed", "forms accept POST only")
+    requested = {name.strip().lower() for name in headers.get("access-control-request-headers", "").split(",")}
+    requested.discard("")
+    if not requested <= set(PREFLIGHT_HEADERS):
+        raise Forbidden("header_not_allowed", f"forms accept only the headers {', '.join(PREFLIGHT_HEADERS)}")
+    return {
+        **cors_headers(origin),
+        "Access-Control-Allow-Methods": "POST",
+        "Access-Control-Allow-Headers": ", ".join(PREFLIGHT_HEADERS),
+        "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+        "Vary": "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+    }
+
+
+def _with_query(url: str, extra: Mapping[str, str]) -> str:
+    parts = urlsplit(url)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not k.startswith("packcloud_")]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode([*kept, *extra.items()]), ""))
+
+
+def _tame_name(name: str) -> str | None:
+    return name if re.fullmatch(r"[A-Za-z0-9_.\-\[\]]{1,64}", name) else None
+
+
+class FormIntake:
+    def __init__(self, capture: CaptureStore, storage: Storage, settings: Settings, clock: Clock) -> None:
+        self._capture = capture
+        self._storage = storage
+        self._settings = settings
+        self._clock = clock
+        self._limiter = RateLimiter(settings.form_rate_per_minute, clock)
+
+    def target(self, tenant: str, dataset: str) -> Target:
+        return self._capture.resolve(tenant, dataset, "webform")
+
+    def preflight(self, tenant: str, dataset: str, headers: Mapping[str, str]) -> FormAnswer:
+        return FormAnswer(204, None, preflight(self.target(tenant, dataset).dataset, headers))
+
+    def submit(self, post: FormPost) -> FormAnswer:
+        target = self.target(post.tenant, post.dataset)
+        origin = allowed_origin(target.dataset, post.headers)
+        navigation = is_navigation(post.headers)
+        values: dict[str, FormValue] = {}
+        try:
+            self._limit(post)
+            values = parse_form(post.body, post.headers.get("content-type"), self._settings.max_body_bytes)
+            record_id, dropped, replayed = self._accept(target, values, post.headers)
+        except PackCloudError as error:
+            return self._failure(error, target.dataset, origin, navigation, values, post.headers)
+        if navigation:
+            location = target.dataset.redirect_url or self._return_page(target.dataset, values, post.headers)
+            if location:
+                return FormAnswer(303, None, {"Location": _with_query(location, {"packcloud_status": "sent"})})
+        headers = {**cors_headers(origin), **({"Idempotent-Replayed": "true"} if replayed else {})}
+        body: dict[str, Any] = {"id": record_id, "dropped_fields": list(dropped)}
+        if target.dataset.redirect_url:
+            body["redirect_url"] = target.dataset.redirect_url
+        return FormAnswer(201, body, headers)
+
+    def _limit(self, post: FormPost) -> None:
+        address = client_ip(post.headers.get("x-forwarded-for"), self._settings.trusted_proxies) or "unknown"
+        wait = self._limiter.take(f"{post.tenant}|{address}")
+        if wait is not None:
+            error = TooManyRequests("rate_limited", "too many submissions from this client, wait and retry")
+            error.headers["Retry-After"] = str(wait)
+            raise error
+
+    def _accept(
+        self, target: Target, values: Mapping[str, FormValue], headers: Mapping[str, str]
+    ) -> tuple[str, tuple[str, ...], bool]:
+        dataset = target.dataset
+        key = self._idempotency_key(values, headers)
+        dropped = self._dropped(dataset, values)
+        if dataset.honeypot_field and str(values.get(dataset.honeypot_field) or "").strip():
+            # Answered like a success so a bot learns nothing; nothing is stored.
+            return new_record_id(self._clock.now()), dropped, False
+        record = self._prepare(target, values)
+        if key is None:
+            self._capture.commit(target, record)
+            return record.id, dropped, False
+        markers = SubmissionMarkers(self._storage, self._capture, self._settings, self._clock)
+        subject = self._capture.subject_tag(dataset, record)
+        claimed = markers.claim(target, key, record.id, dropped, subject)
+        if claimed is not None:
+            return claimed, tuple(markers.dropped_of(target, key)), True
+        try:
+            self._capture.commit(target, record)
+        except PackCloudError:
+            markers.release(target, key)  # the retry the client makes must not find a marker without a record
+            raise
+        return record.id, dropped, False
+
+    def _prepare(self, target: Target, values: Mapping[str, FormValue]) -> Record:
+        """The record to store, with its proof of consent; every problem, consent included, in one 422."""
+        dataset = target.dataset
+        missing_consent = dataset.consent_field is not None and not _given(values.get(dataset.consent_field))
+        # The form's machinery (control fields, the trap, an undeclared consent box) is not data, nor "dropped".
+        machinery = {dataset.honeypot_field, dataset.consent_field} - dataset.field_names
+        data = {k: v for k, v in values.items() if k not in machinery and not k.startswith(CONTROL_PREFIX)}
+        problems = [{"field": dataset.consent_field, "reason": "consent must be given"}] if missing_consent else []
+        meta = {}
+        if dataset.consent_field is not None:
+            meta["consent"] = {"given": True, "text_version": dataset.consent_text_version, "at": _iso(self._clock)}
+        try:
+            record = self._capture.prepare(target, data, meta=meta).record
+        except Unprocessable as error:
+            problems += [p for p in error.extra.get("errors", []) if p["field"] != dataset.consent_field]
+        if problems:
+            summary = "; ".join(f"{p['field']} {p['reason']}" for p in problems[:5])
+            raise Unprocessable("invalid_fields", f"the submission does not fit the form: {summary}", errors=problems)
+        return record
+
+    @staticmethod
+    def _idempotency_key(values: Mapping[str, FormValue], headers: Mapping[str, str]) -> str | None:
+        key = headers.get("idempotency-key") or values.get(SUBMISSION_FIELD)
+        if key is None or key == "":
+            return None
+        if not isinstance(key, str) or not IDEMPOTENCY_KEY.fullmatch(key):
+            raise BadRequest("invalid_idempotency_key", "Idempotency-Key must be 8 to 128 letters, digits or . _ : -")
+        return key
+
+    @staticmethod
+    def _dropped(dataset: DatasetDoc, values: Mapping[str, FormValue]) -> tuple[str, ...]:
+        machinery = {dataset.honeypot_field, dataset.consent_field}
+        names = {
+            _tame_name(name) or "(unnamed)"
+            for name in values
+            if name not in dataset.field_names and name not in machinery and not name.startswith(CONTROL_PREFIX)
+        }
+        return tuple(sorted(names)[:MAX_DROPPED_SHOWN])
+
+    @staticmethod
+    def _return_page(dataset: DatasetDoc, values: Mapping[str, FormValue], headers: Mapping[str, str]) -> str | None:
+        """The form's page, when it is on an allowed origin: never redirect anywhere else."""
+        for candidate in (values.get(RETURN_FIELD), headers.get("referer")):
+            if isinstance(candidate, str) and origin_of_url(candidate) in dataset.allowed_origins:
+                return candidate
+        return None
+
+    def _failure(
+        self,
+        error: PackCloudError,
+        dataset: DatasetDoc,
+        origin: str,
+        navigation: bool,
+        values: Mapping[str, FormValue],
+        headers: Mapping[str, str],
+    ) -> FormAnswer:
+        page = self._return_page(dataset, values, headers) if navigation else None
+        if page is not None:
+            query = {"packcloud_error": error.code}
+            fields = [p["field"] for p in error.extra.get("errors", []) if _tame_name(str(p["field"]))]
+            if fields:
+                query["packcloud_fields"] = ",".join(fields)
+            return FormAnswer(303, None, {"Location": _with_query(page, query)})
+        return FormAnswer(error.status, error.body(), {**error.headers, **cors_headers(origin)})
+
+
+def _given(raw: FormValue) -> bool:
+    try:
+        return raw is not None and normalise("boolean", raw, max_length=None, options=()) is True
+    except InvalidValue:
+        return False
+
+
+def _iso(clock: Clock) -> str:
+    return clock.now().isoformat().replace("+00:00", "Z")
+
+
+class SubmissionMarkers:
+    """Idempotency markers in the state container: `{tenant}/datasets/{dataset}/idem/<keyed hash>.json`.
+
+    A marker holds the record id and the dropped field names, never submitted values; it expires with
+    the purge after a day (or the dataset's retention, if shorter) and goes with its dataset. It carries the
+    record's subject tag, so that an export shows it and an erasure removes it with the record.
+    """
+
+    def __init__(self, storage: Storage, capture: CaptureStore, settings: Settings, clock: Clock) -> None:
+        self._storage = storage
+        self._capture = capture
+        self._master = settings.master_key.get_secret_value()
+        self._clock = clock
+
+    def _name(self, target: Target, key: str) -> str:
+        digest = hmac.new(derive_key(self._master, "idempotency", target.tenant.id), key.encode(), hashlib.sha256)
+        return f"{SUBMISSION_MARKER.prefix(target.tenant.id, target.dataset.id)}{digest.hexdigest()[:40]}.json"
+
+    def claim(
+        self,
+        target: Target,
+        key: str,
+        record_id: str,
+        dropped: tuple[str, ...],
+        subject: str | None = None,
+        rounds: int = 3,
+    ) -> str | None:
+        """None when this submission is new and now claimed; else the id already answered for it."""
+        if rounds == 0:
+            raise StorageUnavailable("the submission's marker keeps changing, retry later", retry_after=1)
+        container = self._storage.container(STATE)
+        name = self._name(target, key)
+        now = self._clock.now()
+        expires = min(now + MARKER_TTL, target.dataset.expires_at(now))
+        body = json.dumps({"record": record_id, "dropped": list(dropped), "at": now.isoformat()}).encode()
+        tags = {"t": target.tenant.id, "d": target.dataset.id, "exp": tag_time(expires)}
+        if subject is not None:
+            tags["sub"] = subject
+        try:
+            container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON)
+            return None
+        except ResourceExistsError:
+            pass
+        except AzureError:
+            raise StorageUnavailable() from None
+        earlier, etag = self._read(target, key)
+        if earlier is None:  # released meanwhile: claim again
+            return self.claim(target, key, record_id, dropped, subject, rounds - 1)
+        if self._capture.exists(target.tenant.id, target.dataset.id, str(earlier["record"])):
+            return str(earlier["record"])
+        if now - datetime.fromisoformat(earlier["at"]) <= 2 * COMMIT_DEADLINE:
+            error = Conflict("submission_in_progress", "the same submission is being stored, retry shortly")
+            error.headers["Retry-After"] = "2"
+            raise error
+        # The earlier attempt died between its marker and its record: this one takes the marker over.
+        try:
+            container.upload_blob(
+                name,
+                body,
+                overwrite=True,
+                tags=tags,
+                content_settings=JSON,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            return self.claim(target, key, record_id, dropped, subject, rounds - 1)
+        except AzureError:
+            raise StorageUnavailable() from None
+        return None
+
+    def dropped_of(self, target: Target, key: str) -> list[str]:
+        earlier, _ = self._read(target, key)
+        return list(earlier.get("dropped", [])) if earlier else []
+
+    def release(self, target: Target, key: str) -> None:
+        with contextlib.suppress(AzureError):
+            self._storage.container(STATE).delete_blob(self._name(target, key))
+
+    def _read(self, target: Target, key: str) -> tuple[dict[str, Any] | None, str | None]:
+        return self._storage.read_json(STATE, self._name(target, key))
+
+
+def render_snippet(forms_endpoint: str) -> str:
+    """The form-enhancing script; `forms_endpoint` is the deployment's …/api/forms."""
+    return render_script(SNIPPET, {"endpoint": forms_endpoint})

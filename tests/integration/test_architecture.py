@@ -1,0 +1,162 @@
+"""The layers of shared/ (pyproject.toml, [tool.importlinter]): imports point down only, and no cycle.
+
+Unit tests: they read source files, never storage, a host or a browser.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+
+from tests.factories import ROOT
+
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """The contract check of `make lint`, on the tree at `root` (its own shared/ and functions/ only)."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", "--config", str(root / "pyproject.toml")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def copy_tree(tmp_path: Path) -> Path:
+    for name in ("shared", "functions"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def add_import(module: Path, statement: str) -> None:
+    module.write_text(module.read_text(encoding="utf-8") + f"\n{statement}\n", encoding="utf-8")
+
+
+def test_the_import_contract_is_kept():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 kept, 0 broken" in " ".join(result.stdout.split())
+
+
+def test_an_upward_import_breaks_the_contract(tmp_path):
+    """The cycle the layers removed (audit -> services) and a region rule asking for the services again."""
+    tree = copy_tree(tmp_path)
+    add_import(tree / "shared" / "storage" / "audit.py", "from shared.services import get_services  # noqa")
+    add_import(tree / "shared" / "registry" / "access.py", "from shared.services import Services  # noqa")
+    result = lint_imports(tree)
+    assert result.returncode == 1
+    assert "shared.storage.audit -> shared.services" in result.stdout
+    assert "shared.registry.access -> shared.services" in result.stdout
+    assert "BROKEN" in result.stdout
+
+
+def test_a_lazy_import_inside_a_function_breaks_it_too(tmp_path):
+    """The old cycle hid in a `main()`: an import inside a function counts like one at the top."""
+    tree = copy_tree(tmp_path)
+    add_import(tree / "shared" / "lifecycle" / "purge.py", "def main():\n    from shared.cli import purge  # noqa")
+    result = lint_imports(tree)
+    assert result.returncode == 1
+    assert "shared.lifecycle.purge -> shared.cli" in result.stdout
+
+
+def test_capabilities_do_not_import_each_other(tmp_path):
+    tree = copy_tree(tmp_path)
+    add_import(tree / "shared" / "pixel" / "hits.py", "from shared.webform.intake import FormIntake  # noqa")
+    result = lint_imports(tree)
+    assert result.returncode == 1
+    assert "shared.pixel.hits -> shared.webform.intake" in result.stdout
+
+
+def test_a_subpackage_outside_the_layers_breaks_it(tmp_path):
+    """Every subpackage of shared/ must be given its layer (exhaustive), so a new one cannot slip past."""
+    tree = copy_tree(tmp_path)
+    (tree / "shared" / "webhooks").mkdir()
+    (tree / "shared" / "webhooks" / "__init__.py").write_text('"""Provider webhooks."""\n', encoding="utf-8")
+    result = lint_imports(tree)
+    assert result.returncode == 1
+    assert "shared.webhooks" in result.stdout
+
+
+def test_shared_never_imports_the_http_functions(tmp_path):
+    tree = copy_tree(tmp_path)
+    add_import(tree / "shared" / "capture" / "store.py", "from functions._http import json_response  # noqa")
+    result = lint_imports(tree)
+    assert result.returncode == 1
+    assert "shared.capture.store -> functions._http" in result.stdout
+
+
+def cycles(graph: grimp.ImportGraph, modules: set[str]) -> list[set[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[set[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for imported in graph.find_modules_directly_imported_by(module) & modules:
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            component = set()
+            while True:
+                member = stack.pop()
+                component.add(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                found.append(component)
+
+    for module in sorted(modules):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def shared_graph(root: Path) -> tuple[grimp.ImportGraph, set[str]]:
+    sys.path.insert(0, str(root))
+    try:
+        graph = grimp.build_graph("shared", cache_dir=None)
+    finally:
+        sys.path.remove(str(root))
+    return graph, {module for module in graph.modules if module.startswith("shared")}
+
+
+def test_no_module_of_shared_imports_itself_through_others():
+    """Within a layer too (which the layers contract allows): no cycle at all, of any length."""
+    graph, modules = shared_graph(ROOT)
+    assert cycles(graph, modules) == []
+
+
+def test_the_cycle_check_finds_a_cycle_inside_one_layer():
+    graph, modules = shared_graph(ROOT)
+    graph.add_import(importer="shared.registry.models", imported="shared.registry.store")
+    assert {"shared.registry.models", "shared.registry.store"} in cycles(graph, modules)
+
+
+def test_shared_never_imports_azure_functions():
+    """The rules never depend on the Functions host (import-linter can only forbid top-level external names)."""
+    offenders = []
+    for path in sorted((ROOT / "shared").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            if any(name == "azure.functions" or name.startswith("azure.functions.") for name in names):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
