@@ -37,11 +37,13 @@ $(CHECKOV): infra/requirements-checkov.txt
 run: deps
 	$(PY) -m devenv.run
 
-# ruff, then the import contract of pyproject.toml: the layers of shared/ point down only.
+# ruff, then the import contract of pyproject.toml (the layers of shared/ point down only), then the types
+# (mypy, strict, over shared/, functions/, devhost/ and function_app.py: [tool.mypy] in pyproject.toml).
 lint: deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 
 # pytest exits 5 when it collected no test: that is not a failure of the suite.
 # Both tiers: tests/unit first (seconds), then tests/integration (Azurite, hosts, Chromium, checkov).
@@ -72,4 +74,4 @@ deploy:
 	infra/deploy.sh $(REGION)
 
 clean:
-	rm -rf $(VENV) .venv-checkov node_modules .azurite .state .pytest_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) .venv-checkov node_modules .azurite .state .pytest_cache .ruff_cache .import_linter_cache .mypy_cache

@@ -75,7 +75,7 @@ def _functions(app: func.FunctionApp) -> list[Any]:
     cached = getattr(app, "_devhost_functions", None)
     if cached is None:
         cached = list(app.get_functions())
-        app._devhost_functions = cached  # type: ignore[attr-defined]
+        app._devhost_functions = cached  # type: ignore[attr-defined]  # our own mark on the app, read back above
     return cached
 
 

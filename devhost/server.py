@@ -117,8 +117,8 @@ class FunctionHost:
         allowed = [(route, params) for route, params in matches if route.allows(method)]
         if not allowed:
             methods = sorted({m for route, _ in matches for m in route.methods})
-            status, response_headers, body = _json(405, "method_not_allowed", f"allowed: {', '.join(methods)}")
-            return status, [*response_headers, (b"allow", ", ".join(methods).encode())], body
+            status, response_headers, answer = _json(405, "method_not_allowed", f"allowed: {', '.join(methods)}")
+            return status, [*response_headers, (b"allow", ", ".join(methods).encode())], answer
         route, params = allowed[0]
         if not self._key_ok(route.auth_level, headers, query):
             return _json(401, "unauthorized", "send a valid function key in x-functions-key or ?code=")

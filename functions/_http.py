@@ -63,6 +63,6 @@ def lower_headers(req: func.HttpRequest) -> dict[str, str]:
 
 def base_url(req: func.HttpRequest) -> str:
     """The public URL prefix of the API (…/api), as the client reached it."""
-    url = req.url.split("?", 1)[0]
+    url: str = req.url.split("?", 1)[0]
     marker = url.find("/api/")
     return url[: marker + 4] if marker >= 0 else url.rsplit("/", 1)[0]

@@ -6,6 +6,8 @@ POST           /api/autonumber/{tenant}/{sequence}/next            (tenant key) 
 
 from __future__ import annotations
 
+from typing import Any
+
 import azure.functions as func
 
 from functions._http import handles_errors, json_response
@@ -21,7 +23,7 @@ bp = func.Blueprint()
 MAX_IDEMPOTENCY_KEY = 200
 
 
-def _shown(state: SequenceState) -> dict:
+def _shown(state: SequenceState) -> dict[str, Any]:
     return {"tenant": state.tenant, "sequence": state.sequence, **state.definition.model_dump(), "next": state.next}
 
 

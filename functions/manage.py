@@ -9,6 +9,7 @@ PUT/GET/DELETE /api/manage/tenants/{tenant}/datasets/{dataset}
 from __future__ import annotations
 
 from itertools import islice
+from typing import Any
 
 import azure.functions as func
 
@@ -28,7 +29,7 @@ bp = func.Blueprint()
 MAX_DATASETS_PER_TENANT = 100
 
 
-def _read_body(req: func.HttpRequest) -> dict:
+def _read_body(req: func.HttpRequest) -> dict[str, Any]:
     settings = get_services().settings
     return parse_json_object(req.get_body() or b"{}", req.headers.get("content-type"), settings.max_body_bytes)
 
@@ -126,5 +127,5 @@ def _check_room(services: Services, tenant: str, dataset: str) -> None:
         )
 
 
-def _shown(doc: DatasetDoc) -> dict:
+def _shown(doc: DatasetDoc) -> dict[str, Any]:
     return doc.model_dump(mode="json")

@@ -64,8 +64,8 @@ def sync_records(req: func.HttpRequest) -> func.HttpResponse:
     if cursor is not None and not is_record_id(cursor):
         raise BadRequest("invalid_cursor", "cursor must be a next_cursor value from an earlier page")
     limit = _limit(req.params.get("limit"))
-    generations = Generations(services.registry, access.tenant, [access.dataset])
-    page = delivery.page(access.tenant.id, access.dataset.id, cursor, limit, generations)
+    generations = Generations(services.registry, access.tenant, [access.named_dataset])
+    page = delivery.page(access.tenant.id, access.named_dataset.id, cursor, limit, generations)
     return json_response({"records": page.records, "next_cursor": page.next_cursor, "more": page.more})
 
 
@@ -77,5 +77,5 @@ def sync_ack(req: func.HttpRequest) -> func.HttpResponse:
     body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
     ack = validate_model(AckRequest, body, "invalid_ack", "acknowledgement")
     ids = list(dict.fromkeys(ack.ids))
-    deleted, already_gone = delivery.acknowledge(access.tenant.id, access.dataset.id, ids)
+    deleted, already_gone = delivery.acknowledge(access.tenant.id, access.named_dataset.id, ids)
     return json_response({"acknowledged": len(ids), "new": deleted, "already_gone": already_gone})

@@ -20,7 +20,7 @@ from typing import Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import ContentSettings
+from azure.storage.blob import BlobClient, ContentSettings
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.autonumber.format import DateTimeUtc, parse_format, render
@@ -117,7 +117,7 @@ class SequenceStore:
         self._lock = threading.Lock()
         self.retries = 0  # conflicts seen (benchmarks report retries per number)
 
-    def _blob(self, tenant: str, sequence: str):  # type: ignore[no-untyped-def]
+    def _blob(self, tenant: str, sequence: str) -> BlobClient:
         return self._storage.container(REGISTRY).get_blob_client(f"{sequence_prefix(tenant)}{sequence}.json")
 
     def _read(self, tenant: str, sequence: str) -> tuple[SequenceState, str] | None:
@@ -184,7 +184,7 @@ class SequenceStore:
         now = self._clock.now()
         created = False
 
-        def change(current):  # type: ignore[no-untyped-def]
+        def change(current: tuple[SequenceState, str] | None) -> tuple[SequenceState, str | None] | None:
             nonlocal created
             if current is None:
                 created = True
@@ -214,7 +214,7 @@ class SequenceStore:
         now = self._clock.now()
         answer: Allocation | None = None
 
-        def change(current):  # type: ignore[no-untyped-def]
+        def change(current: tuple[SequenceState, str] | None) -> tuple[SequenceState, str | None] | None:
             nonlocal answer
             if current is None:
                 raise NotFound("unknown_sequence", "the tenant has no sequence with this id")

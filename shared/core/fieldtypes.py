@@ -9,7 +9,7 @@ import ipaddress
 import math
 import re
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
@@ -17,7 +17,7 @@ from email_validator import EmailNotValidError, validate_email
 FieldType = Literal[
     "string", "email", "phone", "url", "integer", "number", "boolean", "date", "datetime", "choice", "ip"
 ]
-FIELD_TYPES: tuple[str, ...] = FieldType.__args__  # type: ignore[attr-defined]
+FIELD_TYPES: tuple[str, ...] = get_args(FieldType)
 LENGTH_TYPES = frozenset({"string", "email", "phone", "url"})
 DEFAULT_MAX_LENGTH = {"string": 1024, "email": 254, "phone": 32, "url": 2048}
 

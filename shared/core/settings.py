@@ -186,7 +186,7 @@ def setting_names() -> set[str]:
 def load_settings() -> Settings:
     """Read the settings, or fail naming each missing or invalid one (values are never echoed)."""
     try:
-        return Settings()  # type: ignore[call-arg]
+        return Settings()
     except ValidationError as error:
         problems = []
         for item in error.errors(include_input=False, include_url=False):

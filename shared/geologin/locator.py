@@ -29,8 +29,14 @@ class Location:
     longitude: float | None = None
 
     @property
+    def coordinates(self) -> tuple[float, float] | None:
+        if self.latitude is None or self.longitude is None:
+            return None
+        return self.latitude, self.longitude
+
+    @property
     def has_coordinates(self) -> bool:
-        return self.latitude is not None and self.longitude is not None
+        return self.coordinates is not None
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,8 +82,9 @@ class Locator:
 def _name(entry: object) -> str | None:
     if isinstance(entry, dict):
         names = entry.get("names")
-        if isinstance(names, dict) and isinstance(names.get("en"), str):
-            return names["en"]
+        name = names.get("en") if isinstance(names, dict) else None
+        if isinstance(name, str):
+            return name
     return None
 
 
@@ -100,8 +107,9 @@ def _from_city_record(found: dict[str, Any], fallback_country: str | None) -> Lo
 
 def distance_km(a: Location, b: Location) -> float:
     """Great-circle distance (haversine) between two located points."""
-    if not (a.has_coordinates and b.has_coordinates):
+    first, second = a.coordinates, b.coordinates
+    if first is None or second is None:
         raise ValueError("both locations need coordinates")
-    lat1, lon1, lat2, lon2 = map(math.radians, (a.latitude, a.longitude, b.latitude, b.longitude))  # type: ignore[arg-type]
+    lat1, lon1, lat2, lon2 = map(math.radians, (*first, *second))
     h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))

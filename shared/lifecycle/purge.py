@@ -141,7 +141,7 @@ class Purger:
         return report
 
     def _local_datasets(self) -> list[tuple[str, str, int]]:
-        found = []
+        found: list[tuple[str, str, int]] = []
         for tenant in self._registry.list_tenants():
             if tenant.region != self._region:
                 continue

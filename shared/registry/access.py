@@ -29,6 +29,13 @@ class Access:
     tenant: Tenant
     dataset: DatasetDoc | None
 
+    @property
+    def named_dataset(self) -> DatasetDoc:
+        """The dataset of a check that was given a dataset id (where it was unknown the check was a 404)."""
+        if self.dataset is None:
+            raise NotFound("unknown_dataset", "the tenant has no dataset with this id")
+        return self.dataset
+
 
 def tenant_access(
     services: Gatekeepers,

@@ -214,7 +214,7 @@ class Registry:
             return self._read(name, model)
         with self._lock:
             if name in self._cache:
-                return self._cache[name]  # type: ignore[return-value]
+                return self._cache[name]  # type: ignore[return-value]  # a blob name holds one model: `model`
         value = self._read(name, model)
         with self._lock:
             self._cache[name] = value

@@ -10,13 +10,16 @@ import json
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import requests
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.core.pipeline.transport import RequestsTransport
-from azure.storage.blob import BlobServiceClient, ContainerClient, LinearRetry
+from azure.core.paging import PageIterator
+from azure.core.pipeline.transport import HttpRequest, HttpResponse, RequestsTransport
+from azure.core.rest import HttpRequest as RestHttpRequest
+from azure.core.rest import HttpResponse as RestHttpResponse
+from azure.storage.blob import BlobServiceClient, ContainerClient, FilteredBlob, LinearRetry
 
 from shared.core.errors import StorageUnavailable
 from shared.core.settings import Settings
@@ -40,7 +43,8 @@ BATCH_DELETE_MAX = 256  # Blob batch takes at most 256 sub-requests.
 FIND_PAGE_MAX = 5000
 
 
-class CountingTransport(RequestsTransport):
+# azure.core exports RequestsTransport through a module __getattr__, which mypy reads as Any.
+class CountingTransport(RequestsTransport):  # type: ignore[misc]  # subclassing Any: see the line above
     """Counts the HTTP requests the SDK sends: benchmarks and tests check storage round trips."""
 
     def __init__(self, **kwargs: object) -> None:
@@ -52,10 +56,11 @@ class CountingTransport(RequestsTransport):
         self._lock = threading.Lock()
         self.sent = 0
 
-    def send(self, request, **kwargs):  # type: ignore[no-untyped-def,override]
+    def send(self, request: HttpRequest | RestHttpRequest, **kwargs: Any) -> HttpResponse | RestHttpResponse:
         with self._lock:
             self.sent += 1
-        return super().send(request, **kwargs)
+        response: HttpResponse | RestHttpResponse = super().send(request, **kwargs)
+        return response
 
 
 def make_transport(settings: Settings) -> CountingTransport:
@@ -65,17 +70,20 @@ def make_transport(settings: Settings) -> CountingTransport:
 
 
 def make_service_client(settings: Settings, transport: CountingTransport) -> BlobServiceClient:
-    options = {
-        "transport": transport,
-        # The storage SDK's default backoff waits 15 s, then 18 s: a storage outage would hold every request
-        # ~45 s before its 503. Short waits keep the answer to an outage within a few seconds.
-        "retry_policy": LinearRetry(backoff=RETRY_BACKOFF_S, retry_total=RETRY_TOTAL, random_jitter_range=0.2),
-    }
+    # The storage SDK's default backoff waits 15 s, then 18 s: a storage outage would hold every request
+    # ~45 s before its 503. Short waits keep the answer to an outage within a few seconds.
+    retry = LinearRetry(
+        backoff=RETRY_BACKOFF_S,  # type: ignore[arg-type]  # annotated int, but it waits random.uniform seconds
+        retry_total=RETRY_TOTAL,
+        random_jitter_range=0.2,  # type: ignore[arg-type]  # the same: a float range is what it computes with
+    )
     if settings.storage_connection_string is not None:
         return BlobServiceClient.from_connection_string(
-            settings.storage_connection_string.get_secret_value(), **options
+            settings.storage_connection_string.get_secret_value(), transport=transport, retry_policy=retry
         )
-    return BlobServiceClient(str(settings.storage_account_url), credential=app_credential(settings), **options)
+    return BlobServiceClient(
+        str(settings.storage_account_url), credential=app_credential(settings), transport=transport, retry_policy=retry
+    )
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,9 @@ class Storage:
     def find_page_by_tags(self, container: str, where: str, *, marker: str | None = None) -> TagPage:
         """One page of a tag query (at most FIND_PAGE_MAX names) from `marker`, a `TagPage.marker` of the
         same query, on: one storage request, however many blobs the query matches."""
-        pages = self.container(container).find_blobs_by_tags(where, results_per_page=FIND_PAGE_MAX).by_page(marker)
+        found = self.container(container).find_blobs_by_tags(where, results_per_page=FIND_PAGE_MAX)
+        # by_page answers a PageIterator (it keeps the continuation token); its annotation says only Iterator.
+        pages = cast(PageIterator[FilteredBlob], found.by_page(marker))
         names = [item.name for item in next(pages, [])]
         return TagPage(names, pages.continuation_token or None)
 

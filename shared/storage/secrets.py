@@ -144,7 +144,8 @@ def _conflict_reason(error: HttpResponseError) -> str | None:
     if error.status_code != 409 or error.response is None:
         return None
     try:
-        body = error.response.json()
+        # The error's response is typed by what every transport has: text(), not json().
+        body = json.loads(error.response.text())
         reason = body["error"]["innererror"]["code"]
     except (ValueError, KeyError, TypeError):
         return None

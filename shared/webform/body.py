@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from python_multipart.exceptions import MultipartParseError
@@ -17,6 +18,9 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from shared.core.bodies import check_size, parse_json
 from shared.core.errors import BadRequest, UnsupportedMediaType
+
+if TYPE_CHECKING:  # python-multipart defines its callback types for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 FormValue = str | int | float | bool | None
 MAX_FIELDS = 200
@@ -147,7 +151,7 @@ class _Parts:
         self._name = ""
         self._data: list[bytes] = []
 
-    def callbacks(self) -> dict[str, object]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._begin,
             "on_header_field": lambda data, start, end: self._header_name.extend(data[start:end]),
