@@ -11,14 +11,14 @@ import azure.functions as func
 from functions._http import handles_errors, json_response
 from shared.autonumber.sequences import NextRequest, SequenceDefinition, SequenceState
 from shared.core.bodies import parse_json_object, validate_model
-from shared.core.errors import BadRequest, NotFound
+from shared.core.errors import NotFound
+from shared.core.idempotency import check_idempotency_key
 from shared.core.ids import check_id
 from shared.registry.access import tenant_access
 from shared.registry.auth import require_tenant
 from shared.services import get_services
 
 bp = func.Blueprint()
-MAX_IDEMPOTENCY_KEY = 200
 
 
 def _shown(state: SequenceState) -> dict:
@@ -63,9 +63,7 @@ def autonumber_next(req: func.HttpRequest) -> func.HttpResponse:
     )
     request = validate_model(NextRequest, body, "invalid_request", "request")
     key = req.headers.get("idempotency-key")
-    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
-        raise BadRequest(
-            "invalid_idempotency_key", f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
-        )
+    if key is not None:
+        key = check_idempotency_key(key)
     allocation = services.sequences.next(access.tenant.id, sequence, request.count, key)
     return json_response(allocation.model_dump())

@@ -35,7 +35,6 @@ from shared.capture.personal_state import SUBMISSION_MARKER
 from shared.capture.store import COMMIT_DEADLINE, CaptureStore, Target
 from shared.core.clock import Clock, tag_time
 from shared.core.errors import (
-    BadRequest,
     Conflict,
     Forbidden,
     PackCloudError,
@@ -44,6 +43,7 @@ from shared.core.errors import (
     Unprocessable,
 )
 from shared.core.fieldtypes import InvalidValue, normalise
+from shared.core.idempotency import check_idempotency_key
 from shared.core.ids import new_record_id
 from shared.core.keys import derive_key
 from shared.core.net import client_ip
@@ -59,7 +59,6 @@ SNIPPET = Path(__file__).with_name("snippet.js")
 CONTROL_PREFIX = "_packcloud_"
 SUBMISSION_FIELD = "_packcloud_submission"  # the snippet's submission id: an idempotency key in the form
 RETURN_FIELD = "_packcloud_return"  # the form's page, for plain posts whose browser sends no full Referer
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 MARKER_TTL = timedelta(hours=24)
 PREFLIGHT_HEADERS = ("accept", "content-type", "idempotency-key")
 PREFLIGHT_MAX_AGE = "600"
@@ -231,9 +230,7 @@ class FormIntake:
         key = headers.get("idempotency-key") or values.get(SUBMISSION_FIELD)
         if key is None or key == "":
             return None
-        if not isinstance(key, str) or not IDEMPOTENCY_KEY.fullmatch(key):
-            raise BadRequest("invalid_idempotency_key", "Idempotency-Key must be 8 to 128 letters, digits or . _ : -")
-        return key
+        return check_idempotency_key(key)
 
     @staticmethod
     def _dropped(dataset: DatasetDoc, values: Mapping[str, FormValue]) -> tuple[str, ...]:
