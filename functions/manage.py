@@ -8,24 +8,19 @@ PUT/GET/DELETE /api/manage/tenants/{tenant}/datasets/{dataset}
 
 from __future__ import annotations
 
-from itertools import islice
-
 import azure.functions as func
 
 from functions._http import handles_errors, json_response
 from shared.core.bodies import parse_json_object, validate_model
-from shared.core.errors import Conflict, NotFound
+from shared.core.errors import NotFound
 from shared.core.ids import check_id
 from shared.registry.auth import require_tenant
+from shared.registry.datasets import delete_dataset, put_dataset, require_dataset
 from shared.registry.models import Dataset, DatasetDoc, KeyRotation, TenantIn
-from shared.registry.store import dataset_blob
 from shared.registry.tenants import delete_tenant, put_tenant, rotate_keys
-from shared.services import Services, get_services
-from shared.storage.blobs import REGISTRY
+from shared.services import get_services
 
 bp = func.Blueprint()
-# A tenant's dataset count sets the work of its dataset list, DPO report and deletion: bounded at creation.
-MAX_DATASETS_PER_TENANT = 100
 
 
 def _read_body(req: func.HttpRequest) -> dict:
@@ -86,44 +81,13 @@ def manage_dataset(req: func.HttpRequest) -> func.HttpResponse:
     tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
     dataset_id = check_id("dataset", req.route_params.get("dataset"))
     if req.method == "GET":
-        doc = services.registry.get_dataset(tenant.id, dataset_id)
-        if doc is None:
-            raise NotFound("unknown_dataset", "the tenant has no dataset with this id")
-        return json_response(_shown(doc))
+        return json_response(_shown(require_dataset(services.registry, tenant.id, dataset_id)))
     if req.method == "DELETE":
-        if not services.registry.delete_dataset(tenant.id, dataset_id):
-            raise NotFound("unknown_dataset", "the tenant has no dataset with this id")
-        services.audit.append(tenant.id, "dataset", dataset=dataset_id, change="deleted")
+        delete_dataset(services.registry, services.audit, tenant.id, dataset_id)
         return func.HttpResponse(status_code=204)
     declaration = validate_model(Dataset, _read_body(req), "invalid_dataset", "dataset")
-    # Datasets are declared where the tenant's data lives, never in another region.
-    services.residency.require_home(tenant)
-    _check_room(services, tenant.id, dataset_id)
-    doc, created = services.registry.put_dataset(tenant.id, dataset_id, declaration)
-    # Ids and the retention only: the declaration names the controller's and DPO's contacts.
-    services.audit.append(
-        tenant.id,
-        "dataset",
-        dataset=dataset_id,
-        change="created" if created else "replaced",
-        capability=doc.capability,
-        retention_days=doc.retention_days,
-        generation=doc.generation,
-        declaration_revision=doc.declaration_revision,
-    )
+    doc, created = put_dataset(services.registry, services.residency, services.audit, tenant, dataset_id, declaration)
     return json_response(_shown(doc), 201 if created else 200)
-
-
-def _check_room(services: Services, tenant: str, dataset: str) -> None:
-    """A new dataset only while the tenant has fewer than the maximum (one listing of at most that many names)."""
-    name = dataset_blob(tenant, dataset)
-    listed = services.storage.container(REGISTRY).list_blobs(name_starts_with=name.rsplit("/", 1)[0] + "/")
-    names = [blob.name for blob in islice(listed, MAX_DATASETS_PER_TENANT)]
-    if len(names) >= MAX_DATASETS_PER_TENANT and name not in names:
-        raise Conflict(
-            "too_many_datasets",
-            f"a tenant has at most {MAX_DATASETS_PER_TENANT} datasets; delete one to declare another",
-        )
 
 
 def _shown(doc: DatasetDoc) -> dict:

@@ -27,13 +27,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
-from azure.storage.blob import ContentSettings
 
 from shared.capture.personal_state import SUBMISSION_MARKER
 from shared.capture.store import COMMIT_DEADLINE, CaptureStore, Target
-from shared.core.clock import Clock, tag_time
+from shared.core.clock import Clock
 from shared.core.errors import (
     Conflict,
     Forbidden,
@@ -41,6 +39,7 @@ from shared.core.errors import (
     StorageUnavailable,
     TooManyRequests,
     Unprocessable,
+    field_problems,
 )
 from shared.core.fieldtypes import InvalidValue, normalise
 from shared.core.idempotency import check_idempotency_key
@@ -50,7 +49,7 @@ from shared.core.net import client_ip
 from shared.core.settings import Settings
 from shared.core.snippets import render_script
 from shared.registry.models import DatasetDoc, Record, origin_of_url
-from shared.storage.blobs import STATE, Storage
+from shared.storage.blobs import JSON_CONTENT, STATE, Storage, index_tags, only_if_unchanged, storage_errors
 from shared.webform.body import FormValue, parse_form
 from shared.webform.rate_limit import RateLimiter
 
@@ -63,7 +62,6 @@ MARKER_TTL = timedelta(hours=24)
 PREFLIGHT_HEADERS = ("accept", "content-type", "idempotency-key")
 PREFLIGHT_MAX_AGE = "600"
 MAX_DROPPED_SHOWN = 50
-JSON = ContentSettings(content_type="application/json")
 
 
 @dataclass(frozen=True)
@@ -176,9 +174,9 @@ class FormIntake:
         address = client_ip(post.headers.get("x-forwarded-for"), self._settings.trusted_proxies) or "unknown"
         wait = self._limiter.take(f"{post.tenant}|{address}")
         if wait is not None:
-            error = TooManyRequests("rate_limited", "too many submissions from this client, wait and retry")
-            error.headers["Retry-After"] = str(wait)
-            raise error
+            raise TooManyRequests(
+                "rate_limited", "too many submissions from this client, wait and retry", retry_after=wait
+            )
 
     def _accept(
         self, target: Target, values: Mapping[str, FormValue], headers: Mapping[str, str]
@@ -221,8 +219,7 @@ class FormIntake:
         except Unprocessable as error:
             problems += [p for p in error.extra.get("errors", []) if p["field"] != dataset.consent_field]
         if problems:
-            summary = "; ".join(f"{p['field']} {p['reason']}" for p in problems[:5])
-            raise Unprocessable("invalid_fields", f"the submission does not fit the form: {summary}", errors=problems)
+            raise field_problems("invalid_fields", "the submission does not fit the form", problems, between=" ")
         return record
 
     @staticmethod
@@ -315,40 +312,28 @@ class SubmissionMarkers:
         now = self._clock.now()
         expires = min(now + MARKER_TTL, target.dataset.expires_at(now))
         body = json.dumps({"record": record_id, "dropped": list(dropped), "at": now.isoformat()}).encode()
-        tags = {"t": target.tenant.id, "d": target.dataset.id, "exp": tag_time(expires)}
-        if subject is not None:
-            tags["sub"] = subject
-        try:
-            container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON)
-            return None
-        except ResourceExistsError:
-            pass
-        except AzureError:
-            raise StorageUnavailable() from None
+        tags = index_tags(target.tenant.id, target.dataset.id, expires=expires, subject=subject)
+        with storage_errors():
+            try:
+                container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON_CONTENT)
+                return None
+            except ResourceExistsError:
+                pass
         earlier, etag = self._read(target, key)
         if earlier is None:  # released meanwhile: claim again
             return self.claim(target, key, record_id, dropped, subject, rounds - 1)
         if self._capture.exists(target.tenant.id, target.dataset.id, str(earlier["record"])):
             return str(earlier["record"])
         if now - datetime.fromisoformat(earlier["at"]) <= 2 * COMMIT_DEADLINE:
-            error = Conflict("submission_in_progress", "the same submission is being stored, retry shortly")
-            error.headers["Retry-After"] = "2"
-            raise error
-        # The earlier attempt died between its marker and its record: this one takes the marker over.
-        try:
-            container.upload_blob(
-                name,
-                body,
-                overwrite=True,
-                tags=tags,
-                content_settings=JSON,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
+            raise Conflict(
+                "submission_in_progress", "the same submission is being stored, retry shortly", retry_after=2
             )
-        except ResourceModifiedError:
-            return self.claim(target, key, record_id, dropped, subject, rounds - 1)
-        except AzureError:
-            raise StorageUnavailable() from None
+        # The earlier attempt died between its marker and its record: this one takes the marker over.
+        with storage_errors():
+            try:
+                container.upload_blob(name, body, tags=tags, content_settings=JSON_CONTENT, **only_if_unchanged(etag))
+            except ResourceModifiedError:
+                return self.claim(target, key, record_id, dropped, subject, rounds - 1)
         return None
 
     def dropped_of(self, target: Target, key: str) -> list[str]:
