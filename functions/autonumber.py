@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions._http import handles_errors, json_response
+from functions._http import handles_errors, json_model, json_response
 from shared.autonumber.sequences import NextRequest, SequenceDefinition, SequenceState
 from shared.core.bodies import parse_json_object, validate_model
 from shared.core.errors import NotFound
@@ -44,8 +44,8 @@ def manage_sequence(req: func.HttpRequest) -> func.HttpResponse:
         if not store.delete(tenant.id, sequence):
             raise NotFound("unknown_sequence", "the tenant has no sequence with this id")
         return func.HttpResponse(status_code=204)
-    body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
-    definition = validate_model(SequenceDefinition, body, "invalid_sequence", "sequence")
+    max_bytes = services.settings.max_body_bytes
+    definition = json_model(req, SequenceDefinition, "invalid_sequence", "sequence", max_bytes)
     state, created = store.put(tenant.id, sequence, definition)
     return json_response(_shown(state), 201 if created else 200)
 

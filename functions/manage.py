@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions._http import handles_errors, json_response
-from shared.core.bodies import parse_json_object, validate_model
+from functions._http import M, handles_errors, json_model, json_response
 from shared.core.errors import NotFound
 from shared.core.ids import check_id
 from shared.registry.auth import require_tenant
@@ -23,9 +22,9 @@ from shared.services import get_services
 bp = func.Blueprint()
 
 
-def _read_body(req: func.HttpRequest) -> dict:
-    settings = get_services().settings
-    return parse_json_object(req.get_body() or b"{}", req.headers.get("content-type"), settings.max_body_bytes)
+def _read(req: func.HttpRequest, model: type[M], code: str, what: str) -> M:
+    """Every field of a manage body is optional: no body is `{}`."""
+    return json_model(req, model, code, what, get_services().settings.max_body_bytes, empty=b"{}")
 
 
 @bp.function_name("manage_tenant")
@@ -40,7 +39,7 @@ def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
         if not delete_tenant(services.registry, services.audit, tenant_id):
             raise NotFound("unknown_tenant", "no such tenant in this deployment")
         return func.HttpResponse(status_code=204)
-    change = validate_model(TenantIn, _read_body(req), "invalid_tenant", "tenant")
+    change = _read(req, TenantIn, "invalid_tenant", "tenant")
     master_key = services.settings.master_key.get_secret_value()
     shown, created = put_tenant(services.registry, services.audit, master_key, tenant_id, change)
     return json_response(shown, 201 if created else 200)
@@ -52,7 +51,7 @@ def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
 def manage_tenant_keys(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
-    rotation = validate_model(KeyRotation, _read_body(req), "invalid_rotation", "key rotation")
+    rotation = _read(req, KeyRotation, "invalid_rotation", "key rotation")
     # The signing key derives from this deployment's master key: only the tenant's home region can rotate it.
     services.residency.require_home(tenant)
     master_key = services.settings.master_key.get_secret_value()
@@ -85,7 +84,7 @@ def manage_dataset(req: func.HttpRequest) -> func.HttpResponse:
     if req.method == "DELETE":
         delete_dataset(services.registry, services.audit, tenant.id, dataset_id)
         return func.HttpResponse(status_code=204)
-    declaration = validate_model(Dataset, _read_body(req), "invalid_dataset", "dataset")
+    declaration = _read(req, Dataset, "invalid_dataset", "dataset")
     doc, created = put_dataset(services.registry, services.residency, services.audit, tenant, dataset_id, declaration)
     return json_response(_shown(doc), 201 if created else 200)
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions._http import handles_errors, json_response
-from shared.core.bodies import parse_json_object, validate_model
+from functions._http import handles_errors, json_model, json_response
 from shared.core.errors import BadRequest
 from shared.core.ids import is_record_id
 from shared.core.numbers import ascii_int
@@ -63,7 +62,6 @@ def sync_records(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 def sync_ack(req: func.HttpRequest) -> func.HttpResponse:
     services, access, delivery = _open(req)
-    body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
-    ack = validate_model(AckRequest, body, "invalid_ack", "acknowledgement")
+    ack = json_model(req, AckRequest, "invalid_ack", "acknowledgement", services.settings.max_body_bytes)
     deleted, already_gone = delivery.acknowledge(access.tenant.id, access.dataset.id, ack.ids)
     return json_response({"acknowledged": len(ack.ids), "new": deleted, "already_gone": already_gone})
