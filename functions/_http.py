@@ -6,16 +6,19 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import azure.functions as func
 from azure.core.exceptions import AzureError
+from pydantic import BaseModel
 
+from shared.core.bodies import parse_json_object, validate_model
 from shared.core.errors import PackCloudError, StorageUnavailable
 
 log = logging.getLogger("packcloud")
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
+M = TypeVar("M", bound=BaseModel)
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
@@ -55,6 +58,13 @@ def handles_errors(handler: Handler) -> Handler:
             return json_response({"error": "internal", "detail": "an unexpected error occurred"}, 500)
 
     return wrapper
+
+
+def json_model(req: func.HttpRequest, model: type[M], code: str, what: str, max_bytes: int, *, empty: bytes = b"") -> M:
+    """The JSON body as `model`: 413, 415 or 400 for the body itself, 422 `code` naming the fields that do not fit.
+    `empty`: what a request without a body stands for, on routes whose every field is optional."""
+    body = parse_json_object(req.get_body() or empty, req.headers.get("content-type"), max_bytes)
+    return validate_model(model, body, code, what)
 
 
 def lower_headers(req: func.HttpRequest) -> dict[str, str]:

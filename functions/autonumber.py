@@ -10,17 +10,17 @@ from typing import Any
 
 import azure.functions as func
 
-from functions._http import handles_errors, json_response
+from functions._http import handles_errors, json_model, json_response
 from shared.autonumber.sequences import NextRequest, SequenceDefinition, SequenceState
 from shared.core.bodies import parse_json_object, validate_model
-from shared.core.errors import BadRequest, NotFound
+from shared.core.errors import NotFound
+from shared.core.idempotency import check_idempotency_key
 from shared.core.ids import check_id
 from shared.registry.access import tenant_access
 from shared.registry.auth import require_tenant
 from shared.services import get_services
 
 bp = func.Blueprint()
-MAX_IDEMPOTENCY_KEY = 200
 
 
 def _shown(state: SequenceState) -> dict[str, Any]:
@@ -46,8 +46,8 @@ def manage_sequence(req: func.HttpRequest) -> func.HttpResponse:
         if not store.delete(tenant.id, sequence):
             raise NotFound("unknown_sequence", "the tenant has no sequence with this id")
         return func.HttpResponse(status_code=204)
-    body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
-    definition = validate_model(SequenceDefinition, body, "invalid_sequence", "sequence")
+    max_bytes = services.settings.max_body_bytes
+    definition = json_model(req, SequenceDefinition, "invalid_sequence", "sequence", max_bytes)
     state, created = store.put(tenant.id, sequence, definition)
     return json_response(_shown(state), 201 if created else 200)
 
@@ -65,9 +65,7 @@ def autonumber_next(req: func.HttpRequest) -> func.HttpResponse:
     )
     request = validate_model(NextRequest, body, "invalid_request", "request")
     key = req.headers.get("idempotency-key")
-    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
-        raise BadRequest(
-            "invalid_idempotency_key", f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
-        )
+    if key is not None:
+        key = check_idempotency_key(key)
     allocation = services.sequences.next(access.tenant.id, sequence, request.count, key)
     return json_response(allocation.model_dump())

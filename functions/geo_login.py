@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions._http import handles_errors, json_response
-from shared.core.bodies import parse_json_object, validate_model
+from functions._http import handles_errors, json_model, json_response
 from shared.geologin.signins import SignInRequest
 from shared.registry.access import tenant_access
 from shared.services import get_services
@@ -25,7 +24,6 @@ def geologin_sign_in(req: func.HttpRequest) -> func.HttpResponse:
         services, req.route_params.get("tenant", ""), req.headers.get("authorization"), req.route_params.get("dataset")
     )
     target = services.capture.target(access.tenant, access.dataset, "geologin")
-    body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
-    request = validate_model(SignInRequest, body, "invalid_sign_in", "sign-in")
+    request = json_model(req, SignInRequest, "invalid_sign_in", "sign-in", services.settings.max_body_bytes)
     result = services.geologins.sign_in(target, request, req.headers.get("x-forwarded-for"))
     return json_response(result.public(), 201)

@@ -8,30 +8,25 @@ PUT/GET/DELETE /api/manage/tenants/{tenant}/datasets/{dataset}
 
 from __future__ import annotations
 
-from itertools import islice
 from typing import Any
 
 import azure.functions as func
 
-from functions._http import handles_errors, json_response
-from shared.core.bodies import parse_json_object, validate_model
-from shared.core.errors import Conflict, NotFound
+from functions._http import M, handles_errors, json_model, json_response
+from shared.core.errors import NotFound
 from shared.core.ids import check_id
 from shared.registry.auth import require_tenant
+from shared.registry.datasets import delete_dataset, put_dataset, require_dataset
 from shared.registry.models import Dataset, DatasetDoc, KeyRotation, TenantIn
-from shared.registry.store import dataset_blob
 from shared.registry.tenants import delete_tenant, put_tenant, rotate_keys
-from shared.services import Services, get_services
-from shared.storage.blobs import REGISTRY
+from shared.services import get_services
 
 bp = func.Blueprint()
-# A tenant's dataset count sets the work of its dataset list, DPO report and deletion: bounded at creation.
-MAX_DATASETS_PER_TENANT = 100
 
 
-def _read_body(req: func.HttpRequest) -> dict[str, Any]:
-    settings = get_services().settings
-    return parse_json_object(req.get_body() or b"{}", req.headers.get("content-type"), settings.max_body_bytes)
+def _read(req: func.HttpRequest, model: type[M], code: str, what: str) -> M:
+    """Every field of a manage body is optional: no body is `{}`."""
+    return json_model(req, model, code, what, get_services().settings.max_body_bytes, empty=b"{}")
 
 
 @bp.function_name("manage_tenant")
@@ -46,7 +41,7 @@ def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
         if not delete_tenant(services.registry, services.audit, tenant_id):
             raise NotFound("unknown_tenant", "no such tenant in this deployment")
         return func.HttpResponse(status_code=204)
-    change = validate_model(TenantIn, _read_body(req), "invalid_tenant", "tenant")
+    change = _read(req, TenantIn, "invalid_tenant", "tenant")
     master_key = services.settings.master_key.get_secret_value()
     shown, created = put_tenant(services.registry, services.audit, master_key, tenant_id, change)
     return json_response(shown, 201 if created else 200)
@@ -58,7 +53,7 @@ def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
 def manage_tenant_keys(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
-    rotation = validate_model(KeyRotation, _read_body(req), "invalid_rotation", "key rotation")
+    rotation = _read(req, KeyRotation, "invalid_rotation", "key rotation")
     # The signing key derives from this deployment's master key: only the tenant's home region can rotate it.
     services.residency.require_home(tenant)
     master_key = services.settings.master_key.get_secret_value()
@@ -87,44 +82,13 @@ def manage_dataset(req: func.HttpRequest) -> func.HttpResponse:
     tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
     dataset_id = check_id("dataset", req.route_params.get("dataset"))
     if req.method == "GET":
-        doc = services.registry.get_dataset(tenant.id, dataset_id)
-        if doc is None:
-            raise NotFound("unknown_dataset", "the tenant has no dataset with this id")
-        return json_response(_shown(doc))
+        return json_response(_shown(require_dataset(services.registry, tenant.id, dataset_id)))
     if req.method == "DELETE":
-        if not services.registry.delete_dataset(tenant.id, dataset_id):
-            raise NotFound("unknown_dataset", "the tenant has no dataset with this id")
-        services.audit.append(tenant.id, "dataset", dataset=dataset_id, change="deleted")
+        delete_dataset(services.registry, services.audit, tenant.id, dataset_id)
         return func.HttpResponse(status_code=204)
-    declaration = validate_model(Dataset, _read_body(req), "invalid_dataset", "dataset")
-    # Datasets are declared where the tenant's data lives, never in another region.
-    services.residency.require_home(tenant)
-    _check_room(services, tenant.id, dataset_id)
-    doc, created = services.registry.put_dataset(tenant.id, dataset_id, declaration)
-    # Ids and the retention only: the declaration names the controller's and DPO's contacts.
-    services.audit.append(
-        tenant.id,
-        "dataset",
-        dataset=dataset_id,
-        change="created" if created else "replaced",
-        capability=doc.capability,
-        retention_days=doc.retention_days,
-        generation=doc.generation,
-        declaration_revision=doc.declaration_revision,
-    )
+    declaration = _read(req, Dataset, "invalid_dataset", "dataset")
+    doc, created = put_dataset(services.registry, services.residency, services.audit, tenant, dataset_id, declaration)
     return json_response(_shown(doc), 201 if created else 200)
-
-
-def _check_room(services: Services, tenant: str, dataset: str) -> None:
-    """A new dataset only while the tenant has fewer than the maximum (one listing of at most that many names)."""
-    name = dataset_blob(tenant, dataset)
-    listed = services.storage.container(REGISTRY).list_blobs(name_starts_with=name.rsplit("/", 1)[0] + "/")
-    names = [blob.name for blob in islice(listed, MAX_DATASETS_PER_TENANT)]
-    if len(names) >= MAX_DATASETS_PER_TENANT and name not in names:
-        raise Conflict(
-            "too_many_datasets",
-            f"a tenant has at most {MAX_DATASETS_PER_TENANT} datasets; delete one to declare another",
-        )
 
 
 def _shown(doc: DatasetDoc) -> dict[str, Any]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions._http import SECURITY_HEADERS, handles_errors, json_response
-from shared.core.bodies import parse_json_object, validate_model
+from functions._http import SECURITY_HEADERS, handles_errors, json_model, json_response
 from shared.core.errors import BadRequest
 from shared.lifecycle.report import processing_record, render_html
 from shared.lifecycle.subject_requests import SubjectRequest, SubjectRequests
@@ -24,8 +23,8 @@ bp = func.Blueprint()
 def _subject(req: func.HttpRequest, services: Services) -> tuple[str, SubjectRequests, SubjectRequest]:
     # Fresh, not cached: a rotated key or a deleted tenant counts at once where personal data is handed out.
     access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"), fresh=True)
-    body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
-    request = validate_model(SubjectRequest, body, "invalid_subject_request", "subject request")
+    max_bytes = services.settings.max_body_bytes
+    request = json_model(req, SubjectRequest, "invalid_subject_request", "subject request", max_bytes)
     return access.tenant.id, services.subject_requests(), request
 
 

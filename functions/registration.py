@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions._http import handles_errors, json_response
-from shared.core.bodies import parse_json_object, validate_model
+from functions._http import handles_errors, json_model, json_response
 from shared.registration.engine import REGISTRATION_KEY_HEADER, RegistrationIn
 from shared.services import get_services
 
@@ -26,8 +25,8 @@ bp = func.Blueprint()
 def registration_create(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     services.registrations.key.require(req.headers.get(REGISTRATION_KEY_HEADER))
-    body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
-    request = validate_model(RegistrationIn, body, "invalid_registration", "registration")
+    max_bytes = services.settings.max_body_bytes
+    request = json_model(req, RegistrationIn, "invalid_registration", "registration", max_bytes)
     status, answer = services.registrations.register(request, req.headers.get("authorization"))
     return json_response(answer, status)
 

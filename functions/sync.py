@@ -6,30 +6,18 @@ POST /api/sync/{tenant}/{dataset}/ack              {"ids": [...]}: delivered, de
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import azure.functions as func
-from pydantic import BaseModel, ConfigDict, Field
 
-from functions._http import handles_errors, json_response
-from shared.core.bodies import parse_json_object, validate_model
+from functions._http import handles_errors, json_model, json_response
 from shared.core.errors import BadRequest
 from shared.core.ids import is_record_id
 from shared.core.numbers import ascii_int
-from shared.lifecycle.delivery import DEFAULT_LIMIT, MAX_LIMIT, Delivery
+from shared.lifecycle.delivery import DEFAULT_LIMIT, MAX_LIMIT, AckRequest, Delivery
 from shared.lifecycle.generations import Generations
 from shared.registry.access import Access, tenant_access
 from shared.services import Services, get_services
 
 bp = func.Blueprint()
-
-RECORD_ID_PATTERN = r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{16}$"
-
-
-class AckRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    ids: list[Annotated[str, Field(pattern=RECORD_ID_PATTERN)]] = Field(min_length=1, max_length=MAX_LIMIT)
 
 
 def _limit(raw: str | None) -> int:
@@ -74,8 +62,6 @@ def sync_records(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 def sync_ack(req: func.HttpRequest) -> func.HttpResponse:
     services, access, delivery = _open(req)
-    body = parse_json_object(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
-    ack = validate_model(AckRequest, body, "invalid_ack", "acknowledgement")
-    ids = list(dict.fromkeys(ack.ids))
-    deleted, already_gone = delivery.acknowledge(access.tenant.id, access.named_dataset.id, ids)
-    return json_response({"acknowledged": len(ids), "new": deleted, "already_gone": already_gone})
+    ack = json_model(req, AckRequest, "invalid_ack", "acknowledgement", services.settings.max_body_bytes)
+    deleted, already_gone = delivery.acknowledge(access.tenant.id, access.named_dataset.id, ack.ids)
+    return json_response({"acknowledged": len(ack.ids), "new": deleted, "already_gone": already_gone})

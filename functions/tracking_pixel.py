@@ -42,8 +42,8 @@ def pixel(req: func.HttpRequest) -> func.HttpResponse:
         # Not recorded for a reason of ours (storage unavailable): a 503 that monitoring and retrying clients
         # see, still with the GIF as its body, which browsers render as the image all the same.
         log.warning("pixel hit not recorded: %s", type(error).__name__)
-        retry_after = error.headers.get("Retry-After", "5") if isinstance(error, PackCloudError) else "5"
-        headers = {**GIF_HEADERS, "Retry-After": retry_after}
+        retry_after = error.retry_after if isinstance(error, PackCloudError) and error.retry_after else 5
+        headers = {**GIF_HEADERS, "Retry-After": str(retry_after)}
         return func.HttpResponse(GIF, status_code=503, mimetype="image/gif", headers=headers)
     return func.HttpResponse(GIF, status_code=200, mimetype="image/gif", headers=GIF_HEADERS)
 

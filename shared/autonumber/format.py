@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.core.errors import Unprocessable
+from shared.core.errors import Unprocessable, field_problems
 from shared.core.numbers import ascii_int
 
 MAX_FORMAT_LENGTH = 100
@@ -49,7 +49,7 @@ Token = Literal | SeqNum | DateTimeUtc | RandString
 
 
 def _bad(reason: str) -> Unprocessable:
-    return Unprocessable("invalid_format", f"format: {reason}", errors=[{"field": "format", "reason": reason}])
+    return field_problems("invalid_format", None, [{"field": "format", "reason": reason}])
 
 
 def _number(token: str, argument: str, low: int, high: int) -> int:

@@ -18,17 +18,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
 
-from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import BlobClient, ContentSettings
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import BlobClient
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.autonumber.format import DateTimeUtc, parse_format, render
 from shared.core.clock import Clock
-from shared.core.errors import Conflict, NotFound, StorageUnavailable, Unprocessable
+from shared.core.errors import Conflict, NotFound, StorageUnavailable, field_problems
 from shared.core.keys import derive_key
 from shared.registry.store import sequence_prefix
-from shared.storage.blobs import REGISTRY, Storage
+from shared.storage.blobs import JSON_CONTENT, REGISTRY, Storage, only_if_unchanged, storage_errors
 
 Reset = Literal["never", "yearly", "monthly", "daily"]
 MAX_COUNT = 1000
@@ -36,7 +35,6 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 MAX_RECENT = 500  # idempotency keys kept per sequence within the window (bounds the blob's size)
 CAS_BUDGET_S = 10.0  # after this, 503 with Retry-After, having consumed nothing
 BACKOFF_BASE_S, BACKOFF_CAP_S = 0.002, 0.1
-JSON = ContentSettings(content_type="application/json")
 _PERIOD = {"never": "", "yearly": "%Y", "monthly": "%Y-%m", "daily": "%Y-%m-%d"}
 # What a format must show so that values from different periods can never be equal.
 _PERIOD_NEEDS = {"yearly": ("%Y", "%y"), "monthly": ("%m",), "daily": ("%d",)}
@@ -101,7 +99,7 @@ def check_definition(definition: SequenceDefinition) -> None:
         if not any(code in shown for code in _PERIOD_NEEDS[period]):
             unit = {"yearly": "year", "monthly": "month", "daily": "day"}[period]
             reason = f"a {definition.reset} reset needs {{DATETIMEUTC:...}} showing the {unit}, or values would repeat"
-            raise Unprocessable("invalid_format", f"format: {reason}", errors=[{"field": "format", "reason": reason}])
+            raise field_problems("invalid_format", None, [{"field": "format", "reason": reason}])
 
 
 def period_of(reset: Reset, when: datetime) -> str:
@@ -121,21 +119,20 @@ class SequenceStore:
         return self._storage.container(REGISTRY).get_blob_client(f"{sequence_prefix(tenant)}{sequence}.json")
 
     def _read(self, tenant: str, sequence: str) -> tuple[SequenceState, str] | None:
-        try:
-            download = self._blob(tenant, sequence).download_blob()
-            return SequenceState.model_validate_json(download.readall()), str(download.properties.etag)
-        except ResourceNotFoundError:
-            return None
+        blob = self._blob(tenant, sequence)
+        with storage_errors():
+            try:
+                download = blob.download_blob()
+                return SequenceState.model_validate_json(download.readall()), str(download.properties.etag)
+            except ResourceNotFoundError:
+                return None
 
     def _write(self, state: SequenceState, etag: str | None) -> None:
+        """A conflict (written or created since `etag` was read) passes through, for the compare-and-swap."""
         data = state.model_dump_json(exclude_none=True).encode()
         blob = self._blob(state.tenant, state.sequence)
-        if etag is None:
-            blob.upload_blob(data, overwrite=False, content_settings=JSON)
-        else:
-            blob.upload_blob(
-                data, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified, content_settings=JSON
-            )
+        with storage_errors(ResourceModifiedError, ResourceExistsError):
+            blob.upload_blob(data, content_settings=JSON_CONTENT, **only_if_unchanged(etag))
 
     def _cas(self, tenant: str, sequence: str, change: Change) -> SequenceState | None:
         """Apply `change` (current state and ETag -> new state and the ETag to match, or None to write
@@ -152,8 +149,6 @@ class SequenceStore:
             except (ResourceModifiedError, ResourceExistsError):
                 with self._lock:
                     self.retries += 1
-            except AzureError:
-                raise StorageUnavailable() from None
             attempt += 1
             if time.monotonic() > deadline:
                 raise StorageUnavailable("the sequence is busy; nothing was consumed, retry later", retry_after=1)
@@ -162,22 +157,19 @@ class SequenceStore:
     # -- public ---------------------------------------------------------------------------------
 
     def get(self, tenant: str, sequence: str) -> SequenceState:
-        try:
-            found = self._read(tenant, sequence)
-        except AzureError:
-            raise StorageUnavailable() from None
+        found = self._read(tenant, sequence)
         if found is None:
             raise NotFound("unknown_sequence", "the tenant has no sequence with this id")
         return found[0]
 
     def delete(self, tenant: str, sequence: str) -> bool:
-        try:
-            self._blob(tenant, sequence).delete_blob()
-            return True
-        except ResourceNotFoundError:
-            return False
-        except AzureError:
-            raise StorageUnavailable() from None
+        blob = self._blob(tenant, sequence)
+        with storage_errors():
+            try:
+                blob.delete_blob()
+                return True
+            except ResourceNotFoundError:
+                return False
 
     def put(self, tenant: str, sequence: str, definition: SequenceDefinition) -> tuple[SequenceState, bool]:
         check_definition(definition)

@@ -15,21 +15,19 @@ from datetime import timedelta
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import ContentSettings
 
 from shared.capture.counts import CaptureCounts
 from shared.capture.subjects import subject_field, subject_tag
-from shared.core.clock import Clock, tag_time
-from shared.core.errors import NotFound, StorageUnavailable, Unprocessable
+from shared.core.clock import Clock
+from shared.core.errors import NotFound, StorageUnavailable, field_problems
 from shared.core.fieldtypes import InvalidValue, StoredValue, normalise
 from shared.core.ids import check_id, new_record_id
 from shared.core.settings import Settings
 from shared.registry.models import Capability, DatasetDoc, Record, Tenant
 from shared.registry.residency import Residency
 from shared.registry.store import Registry
-from shared.storage.blobs import RECORDS, Storage
+from shared.storage.blobs import JSON_CONTENT, RECORDS, Storage, index_tags, storage_errors
 
-JSON = ContentSettings(content_type="application/json")
 # A record that took longer than this to commit is withdrawn (503, the caller retries): so every record
 # is visible within this time of its id's timestamp, and the delivery feed can page by id without skipping.
 COMMIT_DEADLINE = timedelta(seconds=10)
@@ -139,27 +137,19 @@ class CaptureStore:
             self._counts.add(record.tenant, record.dataset, record.captured_at)
 
     def exists(self, tenant: str, dataset: str, record_id: str) -> bool:
-        try:
-            self._storage.container(RECORDS).get_blob_client(
-                record_blob(tenant, dataset, record_id)
-            ).get_blob_properties()
-        except ResourceNotFoundError:
-            return False
-        except AzureError:
-            raise StorageUnavailable() from None
+        blob = self._storage.container(RECORDS).get_blob_client(record_blob(tenant, dataset, record_id))
+        with storage_errors():
+            try:
+                blob.get_blob_properties()
+            except ResourceNotFoundError:
+                return False
         return True
 
     def _tags(self, record: Record, dataset: DatasetDoc) -> dict[str, str]:
-        tags = {
-            "t": record.tenant,
-            "d": record.dataset,
-            "cap": tag_time(record.captured_at),
-            "exp": tag_time(record.expires_at),
-        }
         subject = self.subject_tag(dataset, record)
-        if subject is not None:
-            tags["sub"] = subject
-        return tags
+        return index_tags(
+            record.tenant, record.dataset, captured=record.captured_at, expires=record.expires_at, subject=subject
+        )
 
     def subject_tag(self, dataset: DatasetDoc, record: Record) -> str | None:
         """The `sub` tag of a prepared record, for it and for any state kept about the same submission."""
@@ -173,15 +163,10 @@ class CaptureStore:
         body = record.model_dump_json().encode("utf-8")
         name = record_blob(record.tenant, record.dataset, record.id)
         container = self._storage.container(RECORDS)
-        try:
-            # overwrite=False: a record id is never reused, so an existing blob is never replaced.
-            container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON)
-        except ResourceExistsError:
-            # Ids are never reused: the blob is this very record, stored by an attempt whose answer was lost
-            # (the SDK retried it), so the capture did succeed.
-            pass
-        except AzureError:
-            raise StorageUnavailable() from None
+        # overwrite=False: a record id is never reused, so an existing blob is never replaced. Existing, it is
+        # this very record, stored by an attempt whose answer was lost (the SDK retried it): the capture did succeed.
+        with storage_errors(), contextlib.suppress(ResourceExistsError):
+            container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON_CONTENT)
         if self._clock.now() - record.captured_at > COMMIT_DEADLINE:
             with contextlib.suppress(AzureError):
                 container.delete_blob(name)
@@ -206,8 +191,7 @@ def keep_declared(
             if spec.required or not lenient:
                 problems.append({"field": spec.name, "reason": str(reason)})
     if problems:
-        summary = "; ".join(f"{p['field']} {p['reason']}" for p in problems[:5])
-        raise Unprocessable("invalid_fields", f"the submission does not fit the dataset: {summary}", errors=problems)
+        raise field_problems("invalid_fields", "the submission does not fit the dataset", problems, between=" ")
     declared = dataset.field_names
     dropped = tuple(sorted(name for name in values if name not in declared))
     return kept, dropped

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from shared.core.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from shared.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, field_problems
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -103,6 +103,4 @@ def validate_model(model: type[M], data: dict[str, Any], code: str, what: str) -
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        problems = field_errors(error)
-        summary = "; ".join(f"{p['field']}: {p['reason']}" for p in problems[:5])
-        raise Unprocessable(code, f"invalid {what}: {summary}", errors=problems) from None
+        raise field_problems(code, f"invalid {what}", field_errors(error)) from None

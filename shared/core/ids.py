@@ -10,7 +10,8 @@ from shared.core.errors import BadRequest
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 _ID = re.compile(ID_PATTERN)
-_RECORD_ID = re.compile(r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{16}$")
+RECORD_ID_PATTERN = r"^[0-9]{8}T[0-9]{12}Z-[0-9a-f]{16}$"
+_RECORD_ID = re.compile(RECORD_ID_PATTERN)
 
 
 def is_valid_id(value: object) -> bool:

@@ -167,6 +167,11 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters")
         return value
 
+    def region_url(self, region: Region) -> str | None:
+        """The base URL (…/api) of the deployment serving `region`, when one is configured."""
+        url = self.region_urls.get(region)
+        return str(url) if url else None
+
     @model_validator(mode="after")
     def _one_storage(self) -> Settings:
         if (self.storage_connection_string is None) == (self.storage_account_url is None):

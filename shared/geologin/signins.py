@@ -22,15 +22,15 @@ from cachetools import LRUCache
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.capture.personal_state import LAST_SIGN_IN
-from shared.capture.store import JSON, CaptureStore, Target
+from shared.capture.store import CaptureStore, Target
 from shared.capture.subjects import USER_ID, subject_tag
-from shared.core.clock import Clock, tag_time
-from shared.core.errors import StorageUnavailable, Unprocessable
+from shared.core.clock import Clock
+from shared.core.errors import StorageUnavailable, field_problems
 from shared.core.net import client_ip
 from shared.core.settings import Settings
 from shared.geologin.locator import NOWHERE, IPAddress, Location, Locator, parse_ip
 from shared.geologin.travel import Sighting, TravelAlert, TravelRule, impossible_travel
-from shared.storage.blobs import STATE, Storage, only_if_unchanged
+from shared.storage.blobs import JSON_CONTENT, STATE, Storage, index_tags, only_if_unchanged, storage_errors
 
 MAX_FUTURE = timedelta(minutes=5)
 MAX_USER_AGENT = 512
@@ -121,15 +121,14 @@ class LastSignIns:
         name = self.name(target, subject)
         body = json.dumps(_body_of(sighting, target.dataset.generation)).encode()
         tags = self._tags(target, subject, expires)
-        try:
-            client = self._storage.container(STATE).get_blob_client(name)
-            condition = only_if_unchanged(previous.etag if previous else None)
-            written = client.upload_blob(body, tags=tags, content_settings=JSON, **condition)
-        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-            # Written since, or deleted since (erasure, purge) while this instance still had it cached.
-            raise _Moved() from None
-        except AzureError:
-            raise StorageUnavailable() from None
+        client = self._storage.container(STATE).get_blob_client(name)
+        condition = only_if_unchanged(previous.etag if previous else None)
+        with storage_errors():
+            try:
+                written = client.upload_blob(body, tags=tags, content_settings=JSON_CONTENT, **condition)
+            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+                # Written since, or deleted since (erasure, purge) while this instance still had it cached.
+                raise _Moved() from None
         etag = str(written["etag"])
         self._remember(name, _Last(sighting, etag, target.dataset.generation))
         return etag
@@ -148,11 +147,11 @@ class LastSignIns:
             else:
                 body = json.dumps(_body_of(previous.sighting, previous.generation)).encode()
                 tags = self._tags(target, subject, expires)
-                client.upload_blob(body, overwrite=True, content_settings=JSON, tags=tags, **unchanged)
+                client.upload_blob(body, overwrite=True, content_settings=JSON_CONTENT, tags=tags, **unchanged)
 
     @staticmethod
     def _tags(target: Target, subject: str, expires: datetime) -> dict[str, str]:
-        return {"t": target.tenant.id, "d": target.dataset.id, "exp": tag_time(expires), "sub": subject}
+        return index_tags(target.tenant.id, target.dataset.id, expires=expires, subject=subject)
 
     def _remember(self, name: str, last: _Last) -> None:
         with self._lock:
@@ -258,10 +257,8 @@ class GeoLogins:
             reason = "is older than the dataset's retention"
         else:
             return at
-        raise Unprocessable(
-            "invalid_sign_in",
-            f"invalid sign-in: signed_in_at {reason}",
-            errors=[{"field": "signed_in_at", "reason": reason}],
+        raise field_problems(
+            "invalid_sign_in", "invalid sign-in", [{"field": "signed_in_at", "reason": reason}], between=" "
         )
 
     def _address(self, request: SignInRequest, forwarded_for: str | None) -> IPAddress | None:

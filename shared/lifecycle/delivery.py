@@ -7,23 +7,21 @@ which is earlier than the next purge, and counted in the tenant's audit trail as
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.capture.store import COMMIT_DEADLINE, record_blob
 from shared.core.clock import Clock
-from shared.core.errors import BadRequest, StorageUnavailable
-from shared.core.ids import is_record_id, record_id_time
+from shared.core.errors import BadRequest
+from shared.core.ids import RECORD_ID_PATTERN, is_record_id, record_id_time
 from shared.lifecycle.generations import Generations, drop_stale
 from shared.registry.models import MAX_RETENTION_DAYS
 from shared.storage.audit import AuditLog
-from shared.storage.blobs import RECORDS, Storage
+from shared.storage.blobs import RECORDS, Storage, storage_errors
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -33,7 +31,19 @@ SETTLE = COMMIT_DEADLINE + timedelta(seconds=5)
 # A page lists one prefix per day from its cursor's day, so the cursor's age sets the work of a request. No
 # record outlives the longest retention, so an older cursor can only point before everything still held.
 OLDEST_CURSOR = timedelta(days=MAX_RETENTION_DAYS) + SETTLE
-READERS = 8
+
+
+class AckRequest(BaseModel):
+    """What the CRM side acknowledges: record ids of the feed, each counted once however often it is named."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[Annotated[str, Field(pattern=RECORD_ID_PATTERN)]] = Field(min_length=1, max_length=MAX_LIMIT)
+
+    @field_validator("ids")
+    @classmethod
+    def _distinct(cls, ids: list[str]) -> list[str]:
+        return list(dict.fromkeys(ids))
 
 
 @dataclass(frozen=True)
@@ -71,27 +81,22 @@ class Delivery:
         horizon = self._clock.now() - SETTLE
         names: list[str] = []
         more = False
-        try:
+        with storage_errors():
             for name in self._names_after(tenant, dataset, cursor, horizon):
                 if len(names) == limit:
                     more = True
                     break
                 names.append(name)
-            found = [record for record in self._read_all(names) if record is not None]
-            # Leftovers of a deleted tenant or dataset generation are never delivered: deleted here instead.
-            records = drop_stale(self._storage, self._audit, generations, tenant, found)
-        except AzureError:
-            raise StorageUnavailable() from None
+        found = [record for record in self._storage.read_json_each(RECORDS, names) if record is not None]
+        # Leftovers of a deleted tenant or dataset generation are never delivered: deleted here instead.
+        records = drop_stale(self._storage, self._audit, generations, tenant, found)
         last = names[-1].rsplit("/", 1)[-1].removesuffix(".json") if names else cursor
         return Page(records, last, more)
 
     def acknowledge(self, tenant: str, dataset: str, ids: list[str]) -> tuple[int, int]:
         """Delete delivered records; answers (deleted now, already gone). Idempotent."""
         names = [record_blob(tenant, dataset, record_id) for record_id in ids]
-        try:
-            deleted, already_gone = self._storage.delete_each(RECORDS, names)
-        except AzureError:
-            raise StorageUnavailable() from None
+        deleted, already_gone = self._storage.delete_each(RECORDS, names)
         if deleted:
             self._audit.append(tenant, "delivery", dataset=dataset, acknowledged=len(ids), deleted=deleted)
         return deleted, already_gone
@@ -116,15 +121,3 @@ class Delivery:
                 if record_id_time(record_id) > horizon:
                     return
                 yield blob.name
-
-    def _read_all(self, names: list[str]) -> list[dict[str, Any] | None]:
-        container = self._storage.container(RECORDS)
-
-        def read(name: str) -> dict[str, Any] | None:
-            try:
-                return dict(json.loads(container.download_blob(name).readall()))
-            except ResourceNotFoundError:
-                return None  # acknowledged or purged meanwhile
-
-        with ThreadPoolExecutor(max_workers=READERS) as pool:
-            return list(pool.map(read, names))

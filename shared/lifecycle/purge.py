@@ -18,14 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import AzureError
-
-from shared.core.clock import Clock, tag_time
-from shared.core.errors import StorageUnavailable
+from shared.core.clock import Clock
 from shared.core.ids import is_record_id, record_id_time
 from shared.registry.store import Registry
 from shared.storage.audit import SYSTEM, AuditLog
-from shared.storage.blobs import RECORDS, STATE, Storage
+from shared.storage.blobs import RECORDS, STATE, Storage, storage_errors, tag_query
 
 log = logging.getLogger("packcloud.purge")
 
@@ -118,22 +115,21 @@ class Purger:
         report = PurgeReport(started_at=now, dry_run=dry_run)
         deadline = started + self._budget_s
         try:
-            self._delete_matching(RECORDS, f"\"exp\" <= '{tag_time(now)}'", report, deadline, "deleted_expired")
-            for tenant, dataset, retention_days in self._local_datasets():
-                cutoff = tag_time(now - timedelta(days=retention_days))
-                where = f"\"t\" = '{tenant}' AND \"d\" = '{dataset}' AND \"cap\" <= '{cutoff}'"
-                self._delete_matching(RECORDS, where, report, deadline, "deleted_over_retention")
-                report.counts(tenant, dataset)
-            report.state_deleted = self._delete_matching(STATE, f"\"exp\" <= '{tag_time(now)}'", report, deadline)
-            if not dry_run and now.hour == AUDIT_RETENTION_HOUR:
-                for scope in self._audit.scopes():
-                    report.audit_days_deleted += self._audit.delete_older_than(scope, self._audit_retention_days)
-            self._measure_remaining(report, now)
+            with storage_errors():
+                expired = tag_query(expired_by=now)
+                self._delete_matching(RECORDS, expired, report, deadline, "deleted_expired")
+                for tenant, dataset, retention_days in self._local_datasets():
+                    cutoff = now - timedelta(days=retention_days)
+                    where = tag_query(tenant=tenant, dataset=dataset, captured_by=cutoff)
+                    self._delete_matching(RECORDS, where, report, deadline, "deleted_over_retention")
+                    report.counts(tenant, dataset)
+                report.state_deleted = self._delete_matching(STATE, expired, report, deadline)
+                if not dry_run and now.hour == AUDIT_RETENTION_HOUR:
+                    for scope in self._audit.scopes():
+                        report.audit_days_deleted += self._audit.delete_older_than(scope, self._audit_retention_days)
+                self._measure_remaining(report, now)
         except _OutOfTime:
             report.complete = False
-        except AzureError as error:
-            log.warning("purge stopped by storage: %s", type(error).__name__)  # the type only: no names, no data
-            raise StorageUnavailable() from None
         report.duration_s = time.monotonic() - started
         if not dry_run:
             self._count_deliveries(report)

@@ -7,17 +7,15 @@ from html import escape
 from itertools import islice
 from typing import Any
 
-from azure.core.exceptions import AzureError
 from azure.storage.blob import ContainerClient
 
 from shared.capture.personal_state import kinds_of
 from shared.core.clock import Clock
-from shared.core.errors import StorageUnavailable
 from shared.core.ids import is_record_id, record_id_time
 from shared.registry.models import DatasetDoc, Tenant
 from shared.registry.store import Registry
 from shared.storage.audit import SYSTEM, AuditLog
-from shared.storage.blobs import RECORDS, STATE, Storage
+from shared.storage.blobs import RECORDS, STATE, Storage, storage_errors
 
 # Records, and state blobs of each kind, counted at most per dataset: anyone who can load a page with the
 # pixel can add records, so what is held must not set the work of a report (one list request each).
@@ -42,7 +40,7 @@ def processing_record(
 ) -> dict[str, Any]:
     now = clock.now()
     datasets = []
-    try:
+    with storage_errors():
         container = storage.container(RECORDS)
         last_purge = _last_purge(audit, clock)
         for doc in registry.list_datasets(tenant.id):
@@ -71,8 +69,6 @@ def processing_record(
                     "personal_state": _personal_state(storage, tenant.id, doc, count_max),
                 }
             )
-    except AzureError:
-        raise StorageUnavailable() from None
     return {
         "tenant": tenant.id,
         "name": tenant.name,

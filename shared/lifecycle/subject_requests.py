@@ -20,23 +20,21 @@ import json
 import os
 import re
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.capture.personal_state import parse_state_name
 from shared.capture.subjects import request_tags
-from shared.core.errors import BadRequest, StorageUnavailable
+from shared.core.errors import BadRequest
 from shared.core.keys import derive_key
 from shared.lifecycle.generations import Generations, drop_stale
 from shared.registry.store import Registry
 from shared.storage.audit import AuditLog
-from shared.storage.blobs import RECORDS, STATE, Storage, TagPage, tag_filter
+from shared.storage.blobs import RECORDS, STATE, Storage, TagPage, tag_query
 
 # Records and state items one export answers, or one erasure deletes. Anyone can plant pixel records under one
 # subject value, so the number a person has is no bound: the caller asks again with `next_cursor`.
@@ -44,7 +42,6 @@ PAGE_ITEMS = 500
 # Tag-query requests one call may send: one per tag and container at least, and storage may answer a page
 # with no name and a marker to go on from.
 QUERY_PAGES = 32
-READERS = 8
 # A cursor is its position encrypted and authenticated (AES-GCM, base64url) with a key of the tenant, bound
 # to the action and the subject: anything else is refused before storage is touched, a position never comes
 # from the caller, and the caller cannot read the blob names (a state blob's holds the subject's hash) in it.
@@ -141,14 +138,11 @@ class SubjectRequests:
         request_id = new_request_id()
         tags = self._tags(tenant, subject)
         start = self._open(tenant, "export", tags, cursor)
-        try:
-            found = self._find(tenant, tags, start)
-            records = self._read_records(found.records)
-            state = self._read_state(tenant, found.state)
-            # Never a record of a deleted tenant or dataset generation (deleted instead): see lifecycle/generations.py.
-            records = drop_stale(self._storage, self._audit, Generations.read(self._registry, tenant), tenant, records)
-        except AzureError:
-            raise StorageUnavailable() from None
+        found = self._find(tenant, tags, start)
+        records = self._read_records(found.records)
+        state = self._read_state(tenant, found.state)
+        # Never a record of a deleted tenant or dataset generation (deleted instead): see lifecycle/generations.py.
+        records = drop_stale(self._storage, self._audit, Generations.read(self._registry, tenant), tenant, records)
         datasets: dict[str, dict[str, Any]] = {}
         for record in records:
             self._dataset_entry(datasets, tenant, record["dataset"])["records"].append(record)
@@ -172,12 +166,9 @@ class SubjectRequests:
         request_id = new_request_id()
         tags = self._tags(tenant, subject)
         start = self._open(tenant, "erase", tags, cursor)
-        try:
-            found = self._find(tenant, tags, start)
-            records, _ = self._storage.delete_each(RECORDS, found.records)
-            state, _ = self._storage.delete_each(STATE, found.state)
-        except AzureError:
-            raise StorageUnavailable() from None
+        found = self._find(tenant, tags, start)
+        records, _ = self._storage.delete_each(RECORDS, found.records)
+        state, _ = self._storage.delete_each(STATE, found.state)
         self._audit.append(tenant, "erasure", request=request_id, records=records, state=state)
         return Erased(request_id, records, state, self._seal(tenant, "erase", tags, found.rest))
 
@@ -192,7 +183,7 @@ class SubjectRequests:
         name comes twice. A query page is read again by the next call when this one stops inside it, and
         only the names after the last one taken count: a query answers in name order, so names deleted or
         added meanwhile neither shift nor repeat what is handed out."""
-        queries = [(container, tag_filter(t=tenant, sub=tag)) for tag in tags for container in (RECORDS, STATE)]
+        queries = [(container, tag_query(tenant=tenant, subject=tag)) for tag in tags for container in (RECORDS, STATE)]
         found: dict[str, list[str]] = {RECORDS: [], STATE: []}
         position: Position | None = start if queries else None
         for _ in range(QUERY_PAGES):
@@ -257,28 +248,13 @@ class SubjectRequests:
 
     def _read_records(self, names: list[str]) -> list[dict[str, Any]]:
         """The one place an export reads records: what is handed out is decided here."""
-        return [record for record in self._read_all(RECORDS, names) if record is not None]
+        return [record for record in self._storage.read_json_each(RECORDS, names) if record is not None]
 
     def _read_state(self, tenant: str, names: list[str]) -> list[tuple[str, dict[str, Any]]]:
         """Each personal state blob with its dataset and kind; one outside any dataset is still handed out."""
         held = []
-        for name, body in zip(names, self._read_all(STATE, names), strict=True):
+        for name, body in zip(names, self._storage.read_json_each(STATE, names), strict=True):
             if body is not None:
                 dataset_id, kind = parse_state_name(tenant, name) or ("-", "other")
                 held.append((dataset_id, {"kind": kind, "content": body}))
         return held
-
-    def _read_all(self, container: str, names: list[str]) -> list[dict[str, Any] | None]:
-        """Each blob in order, None where it is gone meanwhile; a few at a time, as a page may hold hundreds."""
-        client = self._storage.container(container)
-
-        def read(name: str) -> dict[str, Any] | None:
-            try:
-                return dict(json.loads(client.download_blob(name).readall()))
-            except ResourceNotFoundError:
-                return None
-
-        if len(names) <= 1:
-            return [read(name) for name in names]
-        with ThreadPoolExecutor(max_workers=READERS) as pool:
-            return list(pool.map(read, names))

@@ -24,9 +24,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, SecretStr
 
-from shared.capture.store import JSON
 from shared.core.clock import Clock
-from shared.core.errors import Conflict, NotFound, StorageUnavailable, Unauthorized, Unprocessable
+from shared.core.errors import Conflict, NotFound, StorageUnavailable, Unauthorized, field_problems
 from shared.core.fieldtypes import InvalidValue, normalise
 from shared.core.ids import check_id
 from shared.core.keys import derive_key
@@ -35,7 +34,7 @@ from shared.core.urls import parse_web_url
 from shared.registration.provisioning import Provisioner
 from shared.registry.store import Registry, registration_blob
 from shared.storage.audit import AuditLog
-from shared.storage.blobs import REGISTRY, Storage, only_if_unchanged
+from shared.storage.blobs import JSON_CONTENT, REGISTRY, Storage, only_if_unchanged, storage_errors
 from shared.storage.secrets import MAX_SECRET_VALUE, SecretStore, tenant_secret_name
 
 # The packs PackCloud serves; a later pack adds its name here (and to openapi.yaml).
@@ -157,12 +156,12 @@ class RegistrationStore:
         """Create (etag None: only if absent) or replace (only if unchanged since read); Conflict otherwise."""
         client = self._storage.container(REGISTRY).get_blob_client(registration_blob(doc.tenant))
         try:
-            body = doc.model_dump_json().encode()
-            written = client.upload_blob(body, content_settings=JSON, **only_if_unchanged(etag))
-        except (ResourceExistsError, ResourceModifiedError):
-            raise _in_progress() from None
-        except AzureError:
-            raise StorageUnavailable() from None
+            with storage_errors():
+                try:
+                    body = doc.model_dump_json().encode()
+                    written = client.upload_blob(body, content_settings=JSON_CONTENT, **only_if_unchanged(etag))
+                except (ResourceExistsError, ResourceModifiedError):
+                    raise _in_progress() from None
         finally:
             self._registry.forget_registration(doc.tenant)
         return str(written["etag"])
@@ -176,19 +175,14 @@ class RegistrationStore:
 
     def delete(self, tenant: str) -> None:
         try:
-            self._storage.container(REGISTRY).delete_blob(registration_blob(tenant))
-        except ResourceNotFoundError:
-            pass
-        except AzureError:
-            raise StorageUnavailable() from None
+            with storage_errors(), contextlib.suppress(ResourceNotFoundError):
+                self._storage.container(REGISTRY).delete_blob(registration_blob(tenant))
         finally:
             self._registry.forget_registration(tenant)
 
 
 def _in_progress() -> Conflict:
-    error = Conflict("registration_in_progress", "the same registration is being changed, retry shortly")
-    error.headers["Retry-After"] = "2"
-    return error
+    return Conflict("registration_in_progress", "the same registration is being changed, retry shortly", retry_after=2)
 
 
 class RegistrationKey:
@@ -346,7 +340,7 @@ class Registrations:
 
     def get(self, tenant: str) -> dict[str, Any]:
         doc = self._require(tenant)
-        return doc.public(self._region_url(doc.region))
+        return doc.public(self._settings.region_url(doc.region))
 
     def deregister(self, tenant: str) -> None:
         """Secrets, then the tenant in its region (with all its data there), then the registration; the audit
@@ -370,25 +364,17 @@ class Registrations:
         try:
             url = dynamics_url(request.organization.url, self._settings.dynamics_host_patterns)
         except ValueError as reason:
-            raise Unprocessable(
-                "invalid_registration",
-                f"invalid registration: organization.url: {reason}",
-                errors=[{"field": "organization.url", "reason": str(reason)}],
+            raise field_problems(
+                "invalid_registration", "invalid registration", [{"field": "organization.url", "reason": str(reason)}]
             ) from None
         return request.organization.model_copy(update={"url": url})
 
-    def _region_url(self, region: Region) -> str | None:
-        url = self._settings.region_urls.get(region)
-        return str(url) if url else None
-
     def _base_url(self, region: Region) -> str:
-        url = self._region_url(region)
+        url = self._settings.region_url(region)
         if url is None:
             reason = "no PackCloud deployment of this installation serves this region"
-            raise Unprocessable(
-                "invalid_registration",
-                f"invalid registration: region: {reason}",
-                errors=[{"field": "region", "reason": reason}],
+            raise field_problems(
+                "invalid_registration", "invalid registration", [{"field": "region", "reason": reason}]
             )
         return url
 

@@ -138,11 +138,11 @@ class Provisioner:
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> requests.Response:
-        base_url = self._settings.region_urls.get(region)
+        base_url = self._settings.region_url(region)
         if base_url is None:
             log.error("region %s is not configured for provisioning (URL missing)", region)
             raise RegionUnavailable(region)
-        url = f"{str(base_url).rstrip('/')}/{path}"
+        url = f"{base_url.rstrip('/')}/{path}"
         try:
             answer = self._session.request(
                 method, url, json=body, headers=headers, timeout=TIMEOUT_S, allow_redirects=False

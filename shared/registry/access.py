@@ -8,6 +8,7 @@ from typing import Protocol
 from shared.core.errors import NotFound
 from shared.core.ids import check_id
 from shared.registry.auth import authenticate_tenant
+from shared.registry.datasets import require_dataset
 from shared.registry.models import DatasetDoc, Tenant
 from shared.registry.residency import Residency
 from shared.registry.store import Registry
@@ -59,7 +60,4 @@ def tenant_access(
     if dataset_id is None:
         return Access(tenant, None)
     check_id("dataset", dataset_id)
-    dataset = services.registry.get_dataset(tenant.id, dataset_id, fresh=fresh)
-    if dataset is None:
-        raise NotFound("unknown_dataset", "the tenant has no dataset with this id")
-    return Access(tenant, dataset)
+    return Access(tenant, require_dataset(services.registry, tenant.id, dataset_id, fresh=fresh))

@@ -31,10 +31,9 @@ class Residency:
             raise self._misdirected(region)
 
     def _misdirected(self, region: Region) -> Misdirected:
-        base_url = self._settings.region_urls.get(region)
         return Misdirected(
             "misdirected",
             f"this tenant's data is kept in region {region}; send the request there",
             region=region,
-            base_url=str(base_url) if base_url else None,
+            base_url=self._settings.region_url(region),
         )

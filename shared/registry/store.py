@@ -7,25 +7,34 @@ instance within that time (at once by the instance that made it).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from itertools import islice
 from typing import TypeVar
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import ContentSettings
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from cachetools import TTLCache
 from pydantic import BaseModel, ConfigDict
 
 from shared.core.clock import Clock
-from shared.core.errors import Conflict, NotFound, StorageUnavailable
+from shared.core.errors import Conflict, NotFound
 from shared.core.keys import hash_api_key, new_api_key, new_generation
 from shared.core.settings import Region
 from shared.registry.models import Dataset, DatasetDoc, Tenant, TenantIn
-from shared.storage.blobs import RECORDS, REGISTRY, STATE, Storage, only_if_unchanged, tag_filter
+from shared.storage.blobs import (
+    JSON_CONTENT,
+    RECORDS,
+    REGISTRY,
+    STATE,
+    Storage,
+    only_if_unchanged,
+    storage_errors,
+    tag_query,
+)
 
 CACHE_MAX_ENTRIES = 10_000  # bounds memory when someone probes random ids (absences are cached too)
-JSON = ContentSettings(content_type="application/json")
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -52,8 +61,12 @@ def tenant_blob(tenant: str) -> str:
     return f"tenants/{tenant}.json"
 
 
+def datasets_prefix(tenant: str) -> str:
+    return f"datasets/{tenant}/"
+
+
 def dataset_blob(tenant: str, dataset: str) -> str:
-    return f"datasets/{tenant}/{dataset}.json"
+    return f"{datasets_prefix(tenant)}{dataset}.json"
 
 
 def registration_blob(tenant: str) -> str:
@@ -104,19 +117,20 @@ class Registry:
     def list_tenants(self) -> list[Tenant]:
         """Every tenant of this deployment, read afresh (the purge and reports; not a hot path)."""
         container = self._storage.container(REGISTRY)
-        try:
+        with storage_errors():
             names = [blob.name for blob in container.list_blobs(name_starts_with="tenants/")]
-            return [doc for name in names if (doc := self._read(name, Tenant)) is not None]
-        except AzureError:
-            raise StorageUnavailable() from None
+        return [doc for name in names if (doc := self._read(name, Tenant)) is not None]
 
     def list_datasets(self, tenant: str) -> list[DatasetDoc]:
+        names = self.dataset_names(tenant)
+        return [doc for name in names if (doc := self._read(name, DatasetDoc)) is not None]
+
+    def dataset_names(self, tenant: str, at_most: int | None = None) -> list[str]:
+        """The blob names of the tenant's datasets, without reading them; `at_most`: one listing request."""
         container = self._storage.container(REGISTRY)
-        try:
-            names = [blob.name for blob in container.list_blobs(name_starts_with=f"datasets/{tenant}/")]
-            return [doc for name in names if (doc := self._read(name, DatasetDoc)) is not None]
-        except AzureError:
-            raise StorageUnavailable() from None
+        with storage_errors():
+            listed = container.list_blobs(name_starts_with=datasets_prefix(tenant))
+            return [blob.name for blob in islice(listed, at_most)]
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -185,7 +199,7 @@ class Registry:
         """Deletes the dataset's records first, so a failure halfway leaves a dataset that can be deleted again."""
         if self._read(dataset_blob(tenant, dataset), DatasetDoc) is None:
             return False
-        self._delete_records(tag_filter(t=tenant, d=dataset))
+        self._delete_records(tag_query(tenant=tenant, dataset=dataset))
         self._delete_state(dataset_state_prefix(tenant, dataset))
         self._delete_blob(dataset_blob(tenant, dataset))
         return True
@@ -193,7 +207,7 @@ class Registry:
     def delete_tenant(self, tenant: str) -> bool:
         if self._read(tenant_blob(tenant), Tenant) is None:
             return False
-        self._delete_records(tag_filter(t=tenant))
+        self._delete_records(tag_query(tenant=tenant))
         self._delete_state(tenant_state_prefix(tenant))
         self._delete_prefix(REGISTRY, sequence_prefix(tenant))
         for doc in self.list_datasets(tenant):
@@ -237,49 +251,38 @@ class Registry:
         """Write only if the blob is still the one read (absent, when `etag` is None); else 409."""
         body = doc.model_dump_json().encode("utf-8")
         container = self._storage.container(REGISTRY)
-        try:
-            container.upload_blob(name, body, content_settings=JSON, **only_if_unchanged(etag))
-        except (ResourceExistsError, ResourceModifiedError):
-            raise Conflict("concurrent_change", "it was changed by a concurrent request; retry") from None
-        except AzureError:
-            raise StorageUnavailable() from None
+        with storage_errors():
+            try:
+                container.upload_blob(name, body, content_settings=JSON_CONTENT, **only_if_unchanged(etag))
+            except (ResourceExistsError, ResourceModifiedError):
+                raise Conflict("concurrent_change", "it was changed by a concurrent request; retry") from None
         self._invalidate(name, doc)
 
     def _write(self, name: str, doc: BaseModel, *, overwrite: bool) -> None:
+        """ResourceExistsError passes through when `overwrite` is False and the blob exists."""
         body = doc.model_dump_json().encode("utf-8")
-        try:
-            self._storage.container(REGISTRY).upload_blob(name, body, overwrite=overwrite, content_settings=JSON)
-        except ResourceExistsError:
-            raise
-        except AzureError:
-            raise StorageUnavailable() from None
+        container = self._storage.container(REGISTRY)
+        with storage_errors(ResourceExistsError):
+            container.upload_blob(name, body, overwrite=overwrite, content_settings=JSON_CONTENT)
         self._invalidate(name, doc)
 
     def _delete_blob(self, name: str) -> None:
-        try:
-            self._storage.container(REGISTRY).delete_blob(name)
-        except ResourceNotFoundError:
-            pass
-        except AzureError:
-            raise StorageUnavailable() from None
+        container = self._storage.container(REGISTRY)
+        with storage_errors(), contextlib.suppress(ResourceNotFoundError):
+            container.delete_blob(name)
         self._invalidate(name, None)
 
     def _delete_records(self, where: str) -> int:
-        try:
-            return self._storage.delete_names(RECORDS, self._storage.find_by_tags(RECORDS, where))
-        except AzureError:
-            raise StorageUnavailable() from None
+        return self._storage.delete_names(RECORDS, self._storage.find_by_tags(RECORDS, where))
 
     def _delete_state(self, prefix: str) -> int:
         return self._delete_prefix(STATE, prefix)
 
     def _delete_prefix(self, container: str, prefix: str) -> int:
-        # Per-tenant state is small (per-user markers, sequences), so listing its prefix is cheap.
-        try:
-            names = (blob.name for blob in self._storage.container(container).list_blobs(name_starts_with=prefix))
-            return self._storage.delete_names(container, names)
-        except AzureError:
-            raise StorageUnavailable() from None
+        # Per-tenant state is small (per-user markers, sequences), so listing its prefix is cheap; the listing
+        # is read as the deletion goes, inside delete_names' mapping of storage errors.
+        names = (blob.name for blob in self._storage.container(container).list_blobs(name_starts_with=prefix))
+        return self._storage.delete_names(container, names)
 
     def _invalidate(self, name: str, value: BaseModel | None) -> None:
         if self._cache is not None:

@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from shared.core.clock import Clock
 from shared.core.errors import StorageUnavailable
-from shared.storage.blobs import AUDIT, Storage
+from shared.storage.blobs import AUDIT, Storage, storage_errors
 
 SYSTEM = "_system"  # not a valid tenant id, so it can never clash with one
 GENESIS = "0" * 64
@@ -50,20 +50,19 @@ class AuditLog:
         name = day_blob(scope, now)
         client = self._storage.container(AUDIT).get_blob_client(name)
         for attempt in range(APPEND_ATTEMPTS):
-            try:
-                length, prev = self._tail(scope, name, client)
-                body = {"at": now.isoformat(), "kind": kind, **facts, "prev": prev}
-                entry = {**body, "hash": entry_hash(prev, body)}
-                line = (json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str) + "\n").encode()
-                client.append_block(line, appendpos_condition=length)
-                return entry
-            except HttpResponseError as error:
-                # 412: another instance appended first; read the new tail and chain after it.
-                if error.status_code != 412 or attempt == APPEND_ATTEMPTS - 1:
-                    raise StorageUnavailable() from None
-                time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
-            except AzureError:
-                raise StorageUnavailable() from None
+            with storage_errors():
+                try:
+                    length, prev = self._tail(scope, name, client)
+                    body = {"at": now.isoformat(), "kind": kind, **facts, "prev": prev}
+                    entry = {**body, "hash": entry_hash(prev, body)}
+                    line = (json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str) + "\n").encode()
+                    client.append_block(line, appendpos_condition=length)
+                    return entry
+                except HttpResponseError as error:
+                    # 412: another instance appended first; read the new tail and chain after it.
+                    if error.status_code != 412 or attempt == APPEND_ATTEMPTS - 1:
+                        raise
+            time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
         raise StorageUnavailable()
 
     def entries(self, scope: str, since: datetime | None = None) -> list[dict[str, Any]]:

@@ -6,10 +6,15 @@ so no account key exists anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
 from typing import Any, cast
 
 import requests
@@ -19,8 +24,9 @@ from azure.core.paging import PageIterator
 from azure.core.pipeline.transport import HttpRequest, HttpResponse, RequestsTransport
 from azure.core.rest import HttpRequest as RestHttpRequest
 from azure.core.rest import HttpResponse as RestHttpResponse
-from azure.storage.blob import BlobServiceClient, ContainerClient, FilteredBlob, LinearRetry
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, FilteredBlob, LinearRetry
 
+from shared.core.clock import tag_time
 from shared.core.errors import StorageUnavailable
 from shared.core.settings import Settings
 from shared.storage.identity import app_credential
@@ -41,6 +47,64 @@ BATCH_DELETE_MAX = 256  # Blob batch takes at most 256 sub-requests.
 # Names one tag-query request answers at most (the service's maximum). Smaller pages would not help: Azurite
 # looks at only that many blobs of the container after the marker, matching or not.
 FIND_PAGE_MAX = 5000
+READERS = 8  # blobs read at once by read_json_each
+# Every JSON blob PackCloud writes (registry documents, records, personal state) is served as JSON.
+JSON_CONTENT = ContentSettings(content_type="application/json")
+
+# The blob index tags of records and personal state, the one vocabulary their writers and the tag queries (purge,
+# data-subject requests, deletions) share. Values are ids, fixed-width UTC times (`tag_time`, so that range
+# queries compare them as text) or keyed hashes: never personal data.
+TAG_TENANT = "t"
+TAG_DATASET = "d"
+TAG_CAPTURED = "cap"  # records only: the purge deletes what a lowered retention no longer allows
+TAG_EXPIRES = "exp"
+TAG_SUBJECT = "sub"  # where the blob is about a data subject: capture/subjects.py
+
+log = logging.getLogger("packcloud.storage")
+
+
+class storage_errors:  # lower case, as contextlib's context managers are
+    """The one mapping of storage trouble to an answer: any Azure SDK error raised in its block becomes
+    StorageUnavailable (503 with Retry-After), as httpx maps transport errors to its own. The exception types
+    given pass through unchanged, for the caller that handles them (an existing blob, a changed ETag); a block
+    can also catch those itself, inside the `with`. `unavailable` makes the error raised instead (the secret
+    store names its operation). The log names the SDK's error type only: its message may quote blob names."""
+
+    __slots__ = ("_passing", "_unavailable")
+
+    def __init__(
+        self, *passing: type[AzureError], unavailable: Callable[[], StorageUnavailable] = StorageUnavailable
+    ) -> None:
+        self._passing = passing
+        self._unavailable = unavailable
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if isinstance(error, AzureError) and not isinstance(error, self._passing):
+            log.warning("storage request failed: %s", type(error).__name__)
+            raise self._unavailable() from None
+
+
+def index_tags(
+    tenant: str,
+    dataset: str,
+    *,
+    expires: datetime,
+    captured: datetime | None = None,
+    subject: str | None = None,
+) -> dict[str, str]:
+    """The index tags of a record (`captured` given) or of personal state, with `subject` where there is one."""
+    tags = {TAG_TENANT: tenant, TAG_DATASET: dataset}
+    if captured is not None:
+        tags[TAG_CAPTURED] = tag_time(captured)
+    tags[TAG_EXPIRES] = tag_time(expires)
+    if subject is not None:
+        tags[TAG_SUBJECT] = subject
+    return tags
 
 
 # azure.core exports RequestsTransport through a module __getattr__, which mypy reads as Any.
@@ -119,39 +183,44 @@ class Storage:
             if self._ready:
                 return
             for name in CONTAINERS:
-                try:
+                with storage_errors(), contextlib.suppress(ResourceExistsError):
                     self.service.create_container(name)
-                except ResourceExistsError:
-                    pass
-                except AzureError:
-                    raise StorageUnavailable() from None
             self._ready = True
 
     def read_json(self, container: str, name: str) -> tuple[dict[str, Any] | None, str | None]:
         """A JSON blob and its ETag, or (None, None) when it does not exist."""
-        try:
-            download = self.container(container).download_blob(name)
-            return dict(json.loads(download.readall())), str(download.properties.etag)
-        except ResourceNotFoundError:
-            return None, None
-        except AzureError:
-            raise StorageUnavailable() from None
+        return _read_json(self.container(container), name)
+
+    def read_json_each(self, container: str, names: list[str]) -> list[dict[str, Any] | None]:
+        """Each JSON blob in order, None where it does not exist (deleted meanwhile); a few requests at a time,
+        as a page of the feed or of an export may name hundreds."""
+        client = self.container(container)
+
+        def read(name: str) -> dict[str, Any] | None:
+            return _read_json(client, name)[0]
+
+        if len(names) <= 1:
+            return [read(name) for name in names]
+        with ThreadPoolExecutor(max_workers=READERS) as pool:
+            return list(pool.map(read, names))
 
     def find_by_tags(self, container: str, where: str, *, read_timeout: float | None = None) -> Iterator[str]:
         """Names of the blobs whose index tags match; uses the tag index, never lists blobs.
 
         `read_timeout` replaces the request timeout of the settings for a job that may wait (the purge)."""
-        for item in self.container(container).find_blobs_by_tags(where, **_timeout(read_timeout)):
-            yield item.name
+        with storage_errors():
+            for item in self.container(container).find_blobs_by_tags(where, **_timeout(read_timeout)):
+                yield item.name
 
     def find_page_by_tags(self, container: str, where: str, *, marker: str | None = None) -> TagPage:
         """One page of a tag query (at most FIND_PAGE_MAX names) from `marker`, a `TagPage.marker` of the
         same query, on: one storage request, however many blobs the query matches."""
-        found = self.container(container).find_blobs_by_tags(where, results_per_page=FIND_PAGE_MAX)
-        # by_page answers a PageIterator (it keeps the continuation token); its annotation says only Iterator.
-        pages = cast(PageIterator[FilteredBlob], found.by_page(marker))
-        names = [item.name for item in next(pages, [])]
-        return TagPage(names, pages.continuation_token or None)
+        with storage_errors():
+            found = self.container(container).find_blobs_by_tags(where, results_per_page=FIND_PAGE_MAX)
+            # by_page answers a PageIterator (it keeps the continuation token); its annotation says only Iterator.
+            pages = cast(PageIterator[FilteredBlob], found.by_page(marker))
+            names = [item.name for item in next(pages, [])]
+            return TagPage(names, pages.continuation_token or None)
 
     def delete_names(self, container: str, names: Iterable[str], *, read_timeout: float | None = None) -> int:
         """Batch-delete (256 per request); a name already gone counts as deleted, so reruns are harmless."""
@@ -166,15 +235,25 @@ class Storage:
         options = _timeout(read_timeout)
         deleted = already_gone = 0
         batch: list[str] = []
-        for name in names:
-            batch.append(name)
-            if len(batch) == BATCH_DELETE_MAX:
+        with storage_errors():
+            for name in names:
+                batch.append(name)
+                if len(batch) == BATCH_DELETE_MAX:
+                    now_gone, before = _delete_batch(client, batch, options)
+                    deleted, already_gone, batch = deleted + now_gone, already_gone + before, []
+            if batch:
                 now_gone, before = _delete_batch(client, batch, options)
-                deleted, already_gone, batch = deleted + now_gone, already_gone + before, []
-        if batch:
-            now_gone, before = _delete_batch(client, batch, options)
-            deleted, already_gone = deleted + now_gone, already_gone + before
+                deleted, already_gone = deleted + now_gone, already_gone + before
         return deleted, already_gone
+
+
+def _read_json(client: ContainerClient, name: str) -> tuple[dict[str, Any] | None, str | None]:
+    with storage_errors():
+        try:
+            download = client.download_blob(name)
+            return dict(json.loads(download.readall())), str(download.properties.etag)
+        except ResourceNotFoundError:
+            return None, None
 
 
 def _timeout(read_timeout: float | None) -> dict[str, Any]:
@@ -200,9 +279,23 @@ def only_if_unchanged(etag: str | None) -> dict[str, Any]:
     return {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
 
 
-def tag_filter(**equals: str) -> str:
-    """A Find-Blobs-by-Tags expression of equalities; values are tag-safe ids or hashes (no quotes inside)."""
-    for value in equals.values():
+def tag_query(
+    *,
+    tenant: str | None = None,
+    dataset: str | None = None,
+    subject: str | None = None,
+    captured_by: datetime | None = None,
+    expired_by: datetime | None = None,
+) -> str:
+    """A Find-Blobs-by-Tags expression over the index tags: the ids and the subject hash equal to those given,
+    the capture or expiry time at or before the time given. Ids and hashes are tag-safe (never a quote)."""
+    equal = {TAG_TENANT: tenant, TAG_DATASET: dataset, TAG_SUBJECT: subject}
+    by = {TAG_CAPTURED: captured_by, TAG_EXPIRES: expired_by}
+    terms = [(name, "=", value) for name, value in equal.items() if value is not None]
+    terms += [(name, "<=", tag_time(when)) for name, when in by.items() if when is not None]
+    if not terms:
+        raise ValueError("a tag query names at least one tag")
+    for _, _, value in terms:
         if "'" in value or '"' in value:
             raise ValueError("tag values never contain quotes")
-    return " AND ".join(f"\"{key}\" = '{value}'" for key, value in equals.items())
+    return " AND ".join(f"\"{name}\" {operator} '{value}'" for name, operator, value in terms)

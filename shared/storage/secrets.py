@@ -7,6 +7,7 @@ error or a blob: this module logs nothing, and its errors name the operation, no
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -17,10 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from shared.core.errors import StorageUnavailable
 from shared.core.settings import Settings
+from shared.storage.blobs import storage_errors
 from shared.storage.identity import app_credential
 
 # Key Vault secret names: letters, digits and '-', at most 127 characters.
@@ -88,15 +90,14 @@ class KeyVaultSecrets:
     def set(self, name: str, value: str) -> None:
         check_secret_name(name)
         for _ in range(SET_ATTEMPTS):
-            try:
-                self._client.set_secret(name, value, content_type="text/plain")
-                return
-            except HttpResponseError as error:
-                reason = _conflict_reason(error)
-                if reason is None:
-                    raise SecretsUnavailable("store") from None
-            except AzureError:
-                raise SecretsUnavailable("store") from None
+            with _unavailable("store"):
+                try:
+                    self._client.set_secret(name, value, content_type="text/plain")
+                    return
+                except HttpResponseError as error:
+                    reason = _conflict_reason(error)
+                    if reason is None:
+                        raise
             if reason == "ObjectIsDeletedButRecoverable":
                 self._recover(name)
             else:  # a deletion or recovery is still under way: it ends within seconds
@@ -105,38 +106,40 @@ class KeyVaultSecrets:
 
     def _recover(self, name: str) -> None:
         """Recovery is asynchronous: the recovered secret reads 404 until it is done, so wait (bounded)."""
-        try:
-            poller = self._client.begin_recover_deleted_secret(name, _polling_interval=self._poll_interval_s)
-            poller.wait(timeout=RECOVERY_WAIT_S)
-        except ResourceNotFoundError:
-            return  # recovered meanwhile by another writer, or its deletion not yet done: set again
-        except HttpResponseError as error:
-            if _conflict_reason(error) is None:
-                raise SecretsUnavailable("store") from None
-            return
-        except AzureError:
-            raise SecretsUnavailable("store") from None
+        with _unavailable("store"):
+            try:
+                poller = self._client.begin_recover_deleted_secret(name, _polling_interval=self._poll_interval_s)
+                poller.wait(timeout=RECOVERY_WAIT_S)
+            except ResourceNotFoundError:
+                return  # recovered meanwhile by another writer, or its deletion not yet done: set again
+            except HttpResponseError as error:
+                if _conflict_reason(error) is None:
+                    raise
+                return
         if not poller.done():
             raise SecretsUnavailable("store")
 
     def get(self, name: str) -> str | None:
-        try:
-            return self._client.get_secret(check_secret_name(name)).value
-        except ResourceNotFoundError:
-            return None
-        except AzureError:
-            raise SecretsUnavailable("read") from None
+        with _unavailable("read"):
+            try:
+                return self._client.get_secret(check_secret_name(name)).value
+            except ResourceNotFoundError:
+                return None
 
     def delete(self, name: str) -> bool:
         """Deletes the secret: with purge protection on (infra/), Key Vault keeps it recoverable, disabled,
         for its soft-delete period, and nobody can read it unless it is recovered."""
-        try:
-            self._client.begin_delete_secret(check_secret_name(name))
-        except ResourceNotFoundError:
-            return False
-        except AzureError:
-            raise SecretsUnavailable("delete") from None
+        with _unavailable("delete"):
+            try:
+                self._client.begin_delete_secret(check_secret_name(name))
+            except ResourceNotFoundError:
+                return False
         return True
+
+
+def _unavailable(operation: str) -> storage_errors:
+    """Key Vault trouble, mapped as storage trouble is: a 503 naming the operation, never the secret."""
+    return storage_errors(unavailable=functools.partial(SecretsUnavailable, operation))
 
 
 def _conflict_reason(error: HttpResponseError) -> str | None:

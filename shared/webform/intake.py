@@ -27,30 +27,29 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
-from azure.storage.blob import ContentSettings
 
 from shared.capture.personal_state import SUBMISSION_MARKER
 from shared.capture.store import COMMIT_DEADLINE, CaptureStore, Target
-from shared.core.clock import Clock, tag_time
+from shared.core.clock import Clock
 from shared.core.errors import (
-    BadRequest,
     Conflict,
     Forbidden,
     PackCloudError,
     StorageUnavailable,
     TooManyRequests,
     Unprocessable,
+    field_problems,
 )
 from shared.core.fieldtypes import InvalidValue, normalise
+from shared.core.idempotency import check_idempotency_key
 from shared.core.ids import new_record_id
 from shared.core.keys import derive_key
 from shared.core.net import client_ip
 from shared.core.settings import Settings
 from shared.core.snippets import render_script
 from shared.registry.models import DatasetDoc, Record, origin_of_url
-from shared.storage.blobs import STATE, Storage
+from shared.storage.blobs import JSON_CONTENT, STATE, Storage, index_tags, only_if_unchanged, storage_errors
 from shared.webform.body import FormValue, parse_form
 from shared.webform.rate_limit import RateLimiter
 
@@ -59,12 +58,10 @@ SNIPPET = Path(__file__).with_name("snippet.js")
 CONTROL_PREFIX = "_packcloud_"
 SUBMISSION_FIELD = "_packcloud_submission"  # the snippet's submission id: an idempotency key in the form
 RETURN_FIELD = "_packcloud_return"  # the form's page, for plain posts whose browser sends no full Referer
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 MARKER_TTL = timedelta(hours=24)
 PREFLIGHT_HEADERS = ("accept", "content-type", "idempotency-key")
 PREFLIGHT_MAX_AGE = "600"
 MAX_DROPPED_SHOWN = 50
-JSON = ContentSettings(content_type="application/json")
 
 
 @dataclass(frozen=True)
@@ -177,9 +174,9 @@ class FormIntake:
         address = client_ip(post.headers.get("x-forwarded-for"), self._settings.trusted_proxies) or "unknown"
         wait = self._limiter.take(f"{post.tenant}|{address}")
         if wait is not None:
-            error = TooManyRequests("rate_limited", "too many submissions from this client, wait and retry")
-            error.headers["Retry-After"] = str(wait)
-            raise error
+            raise TooManyRequests(
+                "rate_limited", "too many submissions from this client, wait and retry", retry_after=wait
+            )
 
     def _accept(
         self, target: Target, values: Mapping[str, FormValue], headers: Mapping[str, str]
@@ -213,7 +210,9 @@ class FormIntake:
         # The form's machinery (control fields, the trap, an undeclared consent box) is not data, nor "dropped".
         machinery = {dataset.honeypot_field, dataset.consent_field} - dataset.field_names
         data = {k: v for k, v in values.items() if k not in machinery and not k.startswith(CONTROL_PREFIX)}
-        problems = [{"field": dataset.consent_field, "reason": "consent must be given"}] if missing_consent else []
+        problems: list[dict[str, str]] = []
+        if missing_consent and dataset.consent_field is not None:
+            problems.append({"field": dataset.consent_field, "reason": "consent must be given"})
         meta = {}
         if dataset.consent_field is not None:
             meta["consent"] = {"given": True, "text_version": dataset.consent_text_version, "at": _iso(self._clock)}
@@ -222,8 +221,7 @@ class FormIntake:
         except Unprocessable as error:
             problems += [p for p in error.extra.get("errors", []) if p["field"] != dataset.consent_field]
         if problems:
-            summary = "; ".join(f"{p['field']} {p['reason']}" for p in problems[:5])
-            raise Unprocessable("invalid_fields", f"the submission does not fit the form: {summary}", errors=problems)
+            raise field_problems("invalid_fields", "the submission does not fit the form", problems, between=" ")
         return record
 
     @staticmethod
@@ -231,9 +229,7 @@ class FormIntake:
         key = headers.get("idempotency-key") or values.get(SUBMISSION_FIELD)
         if key is None or key == "":
             return None
-        if not isinstance(key, str) or not IDEMPOTENCY_KEY.fullmatch(key):
-            raise BadRequest("invalid_idempotency_key", "Idempotency-Key must be 8 to 128 letters, digits or . _ : -")
-        return key
+        return check_idempotency_key(key)
 
     @staticmethod
     def _dropped(dataset: DatasetDoc, values: Mapping[str, FormValue]) -> tuple[str, ...]:
@@ -318,40 +314,28 @@ class SubmissionMarkers:
         now = self._clock.now()
         expires = min(now + MARKER_TTL, target.dataset.expires_at(now))
         body = json.dumps({"record": record_id, "dropped": list(dropped), "at": now.isoformat()}).encode()
-        tags = {"t": target.tenant.id, "d": target.dataset.id, "exp": tag_time(expires)}
-        if subject is not None:
-            tags["sub"] = subject
-        try:
-            container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON)
-            return None
-        except ResourceExistsError:
-            pass
-        except AzureError:
-            raise StorageUnavailable() from None
+        tags = index_tags(target.tenant.id, target.dataset.id, expires=expires, subject=subject)
+        with storage_errors():
+            try:
+                container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON_CONTENT)
+                return None
+            except ResourceExistsError:
+                pass
         earlier, etag = self._read(target, key)
         if earlier is None:  # released meanwhile: claim again
             return self.claim(target, key, record_id, dropped, subject, rounds - 1)
         if self._capture.exists(target.tenant.id, target.dataset.id, str(earlier["record"])):
             return str(earlier["record"])
         if now - datetime.fromisoformat(earlier["at"]) <= 2 * COMMIT_DEADLINE:
-            error = Conflict("submission_in_progress", "the same submission is being stored, retry shortly")
-            error.headers["Retry-After"] = "2"
-            raise error
-        # The earlier attempt died between its marker and its record: this one takes the marker over.
-        try:
-            container.upload_blob(
-                name,
-                body,
-                overwrite=True,
-                tags=tags,
-                content_settings=JSON,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
+            raise Conflict(
+                "submission_in_progress", "the same submission is being stored, retry shortly", retry_after=2
             )
-        except ResourceModifiedError:
-            return self.claim(target, key, record_id, dropped, subject, rounds - 1)
-        except AzureError:
-            raise StorageUnavailable() from None
+        # The earlier attempt died between its marker and its record: this one takes the marker over.
+        with storage_errors():
+            try:
+                container.upload_blob(name, body, tags=tags, content_settings=JSON_CONTENT, **only_if_unchanged(etag))
+            except ResourceModifiedError:
+                return self.claim(target, key, record_id, dropped, subject, rounds - 1)
         return None
 
     def dropped_of(self, target: Target, key: str) -> list[str]:

@@ -192,6 +192,9 @@ def test_http_next_and_manage(host, manage, http_tenant):
         ({"json": {"count": 1, "extra": 1}}, 422, "invalid_request"),
         ({"content": b"{nope", "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
         ({"json": {}, "headers": {"idempotency-key": "x" * 201}}, 400, "invalid_idempotency_key"),
+        # The one Idempotency-Key rule of every route (shared/core/idempotency.py): 8 or more token characters.
+        ({"json": {}, "headers": {"idempotency-key": "1234567"}}, 400, "invalid_idempotency_key"),
+        ({"json": {}, "headers": {"idempotency-key": "order 42 retry"}}, 400, "invalid_idempotency_key"),
         ({"json": {}, "path": "missing"}, 404, "unknown_sequence"),
         ({"json": {}, "path": "Bad_Id"}, 400, "invalid_id"),
         ({"json": {}, "key": "pck_wrong"}, 403, "forbidden"),

@@ -151,7 +151,7 @@ def test_datasets_of_an_unknown_tenant_are_404(manage):
 
 def test_a_tenant_has_at_most_a_hundred_datasets(manage, tenant, tenant_id, azurite):
     """Its dataset list, DPO report and deletion read every dataset: their number is bounded at creation."""
-    from functions.manage import MAX_DATASETS_PER_TENANT
+    from shared.registry.datasets import MAX_DATASETS_PER_TENANT
 
     for n in range(MAX_DATASETS_PER_TENANT):
         assert manage.put(f"/manage/tenants/{tenant_id}/datasets/d-{n}", json=EXAMPLE).status_code == 201

@@ -256,6 +256,19 @@ def test_a_retried_submission_is_stored_once_with_the_same_id(site, tenant, azur
     assert "jane" not in marker.decode().lower()
 
 
+def test_a_long_idempotency_key_counts_as_on_every_route(site, tenant, azurite):
+    """The one rule (shared/core/idempotency.py) takes keys up to 200 characters here too, as auto-number does."""
+    key = f"order:{uuid.uuid4()}:" + "r" * 150
+    first = site.post(f"/forms/{tenant}/contact", data=GOOD, headers={"idempotency-key": key})
+    again = site.post(f"/forms/{tenant}/contact", data=GOOD, headers={"idempotency-key": key})
+    assert first.status_code == again.status_code == 201, first.text
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert len(records(azurite, tenant)) == 1
+    too_long = site.post(f"/forms/{tenant}/contact", data=GOOD, headers={"idempotency-key": key + "x" * 40})
+    assert too_long.status_code == 400 and too_long.json()["error"] == "invalid_idempotency_key"
+
+
 def navigate(site, tenant, data, **headers):
     """What a browser sends for a plain HTML post with no JavaScript."""
     return site.post(

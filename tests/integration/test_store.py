@@ -10,7 +10,7 @@ import pytest
 from shared.core.errors import Misdirected, NotFound, Unprocessable
 from shared.core.keys import api_key_matches, subject_hash
 from shared.registry.models import Dataset, TenantIn
-from shared.storage.blobs import RECORDS, tag_filter
+from shared.storage.blobs import RECORDS, tag_query
 from tests.factories import EU_URL, EXAMPLE, all_blobs, blob_states, variant
 
 
@@ -62,7 +62,7 @@ def test_record_tags_find_expiry_and_subject_without_listing(services, pixel_tar
     clock.advance(timedelta(days=1))
     later = services.capture.capture(pixel_target, {"page_url": "https://www.contoso.example/", "visitor": "b"})
     wanted = subject_hash(settings.master_key.get_secret_value(), tenant_id, "visitor-a")
-    by_subject = list(services.storage.find_by_tags(RECORDS, tag_filter(t=tenant_id, sub=wanted)))
+    by_subject = list(services.storage.find_by_tags(RECORDS, tag_query(tenant=tenant_id, subject=wanted)))
     assert len(by_subject) == 1 and later.record.id not in by_subject[0]
     expired = list(services.storage.find_by_tags(RECORDS, f"\"t\" = '{tenant_id}' AND \"exp\" <= '20261207T100000Z'"))
     assert len(expired) == 1
@@ -216,3 +216,30 @@ def test_blob_states_shows_every_change_the_nothing_changed_checks_rely_on(azuri
         assert states() == before  # listing alone changes nothing
         change()
         assert states() != before
+
+
+def test_declaring_and_deleting_a_dataset_audit_ids_and_retention_only(services, tenant_id, settings):
+    """The manage API's dataset rules live in shared/registry/datasets.py: the region, the audit entries."""
+    from shared.registry.datasets import delete_dataset, put_dataset, require_dataset
+    from shared.registry.residency import Residency
+
+    services.registry.put_tenant(tenant_id, TenantIn(region="eu"))
+    tenant = services.registry.get_tenant(tenant_id)
+    declaration = Dataset.model_validate(EXAMPLE)
+    elsewhere = Residency(services.registry, settings.model_copy(update={"region": "us"}))
+    with pytest.raises(Misdirected):
+        put_dataset(services.registry, elsewhere, services.audit, tenant, "pricing", declaration)
+    assert services.registry.get_dataset(tenant_id, "pricing") is None
+    doc, created = put_dataset(services.registry, services.residency, services.audit, tenant, "pricing", declaration)
+    assert created and require_dataset(services.registry, tenant_id, "pricing") == doc
+    _, created = put_dataset(services.registry, services.residency, services.audit, tenant, "pricing", declaration)
+    assert not created
+    delete_dataset(services.registry, services.audit, tenant_id, "pricing")
+    with pytest.raises(NotFound):
+        delete_dataset(services.registry, services.audit, tenant_id, "pricing")
+    with pytest.raises(NotFound):
+        require_dataset(services.registry, tenant_id, "pricing")
+    entries = [e for e in services.audit.entries(tenant_id) if e["kind"] == "dataset"]
+    assert [e["change"] for e in entries] == ["created", "replaced", "deleted"]
+    assert entries[0]["retention_days"] == EXAMPLE["retention_days"] and entries[0]["capability"] == "pixel"
+    assert EXAMPLE["controller"]["email"] not in json.dumps(entries)
