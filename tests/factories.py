@@ -7,6 +7,7 @@ integration tier started, and what a helper needs from shared/ it imports when c
 from __future__ import annotations
 
 import copy
+import os
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -290,6 +291,21 @@ def give_registration_key(secrets_path: Path, key: str = REGISTRATION_KEY) -> No
     from shared.storage.secrets import LocalSecrets
 
     LocalSecrets(secrets_path).set(REGISTRATION_KEY_SECRETS[0], key)
+
+
+def home_host_env(azurite: Azurite, secrets_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a home (us) local host, which serves every route, the registration routes included;
+    its secrets file is given the registration key first."""
+    give_registration_key(secrets_path)
+    return {
+        **os.environ,
+        **settings_env(azurite, region="us"),
+        "PACKCLOUD_ROLE": "regional,registration",
+        "PACKCLOUD_LOCAL_SECRETS_PATH": str(secrets_path),
+        "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
+        "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
+        **extra,
+    }
 
 
 def registration(org: str, **changes: Any) -> dict[str, Any]:

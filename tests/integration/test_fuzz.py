@@ -37,14 +37,12 @@ from tests.factories import (
     BROWSER_UA,
     FORM,
     FUNCTION_KEY,
-    HOST_MASTER_KEY,
     ORIGIN,
     PIXEL,
     REGISTRATION_KEY,
     ROOT,
     SIGNINS,
-    give_registration_key,
-    settings_env,
+    home_host_env,
 )
 
 EXAMPLES = int(os.environ.get("PACKCLOUD_FUZZ_EXAMPLES", "25"))
@@ -67,16 +65,7 @@ def fuzz_host(azurite, tmp_path_factory):
 
     port = free_port()
     secrets_path = tmp_path_factory.mktemp("fuzz") / "secrets.json"
-    give_registration_key(secrets_path)
-    env = {
-        **os.environ,
-        **settings_env(azurite, region="us"),
-        "PACKCLOUD_ROLE": "regional,registration",
-        "PACKCLOUD_LOCAL_SECRETS_PATH": str(secrets_path),
-        "PACKCLOUD_FORM_RATE_PER_MINUTE": "0",
-        "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
-        "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
-    }
+    env = home_host_env(azurite, secrets_path, PACKCLOUD_FORM_RATE_PER_MINUTE="0")
     process = start_local_host(port, env)
     api = f"http://127.0.0.1:{port}/api"
     with httpx.Client(base_url=api, headers={"x-functions-key": FUNCTION_KEY}, timeout=30) as manage:

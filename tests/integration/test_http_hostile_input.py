@@ -5,7 +5,6 @@ a 4xx with the usual JSON error (the pixel: its GIF), never a 500 or 503, and no
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from tests.factories import (
     BROWSER_UA,
     FORM,
     FUNCTION_KEY,
-    HOST_MASTER_KEY,
     ORIGIN,
     PIXEL,
     REGISTRATION_KEY,
@@ -26,8 +24,7 @@ from tests.factories import (
     UNICODE_DIGITS,
     USER,
     blob_states,
-    give_registration_key,
-    settings_env,
+    home_host_env,
 )
 
 CONTAINERS = ("registry", "records", "state")
@@ -62,16 +59,7 @@ def home(azurite, tmp_path_factory) -> Iterator[Home]:
 
     port = free_port()
     secrets_path = tmp_path_factory.mktemp("hostile") / "secrets.json"
-    give_registration_key(secrets_path)
-    env = {
-        **os.environ,
-        **settings_env(azurite, region="us"),
-        "PACKCLOUD_ROLE": "regional,registration",
-        "PACKCLOUD_LOCAL_SECRETS_PATH": str(secrets_path),
-        "PACKCLOUD_FORM_RATE_PER_MINUTE": "0",
-        "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
-        "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
-    }
+    env = home_host_env(azurite, secrets_path, PACKCLOUD_FORM_RATE_PER_MINUTE="0")
     process = start_local_host(port, env)
     api, tenant = f"http://127.0.0.1:{port}/api", f"hostile-{uuid.uuid4().hex[:10]}"
     try:

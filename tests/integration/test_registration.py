@@ -29,7 +29,6 @@ from tests.factories import (
     US_URL,
     all_blobs,
     blob_states,
-    give_registration_key,
     registration,
 )
 from tests.integration.fake_keyvault import FakeCredential, start_fake_keyvault
@@ -273,23 +272,13 @@ def test_a_takeover_needs_the_tenant_key_and_without_it_changes_nothing(home_hos
 @pytest.fixture(scope="module")
 def home_host(azurite, tmp_path_factory):
     """A home (us) local host on the session's Azurite, with its own secrets file holding the registration key."""
-    import os
-
     from devenv.azurite import free_port
     from devenv.local_host import start_local_host, stop_local_host
-    from tests.factories import HOST_MASTER_KEY, settings_env
+    from tests.factories import home_host_env
 
     secrets_path = tmp_path_factory.mktemp("home") / "secrets.json"
-    give_registration_key(secrets_path)
     port = free_port()
-    env = {
-        **os.environ,
-        **settings_env(azurite, region="us"),
-        "PACKCLOUD_ROLE": "regional,registration",
-        "PACKCLOUD_LOCAL_SECRETS_PATH": str(secrets_path),
-        "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
-        "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
-    }
+    env = home_host_env(azurite, secrets_path)
     process = start_local_host(port, env)
     yield f"http://127.0.0.1:{port}/api", secrets_path
     stop_local_host(process)

@@ -5,7 +5,6 @@ searched for the personal values and secrets it used."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,6 @@ from tests.factories import (
     BROWSER_UA,
     FORM,
     FUNCTION_KEY,
-    HOST_MASTER_KEY,
     ORIGIN,
     PIXEL,
     REGISTRATION_KEY,
@@ -31,8 +29,7 @@ from tests.factories import (
     USER,
     all_blobs,
     blob_states,
-    give_registration_key,
-    settings_env,
+    home_host_env,
 )
 
 CONTAINERS = ("registry", "records", "state")
@@ -221,16 +218,7 @@ def test_a_full_scenario_leaves_no_personal_value_or_secret_in_any_log_line(azur
 
     port = free_port()
     log_path = tmp_path / "host.log"
-    give_registration_key(tmp_path / "secrets.json")
-    env = {
-        **os.environ,
-        **settings_env(azurite, region="us"),
-        "PACKCLOUD_ROLE": "regional,registration",
-        "PACKCLOUD_LOCAL_SECRETS_PATH": str(tmp_path / "secrets.json"),
-        "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
-        "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
-        "DEVHOST_LOG_LEVEL": "debug",
-    }
+    env = home_host_env(azurite, tmp_path / "secrets.json", DEVHOST_LOG_LEVEL="debug")
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "devhost", "--root", str(ROOT), "--port", str(port)],
