@@ -85,14 +85,15 @@ class Delivery:
         last = names[-1].rsplit("/", 1)[-1].removesuffix(".json") if names else cursor
         return Page(records, last, more)
 
-    def acknowledge(self, tenant: str, dataset: str, ids: list[str]) -> tuple[int, int]:
-        """Delete delivered records; answers (deleted now, already gone). Idempotent."""
+    def acknowledge(self, tenant: str, dataset: str, ids: list[str], *, audit: bool = True) -> tuple[int, int]:
+        """Delete delivered records; answers (deleted now, already gone). Idempotent. `audit=False`: the caller
+        writes the delivery entry itself (the Dataverse deliverer, one per dataset and run)."""
         names = [record_blob(tenant, dataset, record_id) for record_id in ids]
         try:
             deleted, already_gone = self._storage.delete_each(RECORDS, names)
         except AzureError:
             raise StorageUnavailable() from None
-        if deleted:
+        if deleted and audit:
             self._audit.append(tenant, "delivery", dataset=dataset, acknowledged=len(ids), deleted=deleted)
         return deleted, already_gone
 

@@ -9,7 +9,6 @@ data lives there; the home deployment holds no captured record of a tenant homed
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import hashlib
 import hmac
 import logging
@@ -31,7 +30,7 @@ from shared.core.fieldtypes import InvalidValue, normalise
 from shared.core.ids import check_id
 from shared.core.keys import derive_key
 from shared.core.settings import Region, Settings
-from shared.core.urls import parse_web_url
+from shared.core.urls import dynamics_url
 from shared.registration.provisioning import Provisioner
 from shared.registry.store import Registry, registration_blob
 from shared.storage.audit import AuditLog
@@ -127,21 +126,6 @@ def registration_tenant_id(master_key: str, organization: UUID, pack: str) -> st
     key = derive_key(master_key, "registration", "-")
     digest = hmac.new(key, f"{organization}|{pack}".encode(), hashlib.sha256).hexdigest()
     return f"r-{digest[:20]}"
-
-
-def dynamics_url(url: str, patterns: tuple[str, ...]) -> str:
-    """The organisation's URL as `https://host/`, when a browser would read its host as a Dynamics 365 host;
-    else ValueError. The host is read as shared/core/urls.py reads it: `https://evil.example\\.crm.dynamics.com/`
-    and every other URL that a browser could read as being on another host are refused, not repaired."""
-    try:
-        parsed = parse_web_url(url.strip())
-    except ValueError as reason:
-        raise ValueError(f"must be an https URL of the organisation: it {reason}") from None
-    if parsed.scheme != "https" or parsed.port is not None:
-        raise ValueError("must be an https URL of the organisation")
-    if not any(fnmatch.fnmatchcase(parsed.host, pattern) for pattern in patterns):
-        raise ValueError(f"must be on a Dynamics 365 host ({', '.join(patterns)})")
-    return f"https://{parsed.host}/"
 
 
 class RegistrationStore:
