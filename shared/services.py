@@ -63,8 +63,8 @@ class Services:
     @cached_property
     def registrations(self) -> Registrations:
         """The registration engine of the home deployment, built on first use."""
-        secrets = secret_store(self.settings)
-        provisioner = Provisioner(self.settings, self.registry, self.audit, secrets)
+        secrets = self.secrets
+        provisioner = Provisioner(self.settings, self.registry, self.audit, secrets, targets=self.delivery_targets)
         store = RegistrationStore(self.storage, self.registry)
         return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
 

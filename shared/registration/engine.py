@@ -31,6 +31,7 @@ from shared.core.ids import check_id
 from shared.core.keys import derive_key
 from shared.core.settings import Region, Settings
 from shared.core.urls import dynamics_url
+from shared.dataverse.targets import TargetCredentials, TargetIn
 from shared.registration.provisioning import Provisioner
 from shared.registry.store import Registry, registration_blob
 from shared.storage.audit import AuditLog
@@ -99,6 +100,9 @@ class RegistrationIn(Strict):
     organization: Organization
     region: Region
     credentials: Annotated[dict[str, SecretStr] | None, AfterValidator(_credentials)] = None
+    # The application PackCloud signs in to the organisation as, to deliver into it (docs/delivery.md); its
+    # organisation URL is organization.url. Set as the tenant's delivery target in the tenant's region.
+    delivery: TargetCredentials | None = None
 
 
 class Registration(BaseModel):
@@ -271,6 +275,7 @@ class Registrations:
         written: dict[str, str] = {}
         try:
             keys = self._provisioner.create_fresh(request.region, tenant, organization.name)
+            self._give_target(request, organization, tenant)
             credentials, written, _ = self._write_credentials(tenant, request.credentials, {})
             done = claim.model_copy(
                 update={"status": "active", "credentials": credentials, "updated_at": self._clock.now()}
@@ -288,6 +293,7 @@ class Registrations:
             pack=request.pack,
             region=request.region,
             credentials=len(credentials),
+            delivery_target=request.delivery is not None,
         )
         return 201, {**done.public(base_url), "api_key": keys.api_key, "signing_key": keys.signing_key}
 
@@ -306,6 +312,7 @@ class Registrations:
                 "Deregister it first to choose another region",
             )
         self._provisioner.update(existing.region, existing.tenant, organization.name)
+        self._give_target(request, organization, existing.tenant)
         credentials, written, dropped = self._write_credentials(
             existing.tenant, request.credentials, existing.credentials
         )
@@ -325,8 +332,16 @@ class Registrations:
         # Only once the registration no longer names them: a failed update leaves every named secret in place.
         self._forget_secrets(dropped)
         facts = {"pack": request.pack, "region": existing.region, "credentials": len(credentials)}
+        facts["delivery_target"] = request.delivery is not None
         self._audit.append(existing.tenant, "registration", change="updated", **facts)
         return updated.public(base_url)
+
+    def _give_target(self, request: RegistrationIn, organization: Organization, tenant: str) -> None:
+        """The delivery target a registration carries, set where the tenant lives (its secret goes to that region's
+        secret store), with the organisation URL as checked here."""
+        if request.delivery is not None:
+            target = TargetIn(organization_url=organization.url, **dict(request.delivery))
+            self._provisioner.give_target(request.region, tenant, target)
 
     def get(self, tenant: str) -> dict[str, Any]:
         doc = self._require(tenant)

@@ -630,3 +630,36 @@ def test_no_secret_token_or_captured_value_in_logs_audit_or_errors(dv, world, az
     for text in (logged, kept.decode(), metadata, shown):
         for value in secrets + personal:
             assert value not in text
+
+
+# ------------------------------------------------------------------------------------------------ registration
+
+
+def test_a_registration_may_carry_the_target(dv, world, azurite, tmp_path):
+    from shared.registration.engine import RegistrationIn
+    from tests.factories import registration
+
+    org = world.orgs[0]
+    entra_tenant, client = str(uuid.uuid4()), str(uuid.uuid4())
+    world.entra.register(entra_tenant, client, secret=CLIENT_SECRET)
+    org.users.add(client)
+    body = registration(
+        str(uuid.uuid4()),
+        region="eu",
+        **{"organization.url": org.url},
+        delivery={"entra_tenant_id": entra_tenant, "client_id": client, "client_secret": CLIENT_SECRET},
+    )
+    status, created = dv.registrations.register(RegistrationIn.model_validate(body))
+    assert status == 201
+    tenant = dv.registry.get_tenant(created["tenant"], fresh=True)
+    target = dv.delivery_targets.get(tenant)
+    assert (target.organization_url, str(target.client_id)) == (org.url, client)
+    assert CLIENT_SECRET not in json.dumps(created)
+    assert json.loads((tmp_path / "secrets.json").read_text())[target.secret_name] == CLIENT_SECRET
+    (entry,) = [e for e in dv.audit.entries(tenant.id) if e["kind"] == "registration"]
+    assert entry["delivery_target"] is True
+
+    dv.registry.put_dataset(tenant.id, "visits", Dataset.model_validate(PIXEL_DELIVERED))
+    ids = capture_pixels(dv, tenant.id, 1)
+    settle(dv)
+    assert dv.deliverer.run().delivered == 1 and set(org.rows[LEADS]) == set(ids)
