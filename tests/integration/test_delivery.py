@@ -663,3 +663,22 @@ def test_a_registration_may_carry_the_target(dv, world, azurite, tmp_path):
     ids = capture_pixels(dv, tenant.id, 1)
     settle(dv)
     assert dv.deliverer.run().delivered == 1 and set(org.rows[LEADS]) == set(ids)
+
+
+def test_the_dry_run_prints_what_would_go_and_sends_nothing(dv, world, azurite, tenant_id, tmp_path):
+    org = world.orgs[0]
+    connect(dv, world, org, tenant_id)
+    ids = capture_pixels(dv, tenant_id, 3)
+    settle(dv)
+    env = cli_env(azurite, world, tmp_path / "secrets.json")
+    command = [sys.executable, "-m", "shared.cli", "deliver", "--dry-run"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, timeout=120, text=True)
+    assert done.returncode == 0, done.stderr
+    printed = [line for line in done.stdout.splitlines() if line.startswith(f"{tenant_id}/")]
+    assert sorted(printed) == sorted(
+        f"{tenant_id}/visits -> leads(pc_recordid='{record}') [pc_recordid, pc_page, pc_visitor, pc_capturedat]"
+        for record in ids
+    )
+    assert "visitor-" not in done.stdout  # ids and column names, never a value
+    assert org.requests == []  # no token asked for, nothing sent
+    assert held_records(azurite, tenant_id) == set(ids)
