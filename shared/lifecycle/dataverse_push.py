@@ -72,6 +72,12 @@ MAX_INLINE_WAIT_S = 10.0  # a Retry-After up to this long is waited out in the r
 MAX_THROTTLED_RETRIES = 5
 BACKOFF_S = (1.0, 2.0, 4.0)
 DEFAULT_RETRY_AFTER_S = 5.0  # a 429 that says no Retry-After
+# The deliverer is a job, as the purge is: a batch deletion may wait longer than a request would (Azurite holding
+# many blobs takes tens of seconds for 256), rather than fail and send the same records again next run.
+STORAGE_READ_TIMEOUT_S = 120.0
+# Batches of a tenant being read (or deleted) while its `dop` batches are at Dataverse: the storage work of one
+# batch overlaps the Dataverse work of the others.
+READ_AHEAD = 1
 
 
 @dataclass
@@ -149,6 +155,21 @@ class _Gate:
         self._resume_at = 0.0
         self._halted: DeliveryProblem | None = None
         self._lock = threading.Lock()
+        self._sending = 0
+        self._slots = threading.Condition()
+
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[None]:
+        """At most `dop` requests of the tenant at Dataverse at once, whatever else its batches are doing."""
+        with self._slots:
+            self._slots.wait_for(lambda: self._sending < self.dop)
+            self._sending += 1
+        try:
+            yield
+        finally:
+            with self._slots:
+                self._sending -= 1
+                self._slots.notify_all()
 
     def before_send(self) -> None:
         with self._lock:
@@ -169,7 +190,9 @@ class _Gate:
 
     def advise(self, dop_hint: int | None) -> None:
         if dop_hint:
-            self.dop = max(1, min(MAX_DOP, dop_hint))
+            with self._slots:
+                self.dop = max(1, min(MAX_DOP, dop_hint))
+                self._slots.notify_all()
 
     def halt(self, problem: DeliveryProblem) -> None:
         with self._lock:
@@ -325,13 +348,13 @@ class Deliverer:
     ) -> None:
         names = self._pending(tenant.id, dataset.id)
         running: set[Future[None]] = set()
-        with ThreadPoolExecutor(MAX_DOP) as pool:
+        with ThreadPoolExecutor(MAX_DOP + READ_AHEAD) as pool:
             try:
                 while gate.halted is None and time.monotonic() < run.deadline:
                     chunk = list(islice(names, self._batch_size))
                     if not chunk:
                         break
-                    while len(running) >= gate.dop:
+                    while len(running) >= gate.dop + READ_AHEAD:
                         done, running = wait(running, return_when=FIRST_COMPLETED)
                         _raise_first(done)
                     work = (run, target, tenant, dataset, client, gate, generations, counts, chunk)
@@ -449,7 +472,8 @@ class Deliverer:
         while True:
             gate.before_send()
             try:
-                answer = client.batch(headers, body, len(ops))
+                with gate.sending():
+                    answer = client.batch(headers, body, len(ops))
                 problem = _problem_of(answer)
             except Transient as met:
                 problem = met
@@ -480,7 +504,9 @@ class Deliverer:
             assert mapping.table is not None
             receipts.write(self._storage, tenant.id, dataset.id, mapping.table, sent.delivered, self._clock.now())
             ids = list(sent.delivered)
-            deleted, gone = self._delivery.acknowledge(tenant.id, dataset.id, ids, audit=False)
+            deleted, gone = self._delivery.acknowledge(
+                tenant.id, dataset.id, ids, audit=False, read_timeout=STORAGE_READ_TIMEOUT_S
+            )
             now = self._clock.now()
             counts.add(delivered=len(ids), deleted=deleted, already_gone=gone)
             with run.lock:

@@ -284,6 +284,8 @@ class FakeDataverse:
     held: deque[Held] = field(default_factory=deque)
     op_seconds: float = 0.0  # simulated service time of one operation
     dop_hint: int = 4
+    in_flight: int = 0  # $batch requests being answered now, and the most there were at once
+    most_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -315,7 +317,7 @@ class FakeDataverse:
             self.batch_headers.clear()
             self.scripted.clear()
             self.held.clear()
-        self.op_seconds, self.dop_hint = 0.0, 4
+        self.op_seconds, self.dop_hint, self.most_in_flight = 0.0, 4, 0
 
 
 def odata_error(code: str, message: str) -> dict[str, Any]:
@@ -415,7 +417,14 @@ class _DataverseHandler(BaseHTTPRequestHandler):
             code = "0x80072322" if scripted.status == 429 else "0x80040216"
             self._json(scripted.status, odata_error(code, message), headers)
             return
-        status, body, boundary = self._batch(raw)
+        with self.org.lock:
+            self.org.in_flight += 1
+            self.org.most_in_flight = max(self.org.most_in_flight, self.org.in_flight)
+        try:
+            status, body, boundary = self._batch(raw)
+        finally:
+            with self.org.lock:
+                self.org.in_flight -= 1
         if held is not None:
             held.committed.set()
             held.release.wait(120)

@@ -241,7 +241,7 @@ def test_full_batches_follow_the_dop_hint(dv, world, azurite, tenant_id, setting
         dv.clock,
     )
     org = world.orgs[0]
-    org.dop_hint = 2
+    org.dop_hint, org.op_seconds = 2, 0.002  # each batch takes a while: the next ones wait for a slot
     connect(services, world, org, tenant_id)
     ids = capture_pixels(services, tenant_id, 450)
     settle(services)
@@ -250,6 +250,7 @@ def test_full_batches_follow_the_dop_hint(dv, world, azurite, tenant_id, setting
 
     assert report.delivered == 450 and set(org.rows[LEADS]) == set(ids)
     assert report.requests == org.batch_count() == 5  # 4 full batches and the rest
+    assert org.most_in_flight == 2  # as many at once as Dataverse advised, no more
     assert held_records(azurite, tenant_id) == set()
 
 
