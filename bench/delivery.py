@@ -3,15 +3,17 @@ over HTTPS with azure-identity's tokens, exactly as the timer does it.
 
 1. Throughput: the deliverer takes N records from Azurite (list, read, upsert in $batch requests of 1,000, write
    the receipts, delete) against a raw baseline that sends the very same $batch bodies to the same fake, with the
-   same concurrency and token, and nothing else. Target: ratio >= 0.7. The fake answers each operation after a
-   service time (`op_ms`, 5 ms by default: a real Dataverse upsert takes longer), so that the comparison is with
-   a Dataverse that does work, as both sides pay it; the run also reports the ratio with no service time at all
-   (`ratio_no_service_time`), where reading and deleting the blobs in Azurite is all there is to compare.
+   same concurrency (the fake advises 4) and token, and nothing else. Target: ratio >= 0.7. The fake answers each
+   operation after a service time, `op_ms`: 20 ms, an assumption (what a real organisation takes per upsert depends
+   on its plug-ins and auditing; its service protection limits allow 1,200 s of execution time per user per
+   5 minutes and web server, an average of 4 requests at work). The ratio can only reach 1 where the organisation,
+   not storage, is the slower side; the run also reports it with no service time at all (`ratio_no_service_time`),
+   where reading and deleting each record in Azurite is the whole cost compared.
 2. Dataverse requests per delivered record with full batches. Target: <= 0.01.
-3. Capture-to-deleted time at a steady rate: records captured at `rate` per second while the deliverer runs every
-   `interval` seconds, as its timer does; each record's time from capture to deletion. Target: p99 <= 2 x the
-   interval. `python -m bench.delivery` runs 50 records/s for 90 s with a 30-second interval (the settling time of
-   15 s and the interval are what the time is made of); `--full` runs the production interval, 60 s, for 180 s.
+3. Capture-to-deleted time at a steady rate: records captured at 50 a second for 180 s (`--full`: 600 s) while the
+   deliverer runs every 60 s, as its timer does by default, and each record's time from capture to deletion.
+   Target: p99 <= 2 x the interval. A record waits at most the settling time (15 s), then for the next run, then
+   for its batch.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from tests.factories import CLIENT_SECRET, LEAD_COLUMNS, LEADS, PIXEL_DELIVERED,
 from tests.integration.fake_dataverse import Column, FakeDataverse, FakeEntra, fakes
 
 RECORDS_N = int(os.environ.get("BENCH_DELIVERY_RECORDS", "8000"))
-OP_SECONDS = 0.005
+OP_SECONDS = 0.020
 DOP_HINT = 4
 LOADERS = 16
 TENANT, DATASET = "bench", "visits"
@@ -134,7 +136,7 @@ def throughput(connection_string: str, org: FakeDataverse, entra: FakeEntra, fol
 
 
 def latency(connection_string: str, org: FakeDataverse, entra: FakeEntra, folder: Path, full: bool) -> dict:
-    rate, seconds, interval = (50, 180, 60) if full else (50, 90, 30)
+    rate, seconds, interval = (50, 600, 60) if full else (50, 180, 60)
     services = services_for(connection_string, org, entra, folder / "secrets.json")
     tenant = f"{TENANT}-{uuid.uuid4().hex[:6]}"
     connect(services, org, entra, tenant)

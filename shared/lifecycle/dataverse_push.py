@@ -147,8 +147,8 @@ class _Sent:
 class _Gate:
     """One tenant's pace during a run, shared by its concurrent batches: a 429 pauses them all."""
 
-    def __init__(self, deadline: float, max_wait_s: float, sleep: Callable[[float], None]) -> None:
-        self.dop = 1
+    def __init__(self, deadline: float, max_wait_s: float, sleep: Callable[[float], None], dop: int = 1) -> None:
+        self.dop = dop
         self._deadline = deadline
         self._max_wait_s = max_wait_s
         self._sleep = sleep
@@ -245,6 +245,8 @@ class Deliverer:
         # Tokens outlive a run (the deliverer is built once per process): one source per target version.
         self._token_sources: dict[tuple[str, str], TokenSource] = {}
         self._tokens_lock = threading.Lock()
+        # Each organisation's last x-ms-dop-hint, so that a run starts where the previous one left off.
+        self._dop: dict[str, int] = {}
 
     # -- a run ------------------------------------------------------------------------------
 
@@ -320,7 +322,7 @@ class Deliverer:
         status: TargetStatus,
         outcome: TenantPush,
     ) -> None:
-        gate = _Gate(run.deadline, self._max_inline_wait_s, self._sleep)
+        gate = _Gate(run.deadline, self._max_inline_wait_s, self._sleep, self._dop.get(target.organization_url, 1))
         generations = Generations(self._registry, tenant, datasets)
         problem: DeliveryProblem | None = None
         try:
@@ -333,6 +335,7 @@ class Deliverer:
                     self._audit_dataset(tenant.id, dataset.id, counts)
         except DeliveryProblem as met:
             problem = met
+        self._dop[target.organization_url] = gate.dop
         self._settle(target, status, problem, outcome)
 
     def _deliver_dataset(
