@@ -114,6 +114,12 @@ def throughput(connection_string: str, org: FakeDataverse, entra: FakeEntra, fol
     services = services_for(connection_string, org, entra, folder / "secrets.json")
     tenant = f"{TENANT}-{uuid.uuid4().hex[:6]}"
     connect(services, org, entra, tenant)
+    org.op_seconds, org.dop_hint = op_s, DOP_HINT
+    deliverer = services.push_deliverer(session=services.dataverse_session, budget_s=3600)
+    # A timer's earlier runs: the token is cached, and the organisation's dop hint known.
+    capture(services, tenant, 1)
+    time.sleep(SETTLE_WAIT_S)
+    assert deliverer.run().delivered == 1
     loaded = time.perf_counter()
     ids = capture(services, tenant, RECORDS_N)
     print(f"delivery: captured {RECORDS_N:,} records in {time.perf_counter() - loaded:.0f} s", file=sys.stderr)
@@ -122,15 +128,12 @@ def throughput(connection_string: str, org: FakeDataverse, entra: FakeEntra, fol
     raw = raw_rate(services, org, tenant, ids, services.settings.delivery_batch_size)
     org.reset()
     org.op_seconds, org.dop_hint = op_s, DOP_HINT
-    deliverer = services.push_deliverer(session=services.dataverse_session, budget_s=3600)
-    target = next(t for t in services.delivery_targets.all() if t.tenant == tenant)
-    deliverer.tokens(target).token()  # cached, as a timer's earlier runs leave it; the baseline had its own too
     started = time.perf_counter()
     report = deliverer.run()
     seconds = time.perf_counter() - started
     held = sum(1 for _ in services.storage.container(RECORDS).list_blobs(name_starts_with=f"{tenant}/"))
     assert report.delivered == report.deleted == RECORDS_N and held == 0, (report.delivered, report.deleted, held)
-    assert len(org.rows[LEADS]) == RECORDS_N
+    assert len(org.rows[LEADS]) == RECORDS_N  # the baseline's rows were cleared: these are the deliverer's
     rate = RECORDS_N / seconds
     return {"rate": rate, "raw_rate": raw, "ratio": rate / raw, "requests": report.requests}
 

@@ -70,10 +70,3 @@ def latest(storage: Storage, tenant: str, dataset: str, now: datetime) -> dict[s
             "receipts_that_day": len(names),
         }
     return None
-
-
-def latest_or_none(storage: Storage, tenant: str, dataset: str, now: datetime) -> dict[str, Any] | None:
-    try:
-        return latest(storage, tenant, dataset, now)
-    except AzureError:
-        raise StorageUnavailable() from None

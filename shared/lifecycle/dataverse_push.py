@@ -75,9 +75,9 @@ DEFAULT_RETRY_AFTER_S = 5.0  # a 429 that says no Retry-After
 # The deliverer is a job, as the purge is: a batch deletion may wait longer than a request would (Azurite holding
 # many blobs takes tens of seconds for 256), rather than fail and send the same records again next run.
 STORAGE_READ_TIMEOUT_S = 120.0
-# Batches of a tenant being read (or deleted) while its `dop` batches are at Dataverse: the storage work of one
-# batch overlaps the Dataverse work of the others.
-READ_AHEAD = 1
+# As many batches of a tenant are read (or deleted) while its `dop` batches are at Dataverse: when a request slot
+# frees, a batch is ready for it, and the storage work overlaps the organisation's.
+READ_AHEAD_PER_SLOT = 1
 
 
 @dataclass
@@ -351,13 +351,13 @@ class Deliverer:
     ) -> None:
         names = self._pending(tenant.id, dataset.id)
         running: set[Future[None]] = set()
-        with ThreadPoolExecutor(MAX_DOP + READ_AHEAD) as pool:
+        with ThreadPoolExecutor(MAX_DOP * (1 + READ_AHEAD_PER_SLOT)) as pool:
             try:
                 while gate.halted is None and time.monotonic() < run.deadline:
                     chunk = list(islice(names, self._batch_size))
                     if not chunk:
                         break
-                    while len(running) >= gate.dop + READ_AHEAD:
+                    while len(running) >= gate.dop * (1 + READ_AHEAD_PER_SLOT):
                         done, running = wait(running, return_when=FIRST_COMPLETED)
                         _raise_first(done)
                     work = (run, target, tenant, dataset, client, gate, generations, counts, chunk)
