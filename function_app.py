@@ -8,6 +8,9 @@ import azure.functions as func
 
 from functions import (
     autonumber,
+    dataverse_delivery,
+    delivery_failed,
+    delivery_target,
     geo_login,
     manage,
     privacy,
@@ -35,6 +38,9 @@ app.register_functions(autonumber.bp)
 app.register_functions(webform_capture.bp)
 app.register_functions(geo_login.bp)
 app.register_functions(tenant_auth.bp)
+app.register_functions(delivery_target.bp)
+app.register_functions(delivery_failed.bp)
+app.register_functions(dataverse_delivery.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:
     app.register_functions(registration.bp)

@@ -107,6 +107,21 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
         ),
         (Check("worst ratio", "max_ratio", "<=", MAX_RATIO),),
     ),
+    "delivery": (
+        lambda r: (
+            f"{r['records']:,} records: {r['rate']:.0f}/s from Azurite into the fake Dataverse vs "
+            f"{r['raw_rate']:.0f}/s sending the same $batch bodies alone, at {r['op_ms']:g} ms per upsert "
+            f"(with none: {r['rate_no_service_time']:.0f}/s vs {r['raw_rate_no_service_time']:.0f}/s, ratio "
+            f"{r['ratio_no_service_time']}); {r['steady_rate']} records/s for {r['steady_seconds']} s, a run every "
+            f"{r['interval_s']} s: capture to deletion p50 {r['p50_s']} s, p99 {r['p99_s']} s, "
+            f"{r['not_deleted']} not deleted"
+        ),
+        (
+            Check("ratio", "ratio", ">=", 0.7),
+            Check("Dataverse requests per record", "requests_per_record", "<=", 0.01),
+            Check("capture-to-deleted p99 / interval", "p99_over_interval", "<=", 2),
+        ),
+    ),
     "load": (
         lambda r: (
             f"{r['requests']:,} requests in {r['seconds']} s, {r['concurrency']} clients, {r['tenants']} "

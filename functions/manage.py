@@ -38,6 +38,7 @@ def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
     if req.method == "GET":
         return json_response(require_tenant(services.registry, tenant_id).public())
     if req.method == "DELETE":
+        services.delivery_targets.delete(tenant_id)  # the target, and its secret, go with the tenant
         if not delete_tenant(services.registry, services.audit, tenant_id):
             raise NotFound("unknown_tenant", "no such tenant in this deployment")
         return func.HttpResponse(status_code=204)

@@ -79,6 +79,14 @@ param storageTimeoutSeconds int = 10
 @description('Comma-separated host patterns (* and ?) a registered organisation\'s Dynamics 365 URL must match.')
 param dynamicsHostPatterns string = '*.crm.dynamics.com,*.crm?.dynamics.com,*.crm??.dynamics.com'
 
+@description('NCRONTAB schedule of the delivery into Dynamics 365 of the datasets in dataverse mode (every minute).')
+param deliverySchedule string = '0 * * * * *'
+
+@description('Upserts per Dataverse $batch request (Dataverse takes 1,000 at most).')
+@minValue(1)
+@maxValue(1000)
+param deliveryBatchSize int = 1000
+
 @description('Most instances the app scales out to (cost cap).')
 @minValue(40)
 @maxValue(1000)
@@ -199,6 +207,10 @@ var packcloudSettings = {
   PACKCLOUD_TRAVEL_WINDOW_HOURS: string(travelWindowHours)
   PACKCLOUD_STORAGE_TIMEOUT_SECONDS: string(storageTimeoutSeconds)
   PACKCLOUD_DYNAMICS_HOST_PATTERNS: dynamicsHostPatterns
+  PACKCLOUD_DELIVERY_SCHEDULE: deliverySchedule
+  PACKCLOUD_DELIVERY_BATCH_SIZE: string(deliveryBatchSize)
+  // Microsoft Entra ID of the cloud this deployment is in (tokens for Dynamics 365 come from there).
+  PACKCLOUD_ENTRA_AUTHORITY: environment().authentication.loginEndpoint
 }
 
 module functionApp 'modules/function-app.bicep' = {

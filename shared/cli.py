@@ -3,6 +3,8 @@
 python -m shared.purge [--dry-run]           run the retention purge once (dry run: print what would go)
 python -m shared.audit verify TENANT|_system check a tenant's (or the deployment's) audit chain
 python -m shared.cli purge|audit ...         the same two, by name
+python -m shared.cli deliver [--dry-run]     deliver the records of dataverse datasets into Dynamics 365 once
+                                             (dry run: print each record that would be upserted, send nothing)
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from shared.services import get_services
 from shared.storage.audit import AuditLog
 
 PURGE_DESCRIPTION = "The retention purge: deletes every record (and every piece of personal state) past its expiry."
+DELIVER_DESCRIPTION = (
+    "The delivery into Dynamics 365: upserts the records of every dataverse dataset, then deletes them."
+)
 AUDIT_USAGE = "usage: python -m shared.audit verify TENANT|_system"
 
 
@@ -34,6 +39,28 @@ def purge(argv: list[str]) -> int:
     return 0
 
 
+def deliver(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared.cli deliver", description=DELIVER_DESCRIPTION)
+    parser.add_argument("--dry-run", action="store_true", help="print what would be upserted; send and delete nothing")
+    args = parser.parse_args(argv)
+    report = get_services().deliverer.run(dry_run=args.dry_run)
+    for line in report.would_send:
+        print(line)
+    if args.dry_run:
+        print(f"would upsert {len(report.would_send)} record(s)", file=sys.stderr)
+        return 0
+    for tenant, outcome in sorted(report.tenants.items()):
+        error = f" ({outcome.error})" if outcome.error else ""
+        print(f"{tenant}: {outcome.state}{error}", file=sys.stderr)
+    print(
+        f"delivered {report.delivered} record(s), {report.deleted} deleted, {report.refused} refused, "
+        f"{report.requests} Dataverse request(s) in {report.duration_s:.1f} s",
+        file=sys.stderr,
+    )
+    failed = any(outcome.state in ("failing", "storage_unavailable") for outcome in report.tenants.values())
+    return 1 if failed else 0
+
+
 def audit(argv: list[str]) -> int:
     """Check a tenant's (or _system's) audit chain: exit 0 when whole, 1 naming the first break."""
     if len(argv) != 2 or argv[0] != "verify":
@@ -45,7 +72,7 @@ def audit(argv: list[str]) -> int:
     return 0 if result.ok else 1
 
 
-COMMANDS = {"purge": purge, "audit": audit}
+COMMANDS = {"purge": purge, "audit": audit, "deliver": deliver}
 
 
 def main(argv: list[str]) -> int:

@@ -7,14 +7,20 @@ import atexit
 import threading
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
+
+import requests
 
 from shared.autonumber.sequences import SequenceStore
 from shared.capture.counts import CaptureCounts
 from shared.capture.store import CaptureStore
 from shared.core.clock import Clock, SystemClock
 from shared.core.settings import Settings, get_settings
+from shared.dataverse.client import make_session
+from shared.dataverse.targets import Targets
 from shared.geologin.locator import Locator
 from shared.geologin.signins import GeoLogins
+from shared.lifecycle.dataverse_push import Deliverer
 from shared.lifecycle.delivery import Delivery
 from shared.lifecycle.purge import Purger
 from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
@@ -24,7 +30,7 @@ from shared.registry.residency import Residency
 from shared.registry.store import Registry
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import Storage
-from shared.storage.secrets import secret_store
+from shared.storage.secrets import SecretStore, secret_store
 from shared.webform.intake import FormIntake
 
 
@@ -57,8 +63,8 @@ class Services:
     @cached_property
     def registrations(self) -> Registrations:
         """The registration engine of the home deployment, built on first use."""
-        secrets = secret_store(self.settings)
-        provisioner = Provisioner(self.settings, self.registry, self.audit, secrets)
+        secrets = self.secrets
+        provisioner = Provisioner(self.settings, self.registry, self.audit, secrets, targets=self.delivery_targets)
         store = RegistrationStore(self.storage, self.registry)
         return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
 
@@ -71,6 +77,40 @@ class Services:
     def delivery(self) -> Delivery:
         """The /sync feed and its acknowledgements."""
         return Delivery(self.storage, self.audit, self.clock)
+
+    @cached_property
+    def secrets(self) -> SecretStore:
+        """Key Vault in Azure, the private local file otherwise."""
+        return secret_store(self.settings)
+
+    @cached_property
+    def delivery_targets(self) -> Targets:
+        """Each tenant's Dynamics 365 organisation and application (secrets in the secret store)."""
+        return Targets(self.storage, self.secrets, self.audit, self.clock, self.settings)
+
+    @cached_property
+    def dataverse_session(self) -> requests.Session:
+        """The connection pool to Entra ID and the Dynamics 365 organisations, shared by delivery and its check."""
+        return make_session()
+
+    @cached_property
+    def deliverer(self) -> Deliverer:
+        """The push into Dataverse; built once, so that tokens are kept until they expire."""
+        return self.push_deliverer(session=self.dataverse_session)
+
+    def push_deliverer(self, **options: Any) -> Deliverer:
+        """A deliverer of its own (tests and benchmarks set its budget, waits and HTTP session)."""
+        return Deliverer(
+            self.storage,
+            self.registry,
+            self.audit,
+            self.clock,
+            self.delivery_targets,
+            self.delivery,
+            region=self.settings.region,
+            batch_size=self.settings.delivery_batch_size,
+            **options,
+        )
 
     def subject_requests(self, page_items: int = PAGE_ITEMS) -> SubjectRequests:
         """Data-subject requests; each call reads or deletes at most `page_items` (tests take a few)."""

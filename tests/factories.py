@@ -53,6 +53,8 @@ def settings_values(storage_connection_string: str, region: str = "eu") -> dict[
         # scanning every blob the session's tests left, at a moment no test chose. Once a year instead; the
         # tests that purge run it themselves.
         "PACKCLOUD_PURGE_SCHEDULE": "0 0 0 1 1 *",
+        # The same for the delivery into Dynamics 365: the tests that deliver run it, or start a host that does.
+        "PACKCLOUD_DELIVERY_SCHEDULE": "0 0 0 1 1 *",
     }
 
 
@@ -325,3 +327,77 @@ def registration(org: str, **changes: Any) -> dict[str, Any]:
         else:
             body[key] = value
     return body
+
+
+# ---------------------------------------------------------------- delivery into Dataverse
+
+# The fake organisation's table (tests/integration/fake_dataverse.py) and the mappings that write into it.
+LEADS = "leads"
+RECORD_KEY = "pc_recordid"
+LEAD_COLUMNS = {
+    "pc_page": ("string", 2048),
+    "pc_visitor": ("string", 64),
+    "pc_capturedat": ("datetime", 40),
+    "emailaddress1": ("string", 100),
+    "lastname": ("string", 10),
+    "numberofemployees": ("int", 0),
+    "pc_consent": ("string", 64),
+}
+PIXEL_TO_LEADS = {
+    "mode": "dataverse",
+    "table": LEADS,
+    "key": RECORD_KEY,
+    "columns": {"page_url": "pc_page", "visitor": "pc_visitor"},
+    "meta": {"captured_at": "pc_capturedat"},
+}
+FORM_TO_LEADS = {
+    "mode": "dataverse",
+    "table": LEADS,
+    "key": RECORD_KEY,
+    "columns": {"email": "emailaddress1", "name": "lastname", "employees": "numberofemployees"},
+    "meta": {"consent": "pc_consent"},
+}
+# The pixel dataset of the examples, delivered into the leads table.
+PIXEL_DELIVERED = variant(delivery=PIXEL_TO_LEADS)
+FORM_DELIVERED = {**FORM, "delivery": FORM_TO_LEADS}
+CLIENT_SECRET = "dv-client-secret-0123456789-SECRET"
+
+
+def target_body(organization_url: str, entra_tenant: str, client: str, /, **changes: Any) -> dict[str, Any]:
+    """A delivery target's body; a change to None leaves that property out."""
+    body = {
+        "organization_url": organization_url,
+        "entra_tenant_id": entra_tenant,
+        "client_id": client,
+        "client_secret": CLIENT_SECRET,
+    }
+    body.update(changes)
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def application_certificate(name: str = "packcloud-app", key_size: int = 2048) -> str:
+    """An app registration's certificate as an admin makes one: RSA, self-signed; one PEM with key and certificate."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return (key_pem + certificate.public_bytes(serialization.Encoding.PEM)).decode()

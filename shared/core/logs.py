@@ -15,6 +15,7 @@ import logging
 
 REQUEST_LOGGERS: dict[str, int] = {
     "azure": logging.WARNING,  # azure.core's HTTP logging policy, azure.storage, azure.identity, azure.keyvault
+    "msal": logging.WARNING,  # under azure-identity: token requests and cache events at DEBUG
     "urllib3": logging.ERROR,
     "requests": logging.WARNING,
     "httpx": logging.WARNING,

@@ -30,6 +30,8 @@ ENV_PREFIX = "PACKCLOUD_"
 # Dynamics 365 online hosts: crm.dynamics.com (North America), crm2 ... crm21 (the other geographies).
 DYNAMICS_HOST_PATTERNS = ("*.crm.dynamics.com", "*.crm?.dynamics.com", "*.crm??.dynamics.com")
 HOST_PATTERN = re.compile(r"[a-z0-9.*?-]*\.[a-z0-9-]+\.[a-z0-9-]+")
+# Where tokens for Dynamics 365 come from: Microsoft Entra ID of the public cloud.
+ENTRA_AUTHORITY = "https://login.microsoftonline.com"
 
 
 class SettingsError(RuntimeError):
@@ -114,6 +116,18 @@ class Settings(BaseSettings):
         default=DYNAMICS_HOST_PATTERNS,
         description="Comma-separated host patterns (* and ?) a registered organisation's Dynamics 365 URL must match.",
     )
+    delivery_schedule: str = Field(
+        default="0 * * * * *",
+        description="NCRONTAB schedule of the delivery into Dynamics 365 (datasets in dataverse mode).",
+    )
+    delivery_batch_size: int = Field(
+        default=1000, ge=1, le=1000, description="Upserts per Dataverse $batch request (Dataverse takes 1,000 at most)."
+    )
+    entra_authority: str = Field(
+        default=ENTRA_AUTHORITY,
+        description="The Microsoft Entra ID authority that issues the Dynamics 365 tokens (another one for a national "
+        "cloud).",
+    )
 
     @field_validator("role", mode="before")
     @classmethod
@@ -132,6 +146,12 @@ class Settings(BaseSettings):
         if isinstance(value, tuple) and not all(isinstance(p, str) and HOST_PATTERN.fullmatch(p) for p in value):
             raise ValueError("each pattern has letters, digits, '-', '.', '*' or '?' and ends in a fixed domain")
         return value
+
+    @field_validator("entra_authority", mode="before")
+    @classmethod
+    def _authority(cls, value: object) -> object:
+        # The app's client secrets go to this host: an unambiguous https URL (http only on this machine).
+        return service_base_url(value).rstrip("/") if isinstance(value, str) else value
 
     @field_validator("key_vault_url", "storage_account_url", mode="before")
     @classmethod

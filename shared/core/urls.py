@@ -13,6 +13,7 @@ address written the canonical way). Everything else is refused, not repaired.
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -134,3 +135,19 @@ def service_base_url(text: str) -> str:
     if "?" in url.rest or "#" in url.rest:
         raise ValueError("must not have a query or fragment")
     return str(url)
+
+
+def dynamics_url(url: str, patterns: tuple[str, ...]) -> str:
+    """An organisation's Dynamics 365 URL as `https://host/`, when a browser would read its host as a Dynamics 365
+    host (one of `patterns`); else ValueError. `https://evil.example\\.crm.dynamics.com/` and every other URL that a
+    browser could read as being on another host are refused, not repaired. Registration and the delivery target
+    both take an organisation URL through here: tokens and captured data go to that host."""
+    try:
+        parsed = parse_web_url(url.strip())
+    except ValueError as reason:
+        raise ValueError(f"must be an https URL of the organisation: it {reason}") from None
+    if parsed.scheme != "https" or parsed.port is not None:
+        raise ValueError("must be an https URL of the organisation")
+    if not any(fnmatch.fnmatchcase(parsed.host, pattern) for pattern in patterns):
+        raise ValueError(f"must be on a Dynamics 365 host ({', '.join(patterns)})")
+    return f"https://{parsed.host}/"

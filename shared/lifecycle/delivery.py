@@ -93,11 +93,14 @@ class Delivery:
         last = names[-1].rsplit("/", 1)[-1].removesuffix(".json") if names else cursor
         return Page(records, last, more)
 
-    def acknowledge(self, tenant: str, dataset: str, ids: list[str]) -> tuple[int, int]:
-        """Delete delivered records; answers (deleted now, already gone). Idempotent."""
+    def acknowledge(
+        self, tenant: str, dataset: str, ids: list[str], *, audit: bool = True, read_timeout: float | None = None
+    ) -> tuple[int, int]:
+        """Delete delivered records; answers (deleted now, already gone). Idempotent. For the Dataverse deliverer,
+        a job: `audit=False` (it writes one delivery entry per dataset and run) and a longer `read_timeout`."""
         names = [record_blob(tenant, dataset, record_id) for record_id in ids]
-        deleted, already_gone = self._storage.delete_each(RECORDS, names)
-        if deleted:
+        deleted, already_gone = self._storage.delete_each(RECORDS, names, read_timeout=read_timeout)
+        if deleted and audit:
             self._audit.append(tenant, "delivery", dataset=dataset, acknowledged=len(ids), deleted=deleted)
         return deleted, already_gone
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from html import escape
 from itertools import islice
@@ -12,6 +13,7 @@ from azure.storage.blob import ContainerClient
 from shared.capture.personal_state import kinds_of
 from shared.core.clock import Clock
 from shared.core.ids import is_record_id, record_id_time
+from shared.dataverse.summary import dataset_summary, target_summary
 from shared.registry.models import DatasetDoc, Tenant
 from shared.registry.store import Registry
 from shared.storage.audit import SYSTEM, AuditLog
@@ -67,6 +69,7 @@ def processing_record(
                     "records_held_more": more,
                     "oldest_record_age_s": round((now - oldest).total_seconds(), 1) if oldest else None,
                     "personal_state": _personal_state(storage, tenant.id, doc, count_max),
+                    "delivery": dataset_summary(storage, tenant.id, doc, now, count_max),
                 }
             )
     return {
@@ -76,6 +79,7 @@ def processing_record(
         "generated_at": now.isoformat(),
         "processor": "PackCloud",
         "last_purge": last_purge,
+        "delivery_target": target_summary(storage, tenant),
         "datasets": datasets,
     }
 
@@ -128,9 +132,14 @@ def render_html(report: dict[str, Any]) -> str:
             f"<dt>Oldest record</dt><dd>{e(d['oldest_record_age_s'])} s</dd>"
             f"<dt>Fields</dt><dd><ul>{fields}</ul></dd>"
             f"<dt>Personal state besides the records</dt><dd>{f'<ul>{state}</ul>' if state else 'none'}</dd>"
+            f"<dt>Delivery</dt><dd>{_delivery_html(d.get('delivery', {'mode': 'pull'}), e)}</dd>"
             "</dl></section>"
         )
     purge = report["last_purge"]
+    target = report.get("delivery_target")
+    target_text = (
+        f"Dynamics 365 at <code>{e(target['organization_url'])}</code> ({e(target['state'])})" if target else "none"
+    )
     purge_text = f"{e(purge['at'])} ({'complete' if purge['complete'] else 'continuing'})" if purge else "none yet"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -138,7 +147,24 @@ def render_html(report: dict[str, Any]) -> str:
         "<style>body{font-family:system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem}"
         "dt{font-weight:600}dd{margin:0 0 .5rem 0}section{border-top:1px solid #ccc}</style></head><body>"
         f"<h1>Record of processing activities</h1><p>Tenant <code>{e(report['tenant'])}</code>, region "
-        f"{e(report['region'])}, generated {e(report['generated_at'])}. Last retention purge: {purge_text}.</p>"
-        + "".join(rows)
-        + "</body></html>"
+        f"{e(report['region'])}, generated {e(report['generated_at'])}. Last retention purge: {purge_text}. "
+        f"Delivery target: {target_text}.</p>" + "".join(rows) + "</body></html>"
+    )
+
+
+def _delivery_html(delivery: dict[str, Any], e: Callable[[object], str]) -> str:
+    if delivery["mode"] != "dataverse":
+        return "pulled by the CRM side (/sync), deleted when acknowledged"
+    columns = ", ".join(f"<code>{e(f)}</code> &rarr; <code>{e(c)}</code>" for f, c in delivery["columns"].items())
+    refused = f"{e(delivery['refused'])}{' or more' if delivery['refused_more'] else ''}"
+    text = f"pushed into the table <code>{e(delivery['table'])}</code> ({columns}); refused by Dynamics 365: {refused}"
+    receipt = delivery["last_receipt"]
+    if receipt is None:
+        return text + "; no receipt in the last two days"
+    rows = "".join(
+        f"<li><code>{e(r['record'])}</code> &rarr; row <code>{e(r['row'])}</code></li>" for r in receipt["rows"]
+    )
+    return (
+        f"{text}; last receipt {e(receipt['at'])}: {e(receipt['records'])} record(s) delivered and deleted"
+        f"<ul>{rows}</ul>"
     )

@@ -9,7 +9,6 @@ data lives there; the home deployment holds no captured record of a tenant homed
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import hashlib
 import hmac
 import logging
@@ -30,7 +29,8 @@ from shared.core.fieldtypes import InvalidValue, normalise
 from shared.core.ids import check_id
 from shared.core.keys import derive_key
 from shared.core.settings import Region, Settings
-from shared.core.urls import parse_web_url
+from shared.core.urls import dynamics_url
+from shared.dataverse.targets import TargetCredentials, TargetIn
 from shared.registration.provisioning import Provisioner
 from shared.registry.store import Registry, registration_blob
 from shared.storage.audit import AuditLog
@@ -99,6 +99,9 @@ class RegistrationIn(Strict):
     organization: Organization
     region: Region
     credentials: Annotated[dict[str, SecretStr] | None, AfterValidator(_credentials)] = None
+    # The application PackCloud signs in to the organisation as, to deliver into it (docs/delivery.md); its
+    # organisation URL is organization.url. Set as the tenant's delivery target in the tenant's region.
+    delivery: TargetCredentials | None = None
 
 
 class Registration(BaseModel):
@@ -126,21 +129,6 @@ def registration_tenant_id(master_key: str, organization: UUID, pack: str) -> st
     key = derive_key(master_key, "registration", "-")
     digest = hmac.new(key, f"{organization}|{pack}".encode(), hashlib.sha256).hexdigest()
     return f"r-{digest[:20]}"
-
-
-def dynamics_url(url: str, patterns: tuple[str, ...]) -> str:
-    """The organisation's URL as `https://host/`, when a browser would read its host as a Dynamics 365 host;
-    else ValueError. The host is read as shared/core/urls.py reads it: `https://evil.example\\.crm.dynamics.com/`
-    and every other URL that a browser could read as being on another host are refused, not repaired."""
-    try:
-        parsed = parse_web_url(url.strip())
-    except ValueError as reason:
-        raise ValueError(f"must be an https URL of the organisation: it {reason}") from None
-    if parsed.scheme != "https" or parsed.port is not None:
-        raise ValueError("must be an https URL of the organisation")
-    if not any(fnmatch.fnmatchcase(parsed.host, pattern) for pattern in patterns):
-        raise ValueError(f"must be on a Dynamics 365 host ({', '.join(patterns)})")
-    return f"https://{parsed.host}/"
 
 
 class RegistrationStore:
@@ -281,6 +269,7 @@ class Registrations:
         written: dict[str, str] = {}
         try:
             keys = self._provisioner.create_fresh(request.region, tenant, organization.name)
+            self._give_target(request, organization, tenant)
             credentials, written, _ = self._write_credentials(tenant, request.credentials, {})
             done = claim.model_copy(
                 update={"status": "active", "credentials": credentials, "updated_at": self._clock.now()}
@@ -298,6 +287,7 @@ class Registrations:
             pack=request.pack,
             region=request.region,
             credentials=len(credentials),
+            delivery_target=request.delivery is not None,
         )
         return 201, {**done.public(base_url), "api_key": keys.api_key, "signing_key": keys.signing_key}
 
@@ -316,6 +306,7 @@ class Registrations:
                 "Deregister it first to choose another region",
             )
         self._provisioner.update(existing.region, existing.tenant, organization.name)
+        self._give_target(request, organization, existing.tenant)
         credentials, written, dropped = self._write_credentials(
             existing.tenant, request.credentials, existing.credentials
         )
@@ -335,8 +326,16 @@ class Registrations:
         # Only once the registration no longer names them: a failed update leaves every named secret in place.
         self._forget_secrets(dropped)
         facts = {"pack": request.pack, "region": existing.region, "credentials": len(credentials)}
+        facts["delivery_target"] = request.delivery is not None
         self._audit.append(existing.tenant, "registration", change="updated", **facts)
         return updated.public(base_url)
+
+    def _give_target(self, request: RegistrationIn, organization: Organization, tenant: str) -> None:
+        """The delivery target a registration carries, set where the tenant lives (its secret goes to that region's
+        secret store), with the organisation URL as checked here."""
+        if request.delivery is not None:
+            target = TargetIn(organization_url=organization.url, **dict(request.delivery))
+            self._provisioner.give_target(request.region, tenant, target)
 
     def get(self, tenant: str) -> dict[str, Any]:
         doc = self._require(tenant)

@@ -16,8 +16,9 @@ from typing import Any
 
 import requests
 
-from shared.core.errors import Forbidden, PackCloudError, StorageUnavailable, Unauthorized
+from shared.core.errors import Forbidden, NotFound, PackCloudError, StorageUnavailable, Unauthorized, Unprocessable
 from shared.core.settings import Region, Settings
+from shared.dataverse.targets import TargetIn, Targets
 from shared.registry.auth import authenticate_tenant, bearer_token
 from shared.registry.models import TenantIn
 from shared.registry.store import Registry
@@ -61,11 +62,13 @@ class Provisioner:
         audit: AuditLog,
         secrets: SecretStore,
         session: requests.Session | None = None,
+        targets: Targets | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._audit = audit
         self._secrets = secrets
+        self._targets = targets
         self._session = session or requests.Session()
         # Nothing from the environment may add to these requests: a .netrc entry would replace the tenant's
         # Authorization header, a proxy setting would route the keys elsewhere.
@@ -85,8 +88,34 @@ class Provisioner:
     def update(self, region: Region, tenant: str, name: str) -> None:
         self._put(region, tenant, name)
 
+    def give_target(self, region: Region, tenant: str, target: TargetIn) -> None:
+        """The tenant's delivery target, in its region: in process here, else through the region's manage API (its
+        secret travels once, over https, to that region's secret store, and is kept nowhere here)."""
+        if region == self._settings.region:
+            found = self._registry.get_tenant(tenant, fresh=True)
+            if found is None or self._targets is None:
+                raise NotFound("unknown_tenant", "no such tenant in this deployment")
+            self._targets.put(found, target)
+            return
+        body = {
+            "organization_url": target.organization_url,
+            "entra_tenant_id": str(target.entra_tenant_id),
+            "client_id": str(target.client_id),
+            ("certificate" if target.kind == "certificate" else "client_secret"): target.secret_value(),
+        }
+        answer = self._call(region, "PUT", tenant, body, path="delivery", expected=(200, 201, 422))
+        if answer.status_code == 422:
+            reason = "the region refused the delivery target (its Dynamics 365 host patterns differ)"
+            raise Unprocessable(
+                "invalid_registration",
+                f"invalid registration: delivery: {reason}",
+                errors=[{"field": "delivery", "reason": reason}],
+            )
+
     def delete(self, region: Region, tenant: str) -> bool:
         if region == self._settings.region:
+            if self._targets is not None:
+                self._targets.delete(tenant)  # the delivery target, and its secret, go with the tenant
             return delete_tenant(self._registry, self._audit, tenant)
         answer = self._call(region, "DELETE", tenant)
         return answer.status_code == 204
@@ -118,13 +147,23 @@ class Provisioner:
         log.warning("region %s answered %s to a tenant key check", region, answer.status_code)
         raise RegionUnavailable(region)
 
-    def _call(self, region: Region, method: str, tenant: str, body: dict[str, Any] | None = None) -> requests.Response:
+    def _call(
+        self,
+        region: Region,
+        method: str,
+        tenant: str,
+        body: dict[str, Any] | None = None,
+        *,
+        path: str = "",
+        expected: tuple[int, ...] | None = None,
+    ) -> requests.Response:
         key = self._secrets.get(region_key_secret_name(region))
         if key is None:
             log.error("region %s is not configured for provisioning (function key missing)", region)
             raise RegionUnavailable(region)
-        answer = self._request(region, method, f"manage/tenants/{tenant}", body, {"x-functions-key": key})
-        expected = {"PUT": (200, 201), "DELETE": (204, 404)}[method]
+        route = f"manage/tenants/{tenant}" + (f"/{path}" if path else "")
+        answer = self._request(region, method, route, body, {"x-functions-key": key})
+        expected = expected or {"PUT": (200, 201), "DELETE": (204, 404)}[method]
         if answer.status_code not in expected:
             log.warning("region %s answered %s to %s of a tenant", region, answer.status_code, method)
             raise RegionUnavailable(region)

@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -21,6 +22,7 @@ from shared.core.fieldtypes import LENGTH_TYPES, FieldType, StoredValue
 from shared.core.keys import GENERATION_PATTERN
 from shared.core.settings import Region
 from shared.core.urls import is_loopback, parse_web_url
+from shared.registry.delivery_mapping import DeliveryMapping, check_mapping
 
 MAX_RETENTION_DAYS = 30
 # A retired signing key counts at most this long: no record a link made before the rotation outlives it.
@@ -128,6 +130,17 @@ class Dataset(Strict):
     honeypot_field: str | None = Field(default=None, pattern=FIELD_NAME_PATTERN)
     consent_field: str | None = Field(default=None, pattern=FIELD_NAME_PATTERN)
     consent_text_version: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[\w.:-]+$")
+    # How records reach Dynamics 365 (registry/delivery_mapping.py); last, so that its check sees the rest.
+    delivery: DeliveryMapping = DeliveryMapping()
+
+    @field_validator("delivery")
+    @classmethod
+    def _mapping_fits(cls, mapping: DeliveryMapping, info: ValidationInfo) -> DeliveryMapping:
+        if "fields" in info.data and "capability" in info.data:  # else their own errors are reported
+            declared = [spec.name for spec in info.data["fields"]]
+            consent = info.data.get("consent_field") is not None
+            check_mapping(mapping, info.data["capability"], declared, consent)
+        return mapping
 
     @field_validator("retention_days")
     @classmethod

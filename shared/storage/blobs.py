@@ -59,6 +59,7 @@ TAG_DATASET = "d"
 TAG_CAPTURED = "cap"  # records only: the purge deletes what a lowered retention no longer allows
 TAG_EXPIRES = "exp"
 TAG_SUBJECT = "sub"  # where the blob is about a data subject: capture/subjects.py
+TAG_DEAD_LETTER = "dl"  # records Dynamics 365 refused: dataverse/dead_letters.py
 
 log = logging.getLogger("packcloud.storage")
 
@@ -212,11 +213,13 @@ class Storage:
             for item in self.container(container).find_blobs_by_tags(where, **_timeout(read_timeout)):
                 yield item.name
 
-    def find_page_by_tags(self, container: str, where: str, *, marker: str | None = None) -> TagPage:
-        """One page of a tag query (at most FIND_PAGE_MAX names) from `marker`, a `TagPage.marker` of the
-        same query, on: one storage request, however many blobs the query matches."""
+    def find_page_by_tags(
+        self, container: str, where: str, *, marker: str | None = None, page_size: int = FIND_PAGE_MAX
+    ) -> TagPage:
+        """One page of a tag query (at most `page_size` names, FIND_PAGE_MAX at most) from `marker`, a
+        `TagPage.marker` of the same query, on: one storage request, however many blobs the query matches."""
         with storage_errors():
-            found = self.container(container).find_blobs_by_tags(where, results_per_page=FIND_PAGE_MAX)
+            found = self.container(container).find_blobs_by_tags(where, results_per_page=min(page_size, FIND_PAGE_MAX))
             # by_page answers a PageIterator (it keeps the continuation token); its annotation says only Iterator.
             pages = cast(PageIterator[FilteredBlob], found.by_page(marker))
             names = [item.name for item in next(pages, [])]
@@ -286,6 +289,7 @@ def tag_query(
     subject: str | None = None,
     captured_by: datetime | None = None,
     expired_by: datetime | None = None,
+    dead_letter: bool = False,
 ) -> str:
     """A Find-Blobs-by-Tags expression over the index tags: the ids and the subject hash equal to those given,
     the capture or expiry time at or before the time given. Ids and hashes are tag-safe (never a quote)."""
@@ -293,6 +297,8 @@ def tag_query(
     by = {TAG_CAPTURED: captured_by, TAG_EXPIRES: expired_by}
     terms = [(name, "=", value) for name, value in equal.items() if value is not None]
     terms += [(name, "<=", tag_time(when)) for name, when in by.items() if when is not None]
+    if dead_letter:
+        terms.append((TAG_DEAD_LETTER, "=", "1"))
     if not terms:
         raise ValueError("a tag query names at least one tag")
     for _, _, value in terms:

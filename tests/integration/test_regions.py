@@ -63,7 +63,7 @@ def regions(tmp_path_factory):
             if region == "eu":
                 env["PACKCLOUD_LOCAL_SECRETS_PATH"] = str(secrets_path.parent / "eu-secrets.json")
             processes.append(start_local_host(port, env))
-        yield started
+        yield {**started, "secrets": secrets_path.parent}
     finally:
         for process in processes:
             stop_local_host(process)
@@ -158,3 +158,31 @@ def test_home_reports_an_unreachable_region_and_stores_nothing(regions):
     )
     assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "region"
     assert everything(us_storage) == before
+
+
+def test_a_registration_carries_the_delivery_target_to_the_tenants_region_only(regions, tmp_path):
+    (us, us_storage), (eu, eu_storage) = regions["us"], regions["eu"]
+    installer = httpx.Client(base_url=us, headers={"x-registration-key": REGISTRATION_KEY}, timeout=30)
+    home = httpx.Client(base_url=us, headers={"x-functions-key": US_KEY}, timeout=30)
+    eu_manage = httpx.Client(base_url=eu, headers={"x-functions-key": EU_KEY}, timeout=30)
+    client, secret = str(uuid.uuid4()), "dv-secret-" + secrets.token_urlsafe(16)
+    delivery = {"entra_tenant_id": str(uuid.uuid4()), "client_id": client, "client_secret": secret}
+
+    created = installer.post("/registrations", json=registration(str(uuid.uuid4()), region="eu", delivery=delivery))
+    assert created.status_code == 201, created.text
+    tenant = created.json()["tenant"]
+    target = eu_manage.get(f"/manage/tenants/{tenant}/delivery")
+    assert target.status_code == 200 and target.json()["client_id"] == client
+    assert target.json()["organization_url"] == "https://contoso.crm4.dynamics.com/"
+    assert home.get(f"/manage/tenants/{tenant}/delivery").status_code == 404  # no tenant, no target in US
+    folder = regions["secrets"]
+    assert secret in (folder / "eu-secrets.json").read_text()
+    assert secret not in (folder / "secrets.json").read_text()
+    stored = b"".join(
+        b for storage in (us_storage, eu_storage) for blobs in everything(storage).values() for b in blobs.values()
+    )
+    assert secret.encode() not in stored
+
+    assert home.delete(f"/registrations/{tenant}").status_code == 204
+    assert eu_manage.get(f"/manage/tenants/{tenant}/delivery").status_code == 404
+    assert secret not in (folder / "eu-secrets.json").read_text()

@@ -184,6 +184,11 @@ def test_a_half_done_registration_is_taken_over_after_a_minute(home, org, clock)
         ({"credentials": {f"c{n}": "x" for n in range(21)}}, "credentials"),
         ({"contact": None}, "contact"),
         ({"extra": "field"}, "extra"),
+        (
+            {"delivery": {"entra_tenant_id": "contoso", "client_id": str(uuid.uuid4()), "client_secret": "s"}},
+            "delivery",
+        ),
+        ({"delivery": {"entra_tenant_id": str(uuid.uuid4()), "client_id": str(uuid.uuid4())}}, "delivery"),
     ],
 )
 def test_bad_registrations_are_refused_with_nothing_stored(home_host, azurite, org, change, field, tmp_path):

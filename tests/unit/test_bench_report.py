@@ -58,3 +58,28 @@ def test_the_readme_table_is_replaced_between_its_markers_only(tmp_path, monkeyp
     text = readme.read_text()
     assert text.startswith("# Benchmarks\nintro\n") and text.endswith(f"{report.END}\nafter\n")
     assert "old table" not in text and "ratio 1.2 (<= 1.5: met)" in text
+
+
+def test_the_delivery_row_has_its_three_targets():
+    delivery = {
+        "records": 8000,
+        "rate": 190.0,
+        "raw_rate": 200.0,
+        "ratio": 0.95,
+        "op_ms": 20.0,
+        "rate_no_service_time": 150.0,
+        "raw_rate_no_service_time": 4000.0,
+        "ratio_no_service_time": 0.04,
+        "requests_per_record": 0.001,
+        "steady_rate": 50,
+        "steady_seconds": 180,
+        "interval_s": 60,
+        "p50_s": 50.0,
+        "p99_s": 130.0,
+        "p99_over_interval": 2.167,
+        "not_deleted": 0,
+        **MACHINE,
+    }
+    row = next(line for line in report.render({"delivery": delivery}).splitlines() if line.startswith("| delivery"))
+    assert "ratio 0.95 (>= 0.7: met)" in row and "Dataverse requests per record 0.001 (<= 0.01: met)" in row
+    assert "capture-to-deleted p99 / interval 2.167 (<= 2: **missed**)" in row
