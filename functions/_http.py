@@ -13,7 +13,10 @@ from azure.core.exceptions import AzureError
 from pydantic import BaseModel
 
 from shared.core.bodies import parse_json_object, validate_model
-from shared.core.errors import PackCloudError, StorageUnavailable
+from shared.core.errors import BadRequest, PackCloudError, StorageUnavailable
+from shared.core.numbers import ascii_int
+from shared.registry.access import Access, tenant_access
+from shared.services import Services
 
 log = logging.getLogger("packcloud")
 
@@ -76,3 +79,25 @@ def base_url(req: func.HttpRequest) -> str:
     url: str = req.url.split("?", 1)[0]
     marker = url.find("/api/")
     return url[: marker + 4] if marker >= 0 else url.rsplit("/", 1)[0]
+
+
+def limit_param(raw: str | None, default: int, maximum: int) -> int:
+    """A page size from the query: absent is the default, else a whole number of ASCII digits from 1 to maximum."""
+    if raw is None or raw == "":
+        return default
+    limit = ascii_int(raw, 1, maximum)
+    if limit is None:
+        raise BadRequest("invalid_limit", f"limit must be a whole number from 1 to {maximum}")
+    return limit
+
+
+def fresh_dataset_access(req: func.HttpRequest, services: Services) -> Access:
+    """The tenant key and the dataset of a delivery route, read from storage, not the cache: a rotated key or a
+    deleted tenant or dataset counts at once where records are handed out, and their generations are current."""
+    return tenant_access(
+        services,
+        req.route_params.get("tenant", ""),
+        req.headers.get("authorization"),
+        req.route_params.get("dataset"),
+        fresh=True,
+    )

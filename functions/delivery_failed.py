@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions._http import handles_errors, json_model, json_response
+from functions._http import fresh_dataset_access, handles_errors, json_model, json_response, limit_param
 from shared.core.errors import BadRequest
-from shared.core.numbers import ascii_int
 from shared.dataverse import dead_letters
-from shared.registry.access import Access, tenant_access
+from shared.registry.access import Access
 from shared.services import Services, get_services
 
 bp = func.Blueprint()
@@ -27,23 +26,7 @@ MAX_MARKER = 1024
 
 def _open(req: func.HttpRequest) -> tuple[Services, Access]:
     services = get_services()
-    access = tenant_access(
-        services,
-        req.route_params.get("tenant", ""),
-        req.headers.get("authorization"),
-        req.route_params.get("dataset"),
-        fresh=True,
-    )
-    return services, access
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    limit = ascii_int(raw, 1, dead_letters.MAX_PAGE)
-    if limit is None:
-        raise BadRequest("invalid_limit", f"limit must be a whole number from 1 to {dead_letters.MAX_PAGE}")
-    return limit
+    return services, fresh_dataset_access(req, services)
 
 
 def _marker(raw: str | None) -> str | None:
@@ -59,7 +42,8 @@ def _marker(raw: str | None) -> str | None:
 @handles_errors
 def sync_failed(req: func.HttpRequest) -> func.HttpResponse:
     services, access = _open(req)
-    limit, marker = _limit(req.params.get("limit")), _marker(req.params.get("cursor"))
+    limit = limit_param(req.params.get("limit"), DEFAULT_LIMIT, dead_letters.MAX_PAGE)
+    marker = _marker(req.params.get("cursor"))
     letters, next_marker = dead_letters.page(services.storage, access.tenant.id, access.named_dataset.id, limit, marker)
     failed = [letter.public() for letter in letters]
     return json_response({"failed": failed, "next_cursor": next_marker, "more": next_marker is not None})

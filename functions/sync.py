@@ -8,39 +8,20 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions._http import handles_errors, json_model, json_response
+from functions._http import fresh_dataset_access, handles_errors, json_model, json_response, limit_param
 from shared.core.errors import BadRequest
 from shared.core.ids import is_record_id
-from shared.core.numbers import ascii_int
 from shared.lifecycle.delivery import DEFAULT_LIMIT, MAX_LIMIT, AckRequest, Delivery
 from shared.lifecycle.generations import Generations
-from shared.registry.access import Access, tenant_access
+from shared.registry.access import Access
 from shared.services import Services, get_services
 
 bp = func.Blueprint()
 
 
-def _limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    limit = ascii_int(raw, 1, MAX_LIMIT)
-    if limit is None:
-        raise BadRequest("invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    return limit
-
-
 def _open(req: func.HttpRequest) -> tuple[Services, Access, Delivery]:
     services = get_services()
-    # Fresh from storage, not the cache: a rotated key or a deleted tenant or dataset counts at once here, and
-    # the generations that decide what may be delivered are the current ones.
-    access = tenant_access(
-        services,
-        req.route_params.get("tenant", ""),
-        req.headers.get("authorization"),
-        req.route_params.get("dataset"),
-        fresh=True,
-    )
-    return services, access, services.delivery
+    return services, fresh_dataset_access(req, services), services.delivery
 
 
 @bp.function_name("sync_records")
@@ -51,7 +32,7 @@ def sync_records(req: func.HttpRequest) -> func.HttpResponse:
     cursor = req.params.get("cursor") or None
     if cursor is not None and not is_record_id(cursor):
         raise BadRequest("invalid_cursor", "cursor must be a next_cursor value from an earlier page")
-    limit = _limit(req.params.get("limit"))
+    limit = limit_param(req.params.get("limit"), DEFAULT_LIMIT, MAX_LIMIT)
     generations = Generations(services.registry, access.tenant, [access.named_dataset])
     page = delivery.page(access.tenant.id, access.named_dataset.id, cursor, limit, generations)
     return json_response({"records": page.records, "next_cursor": page.next_cursor, "more": page.more})
