@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from shared.capture.store import CaptureStore, Target
+from shared.capture.visitors import is_bot, tracking_refused
 from shared.core.errors import PackCloudError
 from shared.core.ids import is_valid_id
 from shared.core.keys import signing_key_text
@@ -35,24 +36,6 @@ RESERVED_PARAMS = frozenset({"sig", "exp", "_"})
 SNIPPET_FIELDS = ("page_url", "referrer", "visitor", "title")
 # Fields that hold a URL whatever type they are declared with.
 URL_FIELDS = frozenset({"page_url", "referrer"})
-
-# Declared crawlers, link previewers, monitors and HTTP libraries. Mail image proxies (Gmail, Outlook)
-# fetch on behalf of a person opening the mail, so they are not bots here.
-_BOTS = re.compile(
-    r"bot\b|bot/|crawl|spider|slurp|facebookexternalhit|embedly|quora link preview|bitlybot|"
-    r"headlesschrome|phantomjs|lighthouse|pingdom|uptime|monitor|curl/|wget/|python-requests|"
-    r"python-httpx|python-urllib|aiohttp|go-http-client|java/|okhttp|libwww|httpclient|scrapy",
-    re.IGNORECASE,
-)
-
-
-def is_bot(user_agent: str | None) -> bool:
-    return not user_agent or _BOTS.search(user_agent) is not None
-
-
-def tracking_refused(headers: Mapping[str, str]) -> bool:
-    """Global Privacy Control and Do Not Track are honoured as an objection to tracking."""
-    return headers.get("sec-gpc", "").strip() == "1" or headers.get("dnt", "").strip() == "1"
 
 
 @dataclass(frozen=True)

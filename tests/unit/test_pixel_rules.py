@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.pixel.hits import GIF, canonical_query, is_bot
+from shared.capture.visitors import is_bot
+from shared.pixel.hits import GIF, canonical_query
 from tests.factories import BROWSER_UA
 
 
