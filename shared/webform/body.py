@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
@@ -67,14 +68,28 @@ def _one_each(pairs: list[tuple[str, str]]) -> dict[str, FormValue]:
     values: dict[str, FormValue] = {}
     for name, value in pairs:
         if name in values:
-            raise BadRequest("repeated_field", f"the field {_safe_name(name)} is given more than once")
+            raise BadRequest("repeated_field", f"the field {shown_name(name)} is given more than once")
         values[name] = value
     return values
 
 
-def _safe_name(name: str) -> str:
-    """Field names are the form's, not the person's, but an undeclared one is still shown only if tame."""
-    return name if name.isidentifier() and len(name) <= 64 else "(unnamed)"
+# An undeclared name comes back at most this long, so an answer never grows with what a page sends.
+SHOWN_NAME_LENGTH = 64
+_KEPT_PUNCTUATION = frozenset(" _.-[]:")
+
+
+def shown_name(name: str) -> str:
+    """A field name as answers show it. Names are the form's, not the person's, so they come back, but tamed:
+    letters, marks and digits of any script and ` _.-[]:` as given, any other character (controls, quotes,
+    angle brackets...) as `?`, and a name over 64 characters cut to 63 and `…`. Only the empty name, which has
+    nothing to show, is `(unnamed)`."""
+    kept = "".join(
+        char if char in _KEPT_PUNCTUATION or unicodedata.category(char)[0] in "LMN" else "?"
+        for char in unicodedata.normalize("NFC", name)
+    )
+    if len(kept) > SHOWN_NAME_LENGTH:
+        kept = kept[: SHOWN_NAME_LENGTH - 1] + "\u2026"
+    return kept or "(unnamed)"
 
 
 def _text(data: bytes) -> str:

@@ -50,7 +50,7 @@ from shared.core.settings import Settings
 from shared.core.snippets import render_script
 from shared.registry.models import DatasetDoc, Record, origin_of_url
 from shared.storage.blobs import JSON_CONTENT, STATE, Storage, index_tags, only_if_unchanged, storage_errors
-from shared.webform.body import FormValue, parse_form
+from shared.webform.body import FormValue, parse_form, shown_name
 from shared.webform.rate_limit import RateLimiter
 
 SNIPPET = Path(__file__).with_name("snippet.js")
@@ -235,7 +235,7 @@ class FormIntake:
     def _dropped(dataset: DatasetDoc, values: Mapping[str, FormValue]) -> tuple[str, ...]:
         machinery = {dataset.honeypot_field, dataset.consent_field}
         names = {
-            _tame_name(name) or "(unnamed)"
+            shown_name(name)
             for name in values
             if name not in dataset.field_names and name not in machinery and not name.startswith(CONTROL_PREFIX)
         }

@@ -66,6 +66,22 @@ def test_a_json_submission_keeps_declared_fields_and_the_consent_proof(site, ten
     assert "spring-campaign" not in json.dumps(record)
 
 
+
+def test_undeclared_names_in_any_script_come_back_by_name_never_as_unnamed(site, tenant, azurite):
+    long_name = "campaign_" + "x" * 80
+    answer = site.post(
+        f"/forms/{tenant}/contact",
+        json={**GOOD, "prénom": "Jane", "how did you hear": "radio", long_name: "1", "a<b>": "2"},
+    )
+    assert answer.status_code == 201, answer.text
+    assert sorted(answer.json()["dropped_fields"]) == sorted(
+        ["prénom", "how did you hear", long_name[:63] + "\u2026", "a?b?"]
+    )
+    (record,) = records(azurite, tenant)
+    assert record["dropped_fields"] == 4
+    assert "radio" not in json.dumps(answer.json())
+
+
 def test_url_encoded_and_multipart_forms_are_accepted(site, tenant, azurite):
     encoded = site.post(f"/forms/{tenant}/contact", data={**GOOD, "phone": "+47 22 33 44 55"})
     assert encoded.status_code == 201, encoded.text

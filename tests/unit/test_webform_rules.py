@@ -11,7 +11,7 @@ import pytest
 from shared.core.bodies import validate_model
 from shared.core.errors import BadRequest, PackCloudError, Unprocessable, UnsupportedMediaType
 from shared.registry.models import Dataset
-from shared.webform.body import parse_form
+from shared.webform.body import parse_form, shown_name
 from shared.webform.intake import is_navigation
 from shared.webform.rate_limit import RateLimiter
 from tests.factories import FORM
@@ -100,3 +100,22 @@ def test_the_rate_limiter_refills_with_time(clock):
     assert limiter.take("a") is None
     assert limiter.take("a") is not None
     assert RateLimiter(per_minute=0, clock=clock).take("a") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("utm_source", "utm_source"),
+        ("prénom", "prénom"),  # any script's letters come back as given
+        ("Vorname des Kunden", "Vorname des Kunden"),
+        ("名前", "名前"),
+        ("items[0].qty", "items[0].qty"),
+        ("a<b>\"c'", "a?b??c?"),  # markup and quotes never come back
+        ("\x00tab\tname", "?tab?name"),
+        ("x" * 64, "x" * 64),
+        ("x" * 65, "x" * 63 + "\u2026"),  # bounded: an answer never grows with what a page sends
+        ("", "(unnamed)"),
+    ],
+)
+def test_an_undeclared_field_name_comes_back_tamed_but_readable(name, shown):
+    assert shown_name(name) == shown
