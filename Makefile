@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 CHECKOV := .venv-checkov/bin/checkov
 REGION ?=
 
-.PHONY: run test unit lint bench fuzz load deps chromium checkov deploy clean
+.PHONY: run test unit lint bench fuzz load deps chromium checkov deploy clean show purge deliver audit-verify
 
 deps: $(PY_STAMP) $(NODE_STAMP)
 
@@ -68,6 +68,21 @@ LOAD_CONCURRENCY ?= 32
 LOAD_TENANTS ?= 4
 load: deps
 	$(PY) -m bench.load --seconds $(LOAD_SECONDS) --concurrency $(LOAD_CONCURRENCY) --tenants $(LOAD_TENANTS)
+
+# The documented commands, in the project's environment (a system Python lacks its packages). Each reads
+# local.settings.json (the one `make run` writes) unless the setting is exported; DRY_RUN=1 changes nothing.
+TENANT ?= demo
+show: deps
+	$(PY) -m devenv.show $(TENANT)
+
+purge: deps
+	$(PY) -m shared.purge $(if $(DRY_RUN),--dry-run)
+
+deliver: deps
+	$(PY) -m shared.cli deliver $(if $(DRY_RUN),--dry-run)
+
+audit-verify: deps
+	$(PY) -m shared.audit verify $(TENANT)
 
 deploy:
 	@test -n "$(REGION)" || { echo "usage: make deploy REGION=us|br|eu|ea"; exit 2; }

@@ -1,8 +1,10 @@
-"""`python -m devenv.show TENANT`: print the records held for a tenant in the local Azurite (development aid)."""
+"""`make show TENANT=demo` (`.venv/bin/python -m devenv.show TENANT`): print the records held for a tenant in
+the local Azurite (development aid)."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from azure.storage.blob import BlobServiceClient
@@ -14,7 +16,10 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m devenv.show TENANT", file=sys.stderr)
         return 2
-    connection = local_settings()["PACKCLOUD_STORAGE_CONNECTION_STRING"]
+    # As the commands of shared/cli.py: an exported setting wins over local.settings.json.
+    connection = (
+        os.environ.get("PACKCLOUD_STORAGE_CONNECTION_STRING") or local_settings()["PACKCLOUD_STORAGE_CONNECTION_STRING"]
+    )
     records = BlobServiceClient.from_connection_string(connection).get_container_client("records")
     count = 0
     for blob in records.list_blobs(name_starts_with=f"{argv[0]}/", include=["tags"]):

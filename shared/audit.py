@@ -3,6 +3,6 @@
 import sys
 
 if __name__ == "__main__":
-    from shared.cli import audit
+    from shared.cli import run
 
-    raise SystemExit(audit(sys.argv[1:]))
+    raise SystemExit(run("audit", sys.argv[1:]))

@@ -10,23 +10,49 @@ python -m shared.cli deliver [--dry-run]     deliver the records of dataverse da
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable, MutableMapping
+from pathlib import Path
 
-from shared.services import get_services
+from shared.core.errors import PackCloudError
+from shared.core.settings import SettingsError, local_settings_values
+from shared.services import Services, get_services
 from shared.storage.audit import AuditLog
+from shared.storage.blobs import storage_errors
 
 PURGE_DESCRIPTION = "The retention purge: deletes every record (and every piece of personal state) past its expiry."
 DELIVER_DESCRIPTION = (
     "The delivery into Dynamics 365: upserts the records of every dataverse dataset, then deletes them."
 )
 AUDIT_USAGE = "usage: python -m shared.audit verify TENANT|_system"
+LOCAL_SETTINGS_FILE = "local.settings.json"
+APP_ROOT = Path(__file__).resolve().parents[1]
+
+
+def use_local_settings(environ: MutableMapping[str, str] = os.environ) -> Path | None:
+    """Run by hand beside the app, the commands read local.settings.json as `func start` does: the current
+    directory's, else the app's own. A setting already in the environment wins, so one run can change one."""
+    for folder in (Path.cwd(), APP_ROOT):
+        path = folder / LOCAL_SETTINGS_FILE
+        if path.is_file():
+            for name, value in local_settings_values(path).items():
+                environ.setdefault(name, value)
+            return path
+    return None
+
+
+def services() -> Services:
+    """The services, read after the arguments: a usage error is answered before any setting is needed."""
+    use_local_settings()
+    return get_services()
 
 
 def purge(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.purge", description=PURGE_DESCRIPTION)
     parser.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
     args = parser.parse_args(argv)
-    report = get_services().purger().run(dry_run=args.dry_run)
+    report = services().purger().run(dry_run=args.dry_run)
     for name in report.would_delete:
         print(name)
     verb = "would delete" if args.dry_run else "deleted"
@@ -43,7 +69,7 @@ def deliver(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.cli deliver", description=DELIVER_DESCRIPTION)
     parser.add_argument("--dry-run", action="store_true", help="print what would be upserted; send and delete nothing")
     args = parser.parse_args(argv)
-    report = get_services().deliverer.run(dry_run=args.dry_run)
+    report = services().deliverer.run(dry_run=args.dry_run)
     for line in report.would_send:
         print(line)
     if args.dry_run:
@@ -66,20 +92,34 @@ def audit(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] != "verify":
         print(AUDIT_USAGE, file=sys.stderr)
         return 2
-    services = get_services()
-    result = AuditLog(services.storage, services.clock).verify(argv[1])
+    wired = services()
+    result = AuditLog(wired.storage, wired.clock).verify(argv[1])
     print(f"{argv[1]}: {result.entries} entries, {result.detail}")
     return 0 if result.ok else 1
 
 
-COMMANDS = {"purge": purge, "audit": audit, "deliver": deliver}
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"purge": purge, "audit": audit, "deliver": deliver}
+
+
+def run(command: str, argv: list[str]) -> int:
+    """One command; a bad setting or unreachable storage ends it with one line (never a traceback): exit 2 for
+    a setting, the operator's to fix, and 1 for anything else the command could not do."""
+    try:
+        with storage_errors():
+            return COMMANDS[command](argv)
+    except SettingsError as error:
+        print(f"{command}: {error}", file=sys.stderr)
+        return 2
+    except PackCloudError as error:
+        print(f"{command}: {error.code}: {error.detail}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: python -m shared.cli {'|'.join(COMMANDS)} ...", file=sys.stderr)
         return 2
-    return COMMANDS[argv[0]](argv[1:])
+    return run(argv[0], argv[1:])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,6 @@
 import sys
 
 if __name__ == "__main__":
-    from shared.cli import purge
+    from shared.cli import run
 
-    raise SystemExit(purge(sys.argv[1:]))
+    raise SystemExit(run("purge", sys.argv[1:]))

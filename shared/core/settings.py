@@ -220,6 +220,30 @@ def load_settings() -> Settings:
         raise SettingsError("invalid PackCloud settings: " + "; ".join(problems)) from None
 
 
+# local.settings.json is a few dozen settings; a file much larger than this is not one.
+MAX_LOCAL_SETTINGS_BYTES = 262_144
+
+
+def local_settings_values(path: Path) -> dict[str, str]:
+    """The `Values` of a local.settings.json, the file `func start` reads, for the command lines run beside it.
+
+    Only string values count, as in the Functions host. A file that is not one names itself, never its content.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise SettingsError(f"{path.name} cannot be read") from None
+    if len(data) > MAX_LOCAL_SETTINGS_BYTES:
+        raise SettingsError(f"{path.name} is larger than {MAX_LOCAL_SETTINGS_BYTES} bytes")
+    try:
+        values = json.loads(data)["Values"]
+    except (ValueError, KeyError, TypeError):
+        raise SettingsError(f"{path.name} is not a local settings file: a JSON object with a Values object") from None
+    if not isinstance(values, dict):
+        raise SettingsError(f"{path.name}: Values must be an object")
+    return {name: value for name, value in values.items() if isinstance(name, str) and isinstance(value, str)}
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()

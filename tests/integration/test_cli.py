@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
-from tests.factories import ROOT, settings_env
+import pytest
+
+from tests.factories import ROOT, settings_env, settings_values
 
 
 def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -46,3 +49,96 @@ def test_audit_verify_checks_a_tenants_chain(azurite, services, tenant_id):
     result = run(["shared.audit", "verify", tenant_id], {**os.environ, **settings_env(azurite)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{tenant_id}: 2 entries")
+
+
+# ---------------------------------------------------------------- run as the README writes them
+
+
+def beside(folder, values: dict[str, object]) -> dict[str, str]:
+    """A local.settings.json in `folder`, and an environment with no PACKCLOUD_ setting exported: the
+    commands must find their settings in the file, as `func start` does."""
+    (folder / "local.settings.json").write_text(json.dumps({"IsEncrypted": False, "Values": values}))
+    return {**no_settings(), "PYTHONPATH": str(ROOT)}
+
+
+def run_in(folder, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_commands_read_local_settings_json_when_nothing_is_exported(azurite, services, tenant_id, tmp_path):
+    services.audit.append(tenant_id, "test", count=1)
+    env = beside(tmp_path, settings_env(azurite))
+    verified = run_in(tmp_path, ["shared.audit", "verify", tenant_id], env)
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith(f"{tenant_id}: 1 entries")
+    purged = run_in(tmp_path, ["shared.purge", "--dry-run"], env)
+    assert purged.returncode == 0, purged.stderr
+    assert "would delete" in purged.stderr
+
+
+def test_an_exported_setting_wins_over_the_file(azurite, tmp_path):
+    env = beside(tmp_path, {**settings_env(azurite), "PACKCLOUD_REGION": "mars"})
+    result = run_in(tmp_path, ["shared.purge", "--dry-run"], {**env, "PACKCLOUD_REGION": "eu"})
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["shared.purge", "--dry-run"], ["shared.audit", "verify", "t-1"], ["shared.cli", "deliver", "--dry-run"]]
+)
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"PACKCLOUD_REGION": "eu"}, "PACKCLOUD_MASTER_KEY"),  # and the storage: missing
+        ({"PACKCLOUD_REGION": "mars", "PACKCLOUD_MASTER_KEY": "x" * 40}, "PACKCLOUD_REGION"),
+        ({"PACKCLOUD_REGION": ["eu"]}, "PACKCLOUD_REGION"),  # not a string: ignored, so missing
+    ],
+)
+def test_a_bad_setting_ends_a_command_with_one_line_and_status_2(args, values, named, tmp_path):
+    result = run_in(tmp_path, args, beside(tmp_path, values))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert named in line
+    assert "x" * 40 not in line  # names the setting, never its value
+
+
+def test_a_file_that_is_not_local_settings_is_named_in_one_line(tmp_path):
+    (tmp_path / "local.settings.json").write_text("{not json")
+    env = {**no_settings(), "PYTHONPATH": str(ROOT)}
+    result = run_in(tmp_path, ["shared.purge"], env)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "purge: local.settings.json is not a local settings file: a JSON object with a Values object"
+    )
+
+
+def test_unreachable_storage_ends_a_command_with_one_message_and_status_1(tmp_path):
+    dead = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+        + "A" * 88
+        + ";BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
+    env = beside(tmp_path, {**settings_values(dead), "PACKCLOUD_STORAGE_TIMEOUT_SECONDS": "1"})
+    result = run_in(tmp_path, ["shared.audit", "verify", "t-1"], env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "audit: storage_unavailable: storage is unavailable, retry later"
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (["show", "TENANT=t-none"], "0 record(s)"),
+        (["purge", "DRY_RUN=1"], "would delete"),
+        (["deliver", "DRY_RUN=1"], "would upsert"),
+        (["audit-verify", "TENANT=_system"], "_system:"),
+    ],
+)
+def test_the_make_targets_run_the_commands_in_the_projects_environment(azurite, target, expected):
+    env = {**no_settings(), **settings_env(azurite), "PATH": "/usr/bin:/bin"}  # no venv on the PATH
+    result = subprocess.run(["make", "-s", *target], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode in (0, 1), result.stderr  # audit verify of an empty chain may say it is empty
+    assert expected in result.stdout + result.stderr

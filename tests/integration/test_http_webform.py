@@ -66,7 +66,6 @@ def test_a_json_submission_keeps_declared_fields_and_the_consent_proof(site, ten
     assert "spring-campaign" not in json.dumps(record)
 
 
-
 def test_undeclared_names_in_any_script_come_back_by_name_never_as_unnamed(site, tenant, azurite):
     long_name = "campaign_" + "x" * 80
     answer = site.post(
