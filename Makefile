@@ -34,8 +34,9 @@ $(CHECKOV): infra/requirements-checkov.txt
 	.venv-checkov/bin/pip install -q --disable-pip-version-check -r infra/requirements-checkov.txt
 	@touch $@
 
+# DEBUG=1: the local host logs at DEBUG, e.g. why each pixel hit was or was not recorded (a code, never a value).
 run: deps
-	$(PY) -m devenv.run
+	$(if $(DEBUG),DEVHOST_LOG_LEVEL=debug) $(PY) -m devenv.run
 
 # ruff, then the import contract of pyproject.toml (the layers of shared/ point down only), then the types
 # (mypy, strict, over shared/, functions/, devhost/ and function_app.py: [tool.mypy] in pyproject.toml).

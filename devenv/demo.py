@@ -18,6 +18,8 @@ DEMO_TENANT = "demo"
 DEMO_DATASET = "pricing-visits"
 DEMO_FORM = "contact-form"
 DEMO_SIGNINS = "signins"
+# A second demo tenant, homed in another region than the local deployment's: its requests show the 421.
+DEMO_ELSEWHERE = "demo-us"
 DEMO_USER = "0f8fad5b-d9cb-469f-a165-70867728950e"  # a systemuser id, made up
 DEMO_PAGES = {"/": "index.html", "/index.html": "index.html", "/pricing": "index.html", "/contact": "contact.html"}
 DEMO_PAGES["/thanks"] = "thanks.html"
@@ -95,6 +97,16 @@ def create_demo(api_base: str, function_key: str, page_origin: str, tenant: str 
         return answer.json()
 
 
+def create_demo_elsewhere(api_base: str, function_key: str, region: str = "us") -> dict[str, Any]:
+    """Create (or find) the demo tenant homed in another region: every tenant request for it is a 421 naming
+    that region's URL (PACKCLOUD_REGION_URLS)."""
+    headers = {"x-functions-key": function_key}
+    with httpx.Client(base_url=api_base, headers=headers, timeout=30) as client:
+        answer = client.put(f"/manage/tenants/{DEMO_ELSEWHERE}", json={"name": "Fabrikam (demo)", "region": region})
+        answer.raise_for_status()
+        return dict(answer.json())
+
+
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         """No access log: a demo is still a web server that sees visitors' addresses."""
@@ -117,7 +129,12 @@ def serve_demo_page(
 
     class Handler(_QuietHandler):
         def do_GET(self) -> None:
-            page = pages.get(self.path.split("?")[0])
+            path = self.path.split("?")[0]
+            if path == "/favicon.ico":  # the site has no icon; saying so keeps the browser console clean
+                self.send_response(204)
+                self.end_headers()
+                return
+            page = pages.get(path)
             if page is None:
                 self.send_error(404)
                 return

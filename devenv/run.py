@@ -15,7 +15,17 @@ import time
 from pathlib import Path
 
 from devenv.azurite import ROOT, start_azurite
-from devenv.demo import DEMO_DATASET, DEMO_FORM, DEMO_SIGNINS, DEMO_TENANT, DEMO_USER, create_demo, serve_demo_page
+from devenv.demo import (
+    DEMO_DATASET,
+    DEMO_ELSEWHERE,
+    DEMO_FORM,
+    DEMO_SIGNINS,
+    DEMO_TENANT,
+    DEMO_USER,
+    create_demo,
+    create_demo_elsewhere,
+    serve_demo_page,
+)
 from devenv.local_host import start_local_host, stop_local_host
 
 HOST_PORT = 7071
@@ -48,13 +58,17 @@ def local_settings() -> dict[str, str]:
 
 def demo_keys(api_base: str, function_key: str, page_origin: str) -> dict[str, str]:
     tenant = create_demo(api_base, function_key, page_origin)
-    if "api_key" in tenant:
-        keys = {"api_key": tenant["api_key"], "signing_key": tenant["signing_key"]}
+    elsewhere = create_demo_elsewhere(api_base, function_key)
+    known = dict(json.loads(DEMO_KEYS.read_text(encoding="utf-8"))) if DEMO_KEYS.exists() else {}
+    keys = {
+        "api_key": tenant.get("api_key") or known.get("api_key"),
+        "signing_key": tenant.get("signing_key") or known.get("signing_key"),
+        "elsewhere_api_key": elsewhere.get("api_key") or known.get("elsewhere_api_key"),
+    }
+    if "api_key" in tenant or "api_key" in elsewhere:
         write_private(DEMO_KEYS, json.dumps(keys, indent=2) + "\n")
-        return keys
-    if DEMO_KEYS.exists():
-        return dict(json.loads(DEMO_KEYS.read_text(encoding="utf-8")))
-    return {"api_key": "(shown once when the tenant was created; delete .azurite/ to start afresh)"}
+    lost = "(shown once when the tenant was created; delete .azurite/ to start afresh)"
+    return {name: value or lost for name, value in keys.items()}
 
 
 def _interrupt(*_: object) -> None:
@@ -83,10 +97,12 @@ def main() -> int:
             f"  manage key       x-functions-key: {values['DEVHOST_FUNCTION_KEY']}\n"
             f"  demo tenant      {DEMO_TENANT}, datasets {DEMO_DATASET}, {DEMO_FORM} and {DEMO_SIGNINS}\n"
             f"  demo tenant key  Authorization: Bearer {keys['api_key']}\n"
-            f"  recorded hits    {sys.executable} -m devenv.show {DEMO_TENANT}\n"
+            f"  recorded hits    make show   (a headless browser counts as a bot; `make run DEBUG=1` logs why)\n"
             f"  a sign-in        curl -H 'Authorization: Bearer {keys['api_key']}' -H 'content-type: "
             f'application/json\' -d \'{{"user_id": "{DEMO_USER}", "ip": "193.0.6.139"}}\' '
-            f"{api_base}/geologin/{DEMO_TENANT}/{DEMO_SIGNINS}\n",
+            f"{api_base}/geologin/{DEMO_TENANT}/{DEMO_SIGNINS}\n"
+            f"  a 421            curl -H 'Authorization: Bearer {keys['elsewhere_api_key']}' "
+            f"{api_base}/sync/{DEMO_ELSEWHERE}/{DEMO_DATASET}   ({DEMO_ELSEWHERE} is homed in us)\n",
             flush=True,
         )
         signal.signal(signal.SIGTERM, _interrupt)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from shared.core.snippets import render_script
 from shared.registry.models import DatasetDoc, origin_of_url
 
 SNIPPET = Path(__file__).with_name("snippet.js")
+log = logging.getLogger("packcloud.pixel")
 
 # A 1x1 transparent GIF89a.
 GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
@@ -126,27 +128,39 @@ def cut_url_queries(dataset: DatasetDoc, values: dict[str, str]) -> None:
             values[spec.name] = without_query(values[spec.name])
 
 
+def not_recorded(reason: str) -> bool:
+    """Why a hit was not stored, as a code with no value in it: at DEBUG, so a developer can see it
+    (`make run DEBUG=1`) and production logs stay quiet."""
+    log.debug("pixel hit not recorded: %s", reason)
+    return False
+
+
 def record_hit(store: CaptureStore, settings: Settings, hit: Hit) -> bool:
     """Record one hit if every rule allows it; never raises for anything the request did."""
     if not (is_valid_id(hit.tenant) and is_valid_id(hit.dataset)):
-        return False
-    if tracking_refused(hit.headers) or is_bot(hit.headers.get("user-agent")):
-        return False
+        return not_recorded("invalid_id")
+    if tracking_refused(hit.headers):
+        return not_recorded("tracking_refused")
+    if is_bot(hit.headers.get("user-agent")):
+        return not_recorded("bot")
     try:
         target = store.resolve(hit.tenant, hit.dataset, "pixel")
     except PackCloudError as error:
         if error.status >= 500:
             raise
-        return False
+        return not_recorded("unknown_dataset")
     signed = signature_valid(settings, target, hit)
-    if not signed and (target.dataset.require_signature or not origin_allowed(target.dataset, hit)):
-        return False
+    if not signed and target.dataset.require_signature:
+        return not_recorded("signature_required")
+    if not signed and not origin_allowed(target.dataset, hit):
+        return not_recorded("origin_not_allowed")
     try:
         store.capture(target, hit_values(settings, target.dataset, hit), lenient=True)
     except PackCloudError as error:
         if error.status >= 500:
             raise
-        return False
+        return not_recorded("invalid_values")
+    log.debug("pixel hit: recorded")
     return True
 
 
