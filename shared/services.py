@@ -24,6 +24,11 @@ from shared.lifecycle.dataverse_push import Deliverer
 from shared.lifecycle.delivery import Delivery
 from shared.lifecycle.purge import Purger
 from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
+from shared.mailchimp.activity import ActivityReader
+from shared.mailchimp.client import MailchimpApis
+from shared.mailchimp.connection import Connections
+from shared.mailchimp.service import Mailchimp
+from shared.mailchimp.webhook import WebhookTokens
 from shared.registration.engine import Registrations, RegistrationStore
 from shared.registration.provisioning import Provisioner
 from shared.registry.residency import Residency
@@ -87,6 +92,21 @@ class Services:
     def delivery_targets(self) -> Targets:
         """Each tenant's Dynamics 365 organisation and application (secrets in the secret store)."""
         return Targets(self.storage, self.secrets, self.audit, self.clock, self.settings)
+
+    @cached_property
+    def mailchimp(self) -> Mailchimp:
+        """PowerMailChimp: one connection pool per Mailchimp API key for the life of the process."""
+        apis = MailchimpApis(self.settings.mailchimp_api_base)
+        master_key = self.settings.master_key.get_secret_value()
+        return Mailchimp(
+            Connections(self.storage, self.secrets, self.audit, self.clock, apis),
+            WebhookTokens(self.storage, self.audit, self.clock),
+            ActivityReader(self.storage, self.capture, self.clock, master_key),
+            self.registry,
+            self.capture,
+            self.audit,
+            self.settings.region,
+        )
 
     @cached_property
     def dataverse_session(self) -> requests.Session:

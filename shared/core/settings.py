@@ -34,6 +34,10 @@ HOST_PATTERN = re.compile(r"[a-z0-9.*?-]*\.[a-z0-9-]+\.[a-z0-9-]+")
 ENTRA_AUTHORITY = "https://login.microsoftonline.com"
 
 
+# Mailchimp's Marketing API; {dc} is the data centre an API key ends with.
+MAILCHIMP_API_BASE = "https://{dc}.api.mailchimp.com/3.0"
+
+
 class SettingsError(RuntimeError):
     """A setting is missing or invalid; the message names it (never its value)."""
 
@@ -123,11 +127,29 @@ class Settings(BaseSettings):
     delivery_batch_size: int = Field(
         default=1000, ge=1, le=1000, description="Upserts per Dataverse $batch request (Dataverse takes 1,000 at most)."
     )
+    mailchimp_api_base: str = Field(
+        default=MAILCHIMP_API_BASE,
+        description="Mailchimp's Marketing API, {dc} standing for the API key's data centre (a local fake in tests).",
+    )
+    mailchimp_activity_schedule: str = Field(
+        default="0 */10 * * * *", description="NCRONTAB schedule of the reading of Mailchimp campaign activity."
+    )
+    mailchimp_activity_pages: int = Field(
+        default=20, ge=1, le=1000, description="Pages of campaign activity (100 members each) read per run at most."
+    )
     entra_authority: str = Field(
         default=ENTRA_AUTHORITY,
         description="The Microsoft Entra ID authority that issues the Dynamics 365 tokens (another one for a national "
         "cloud).",
     )
+
+    @field_validator("mailchimp_api_base")
+    @classmethod
+    def _mailchimp_base(cls, value: str) -> str:
+        if "{dc}" not in value:
+            raise ValueError("must contain {dc}, where the API key's data centre goes")
+        service_base_url(value.replace("{dc}", "us1"))  # the key goes there: https, or http on this machine
+        return value.rstrip("/")
 
     @field_validator("role", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -30,7 +31,7 @@ MAX_SIGNING_GRACE_DAYS = MAX_RETENTION_DAYS
 # Retired signing keys still in their grace that a tenant keeps; more rotations end the oldest grace early.
 MAX_RETIRED_SIGNING_KEYS = 10
 
-Capability = Literal["pixel", "webform", "geologin"]
+Capability = Literal["pixel", "webform", "geologin", "mailchimp", "mailchimpevent"]
 LegalBasis = Literal["consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interest"]
 
 FIELD_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -62,6 +63,22 @@ GEOLOGIN_FIELDS: dict[str, str] = {
     "ip": "ip",
     "user_agent": "string",
 }
+
+# The fields a mailchimpevent dataset may declare: what Mailchimp's webhook and campaign reports say happened.
+MAILCHIMP_EVENT_FIELDS: dict[str, str] = {
+    "event": "string",
+    "email": "email",
+    "occurred_at": "datetime",
+    "list_id": "string",
+    "campaign_id": "string",
+    "reason": "string",
+    "new_email": "email",
+    "url": "url",
+}
+# Mailchimp merge tags are at most 10 of A-Z, 0-9 and _; a mailchimp dataset's field `fname` is the tag FNAME.
+MERGE_FIELD_PATTERN = r"^[a-z][a-z0-9_]{0,9}$"
+AUDIENCE_ID_PATTERN = r"^[0-9a-z]{1,32}$"
+AudienceId = Annotated[str, Field(pattern=AUDIENCE_ID_PATTERN)]
 
 FORM_OPTIONS = ("redirect_url", "honeypot_field", "consent_field", "consent_text_version")
 
@@ -130,6 +147,10 @@ class Dataset(Strict):
     honeypot_field: str | None = Field(default=None, pattern=FIELD_NAME_PATTERN)
     consent_field: str | None = Field(default=None, pattern=FIELD_NAME_PATTERN)
     consent_text_version: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[\w.:-]+$")
+    # Mailchimp only: the audiences (list ids) members may be pushed to; the events' own dataset may also take
+    # the campaign activity (opens, clicks, bounces) read by the timer.
+    mailchimp_audiences: tuple[AudienceId, ...] = Field(default=(), max_length=20)
+    campaign_activity: bool = False
     # How records reach Dynamics 365 (registry/delivery_mapping.py); last, so that its check sees the rest.
     delivery: DeliveryMapping = DeliveryMapping()
 
@@ -164,22 +185,38 @@ class Dataset(Strict):
         if self.subject_field is not None and self.subject_field not in names:
             raise ValueError("subject_field must name a declared field")
         if self.capability == "geologin":
-            self._check_geologin_fields()
+            self._check_fixed_fields(GEOLOGIN_FIELDS)
         if self.capability == "webform":
             self._check_form_options()
         elif any(getattr(self, name) is not None for name in FORM_OPTIONS):
             raise ValueError(f"{', '.join(FORM_OPTIONS)} are options of webform datasets only")
         if self.keep_url_query and self.capability != "pixel":
             raise ValueError("keep_url_query is an option of pixel datasets only")
+        self._check_mailchimp_options()
         return self
 
-    def _check_geologin_fields(self) -> None:
+    def _check_mailchimp_options(self) -> None:
+        if self.capability == "mailchimp":
+            if not self.mailchimp_audiences:
+                raise ValueError("a mailchimp dataset needs mailchimp_audiences: the audiences members may go to")
+            for spec in self.fields:
+                if not re.fullmatch(MERGE_FIELD_PATTERN, spec.name):
+                    raise ValueError(f"field {spec.name}: a merge field's name has at most 10 of a-z, 0-9 and _")
+        elif self.mailchimp_audiences:
+            raise ValueError("mailchimp_audiences is an option of mailchimp datasets only")
+        if self.capability == "mailchimpevent":
+            self._check_fixed_fields(MAILCHIMP_EVENT_FIELDS)
+        elif self.campaign_activity:
+            raise ValueError("campaign_activity is an option of mailchimpevent datasets only")
+
+    def _check_fixed_fields(self, allowed: dict[str, str]) -> None:
         for spec in self.fields:
-            expected = GEOLOGIN_FIELDS.get(spec.name)
+            expected = allowed.get(spec.name)
             if expected is None:
-                raise ValueError(f"field {spec.name}: a geologin dataset may declare only {', '.join(GEOLOGIN_FIELDS)}")
+                names = ", ".join(allowed)
+                raise ValueError(f"field {spec.name}: a {self.capability} dataset may declare only {names}")
             if spec.type != expected:
-                raise ValueError(f"field {spec.name}: in a geologin dataset it has type {expected}")
+                raise ValueError(f"field {spec.name}: in a {self.capability} dataset it has type {expected}")
 
     def _check_form_options(self) -> None:
         if not self.allowed_origins:
