@@ -5,7 +5,9 @@ Per dataset a cursor (`registry/mailchimp/activity/<tenant>/<dataset>.json`, cam
 only: no personal data) says, for each recent campaign, the time of the last complete sweep (`since`) and how
 far the current sweep got (`offset`). A sweep reads `GET /reports/{campaign}/email-activity?since=...` page by
 page and keeps the activities after `since`; when a page comes back short the sweep is done and `since` moves
-to the sweep's start. A run reads at most `max_pages` pages in all, so a big campaign is spread over runs.
+to the latest activity time the sweep saw, so that the next sweep reads only what came after it and nothing is
+stored twice. (An activity Mailchimp reports late, with a time before that, is not read: the price of never
+storing one twice.) A run reads at most `max_pages` pages in all, so a big campaign is spread over runs.
 
 Crash safety: before a page's records are written, the cursor names the page and a stamp (a time). A record's
 id is that stamp and a keyed hash of the activity, so a run killed midway, which reads the same page again,
@@ -44,8 +46,8 @@ class CampaignCursor(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     list_id: str = ""
-    since: datetime | None = None  # the start of the last complete sweep; None before the first
-    sweep_started: datetime | None = None
+    since: datetime | None = None  # the latest activity time of the last complete sweep; None before the first
+    latest: datetime | None = None  # the latest activity time the current sweep has seen
     offset: int = 0
     # The stamps of the page being written (the last one current): a resumed page finds its records by them.
     stamps: list[datetime] = Field(default_factory=list)
@@ -109,8 +111,6 @@ class ActivityReader:
     ) -> bool | None:
         """One page of one campaign's sweep; True when the sweep is done, None when Mailchimp refused."""
         now = self._clock.now()
-        if state.sweep_started is None:
-            state.sweep_started = now
         state.stamps = [*state.stamps, now][-MAX_STAMPS:]
         self._save(target.dataset, cursor)
         answer = api.email_activity(campaign_id, PAGE_SIZE, state.offset, since=state.since)
@@ -126,7 +126,7 @@ class ActivityReader:
         state.offset += len(members)
         state.stamps = []
         if len(members) < PAGE_SIZE:
-            state.since, state.sweep_started, state.offset = state.sweep_started, None, 0
+            state.since, state.latest, state.offset = state.latest or state.since, None, 0
             self._save(target.dataset, cursor)
             return True
         self._save(target.dataset, cursor)
@@ -145,6 +145,7 @@ class ActivityReader:
         when = _time(activity.get("timestamp"))
         if action not in ACTIONS or when is None or (state.since is not None and when <= state.since):
             return
+        state.latest = max(state.latest or when, when)
         email = str(member.get("email_address", ""))
         key = self._activity_key(target, campaign_id, email, action, when, str(activity.get("url", "")))
         ids = [f"{stamp.strftime('%Y%m%dT%H%M%S%fZ')}-{key}" for stamp in state.stamps]

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.capture.store import CaptureStore, Target
-from shared.core.errors import Conflict, UpstreamUnavailable
+from shared.core.errors import Conflict, Unprocessable, UpstreamUnavailable
+from shared.core.fieldtypes import InvalidValue, normalise
 from shared.mailchimp.activity import ActivityReader, ActivityReport
 from shared.mailchimp.client import MailchimpApi
 from shared.mailchimp.connection import Connection, Connections
@@ -23,6 +24,7 @@ class ActivityRun:
     datasets: int = 0
     pages: int = 0
     stored: int = 0
+    skipped: int = 0
     problems: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -90,9 +92,22 @@ class Mailchimp:
         )
         return result
 
-    def erase_subject(self, tenant: Tenant, email: str) -> dict[str, int]:
-        """A data-subject erasure that asks for it: the address deleted permanently from every audience of the
-        tenant's mailchimp datasets. Counts only, in the answer and the audit."""
+    @staticmethod
+    def erasure_address(subject: str) -> str:
+        """The subject of an erasure that asks Mailchimp to forget the person: an e-mail address, or a 422 before
+        anything is erased."""
+        try:
+            return str(normalise("email", subject))
+        except InvalidValue:
+            raise Unprocessable(
+                "invalid_subject_request",
+                "mailchimp_delete_permanent needs the subject to be an e-mail address",
+                errors=[{"field": "subject", "reason": "is not an e-mail address"}],
+            ) from None
+
+    def erase_subject(self, tenant: Tenant, address: str) -> dict[str, int]:
+        """The address deleted permanently from every audience of the tenant's mailchimp datasets. Counts only, in
+        the answer and the audit."""
         audiences = sorted(
             {audience for ds in self._registry.list_datasets(tenant.id) for audience in ds.mailchimp_audiences}
         )
@@ -100,7 +115,7 @@ class Mailchimp:
         if audiences:
             api = self.api(tenant)
             for audience in audiences:
-                for result in remove(api, audience, [email], permanent=True):
+                for result in remove(api, audience, [address], permanent=True):
                     counts[result.status] = counts.get(result.status, 0) + 1
         self._audit.append(tenant.id, "mailchimp_erasure", **counts)
         return counts
@@ -128,6 +143,7 @@ class Mailchimp:
                 run.datasets += 1
                 run.pages += report.pages
                 run.stored += report.stored
+                run.skipped += report.skipped
                 if report.problems:
                     run.problems.setdefault(tenant.id, []).extend(report.problems)
                 if run.pages >= max_pages:
