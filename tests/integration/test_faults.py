@@ -289,6 +289,7 @@ def every_endpoint(key: str) -> list[tuple[str, str, str, dict]]:
         ("export", "POST", f"/privacy/{TENANT}/subjects/export", {"json": subject, "headers": tenant_key}),
         ("erase", "POST", f"/privacy/{TENANT}/subjects/erase", {"json": subject, "headers": tenant_key}),
         ("report", "GET", f"/privacy/{TENANT}/report", {"headers": tenant_key}),
+        ("notice", "GET", f"/notice/{TENANT}/visits", {"params": {"format": "json"}}),
         ("tenant get", "GET", f"/manage/tenants/{TENANT}", {"headers": manage}),
         ("tenant put", "PUT", f"/manage/tenants/{TENANT}", {"json": {}, "headers": manage}),
         # The signing key only: the clients still running keep their API key.
