@@ -13,6 +13,7 @@ from functions import (
     delivery_target,
     geo_login,
     manage,
+    notice,
     privacy,
     registration,
     retention_purge,
@@ -41,6 +42,7 @@ app.register_functions(tenant_auth.bp)
 app.register_functions(delivery_target.bp)
 app.register_functions(delivery_failed.bp)
 app.register_functions(dataverse_delivery.bp)
+app.register_functions(notice.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:
     app.register_functions(registration.bp)

@@ -24,6 +24,7 @@ from shared.lifecycle.dataverse_push import Deliverer
 from shared.lifecycle.delivery import Delivery
 from shared.lifecycle.purge import Purger
 from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
+from shared.notice.view import Notices
 from shared.registration.engine import Registrations, RegistrationStore
 from shared.registration.provisioning import Provisioner
 from shared.registry.residency import Residency
@@ -67,6 +68,11 @@ class Services:
         provisioner = Provisioner(self.settings, self.registry, self.audit, secrets, targets=self.delivery_targets)
         store = RegistrationStore(self.storage, self.registry)
         return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
+
+    @cached_property
+    def notices(self) -> Notices:
+        """The public privacy notices: the cached registry only."""
+        return Notices(self.registry, self.residency, self.settings.region)
 
     @cached_property
     def sequences(self) -> SequenceStore:

@@ -110,6 +110,37 @@ class Party(Strict):
     email: EmailStr
 
 
+# A language tag (BCP 47, RFC 5646) as browsers send them in Accept-Language: a language, then an optional
+# script, region and variants; no private-use or grandfathered tags. Tags compare without regard to case.
+LANGUAGE_TAG_PATTERN = (
+    r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-([A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*$"
+)
+MAX_NOTICE_LANGUAGES = 20
+LanguageTag = Annotated[str, Field(max_length=35, pattern=LANGUAGE_TAG_PATTERN)]
+
+
+class NoticeWording(Strict):
+    """The controller's own wording of the public notice in one language: the purpose, and words for fields."""
+
+    purpose: str = Field(min_length=3, max_length=1000)
+    fields: dict[
+        Annotated[str, Field(pattern=FIELD_NAME_PATTERN)], Annotated[str, Field(min_length=1, max_length=300)]
+    ] = Field(default_factory=dict, max_length=100)
+
+
+class NoticeOptions(Strict):
+    """`notice` of a dataset: the public notice's wording per language (English is built in, shared/notice/)."""
+
+    languages: dict[LanguageTag, NoticeWording] = Field(min_length=1, max_length=MAX_NOTICE_LANGUAGES)
+
+    @field_validator("languages")
+    @classmethod
+    def _distinct(cls, languages: dict[str, NoticeWording]) -> dict[str, NoticeWording]:
+        if len({tag.lower() for tag in languages}) != len(languages):
+            raise ValueError("notice languages repeat (tags compare without regard to case)")
+        return languages
+
+
 class Dataset(Strict):
     """One purpose of processing inside a tenant, declared before any data is accepted."""
 
@@ -130,6 +161,8 @@ class Dataset(Strict):
     honeypot_field: str | None = Field(default=None, pattern=FIELD_NAME_PATTERN)
     consent_field: str | None = Field(default=None, pattern=FIELD_NAME_PATTERN)
     consent_text_version: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[\w.:-]+$")
+    # The public notice's wording in other languages (shared/notice/): optional, English is built in.
+    notice: NoticeOptions | None = None
     # How records reach Dynamics 365 (registry/delivery_mapping.py); last, so that its check sees the rest.
     delivery: DeliveryMapping = DeliveryMapping()
 
@@ -171,6 +204,10 @@ class Dataset(Strict):
             raise ValueError(f"{', '.join(FORM_OPTIONS)} are options of webform datasets only")
         if self.keep_url_query and self.capability != "pixel":
             raise ValueError("keep_url_query is an option of pixel datasets only")
+        if self.notice is not None:
+            for tag, wording in self.notice.languages.items():
+                if unknown := sorted(set(wording.fields) - set(names)):
+                    raise ValueError(f"notice {tag}: fields {', '.join(unknown)} are not declared")
         return self
 
     def _check_geologin_fields(self) -> None:
