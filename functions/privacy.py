@@ -12,7 +12,8 @@ import azure.functions as func
 
 from functions._http import SECURITY_HEADERS, handles_errors, json_model, json_response
 from shared.core.errors import BadRequest
-from shared.lifecycle.report import processing_record, render_html
+from shared.lifecycle.report import processing_record
+from shared.lifecycle.report_page import render_html
 from shared.lifecycle.subject_requests import SubjectRequest, SubjectRequests
 from shared.registry.access import tenant_access
 from shared.services import Services, get_services
