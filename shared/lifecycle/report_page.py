@@ -73,7 +73,8 @@ def heading(report: Report) -> str:
     return (
         f"<header><h1>Record of processing activities</h1><p>Tenant <code>{e(report['tenant'])}</code>{name}, "
         f"region {e(report['region'])}, generated {e(report['generated_at'])} by {e(report.get('processor'))}. "
-        f"Counts cover the last {e(report.get('window_days'))} days (UTC). Delivery target: {target_text}.</p>"
+        f"Counts cover the last {e(report.get('window_days'))} days (UTC). Delivery target: {target_text}. "
+        f"Audit chain of the tenant: {_chain_text(report.get('audit_chain'))}{_chain_extent(report)}.</p>"
         "</header>"
     )
 
@@ -218,15 +219,26 @@ def _purge_text(purge: dict[str, Any] | None) -> str:
         outcome = "not reached (the run stopped at its time budget)" if not purge["complete"] else "not reached"
     else:
         outcome = f"{'complete' if purge['complete'] else 'continuing'}, {e(purge['deleted'])} deleted"
-    return f"{e(purge['at'])}: {outcome}"
+    return f"{_when(purge['at'])}: {outcome}"
+
+
+def _when(iso: object) -> str:
+    """An ISO time as a DPO reads it: to the minute, in UTC (the JSON form keeps the exact time)."""
+    text = str(iso)
+    return e(f"{text[:10]} {text[11:16]} UTC" if len(text) >= 16 and text[10] == "T" else text)
 
 
 def _chain_text(chain: dict[str, Any] | None) -> str:
     if chain is None:
         return "not checked"
     if chain["verified"]:
-        return f"verifies ({e(chain['entries'])} entries since {e(chain['since'])})"
+        return "verifies"
     return f'<span class="broken">does not verify</span>: {e(chain["detail"])}'
+
+
+def _chain_extent(report: Report) -> str:
+    chain = report.get("audit_chain")
+    return f", {e(chain['entries'])} entries since {e(chain['since'])}" if chain and chain["verified"] else ""
 
 
 def _delivery(delivery: dict[str, Any]) -> str:
