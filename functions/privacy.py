@@ -3,7 +3,8 @@
 POST /api/privacy/{tenant}/subjects/export   {"subject", "cursor"?}: that person's records and personal state,
                                              a page at a time (`more`, `next_cursor`)
 POST /api/privacy/{tenant}/subjects/erase    {"subject", "cursor"?}: delete a page of them, answer the counts
-GET  /api/privacy/{tenant}/report[?format=html]   record of processing activities (GDPR art. 30)
+GET  /api/privacy/{tenant}/report[?format=html]   record of processing activities (GDPR art. 30): the DPO's
+                                             view, 30 days of activity from the audit (docs/privacy.md)
 """
 
 from __future__ import annotations

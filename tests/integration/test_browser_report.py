@@ -42,6 +42,7 @@ class History:
 @pytest.fixture
 def history(services, clock, tenant_id) -> History:
     """Thirty days, each: captures, an acknowledgement of some leads, then a purge run; one erasure of Jane."""
+    # Ends shortly before the real now: the local host that serves the page runs on the system clock.
     now = datetime.now(UTC).replace(microsecond=0)
     _, key = services.registry.put_tenant(tenant_id, TenantIn(name="Contoso <DPO> & Co"))
     assert key is not None
