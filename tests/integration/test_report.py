@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import yaml
+
 from shared.lifecycle.report import processing_record
 from shared.lifecycle.report_page import render_html
 from shared.registry.models import Dataset, TenantIn
 from shared.storage.blobs import AUDIT
-from tests.factories import variant
+from tests.factories import ROOT, variant
 
 DATASETS = 20
 AUDIT_DAYS = 45  # more than the report's window: older days are listed, never read
@@ -72,3 +74,20 @@ def test_a_dataset_without_records_shows_no_age_and_a_broken_chain_shows(service
     made, _ = report_reads(services, tenant_id)
     assert made["audit_chain"]["verified"] is False and "altered" in made["audit_chain"]["detail"]
     assert "does not verify" in render_html(made)
+
+
+def test_the_json_form_has_what_openapi_says_it_has(services, tenant_id):
+    schemas = yaml.safe_load((ROOT / "openapi.yaml").read_text())["components"]["schemas"]
+    services.registry.put_tenant(tenant_id, TenantIn())
+    services.registry.put_dataset(tenant_id, "visits", Dataset.model_validate(variant()))
+    made, _ = report_reads(services, tenant_id)
+    (dataset,) = made["datasets"]
+    for schema, value in [
+        ("Report", made),
+        ("ReportDataset", dataset),
+        ("ReportCounts", dataset["last_30_days"]),
+        ("ReportCounts", dataset["activity"][0]),
+        ("ReportWeek", made["subject_requests"][0]),
+    ]:
+        assert set(schemas[schema]["required"]) <= set(value), schema
+    assert set(schemas["ReportDataset"]["properties"]) == set(dataset)
