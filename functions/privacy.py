@@ -3,7 +3,8 @@
 POST /api/privacy/{tenant}/subjects/export   {"subject", "cursor"?}: that person's records and personal state,
                                              a page at a time (`more`, `next_cursor`)
 POST /api/privacy/{tenant}/subjects/erase    {"subject", "cursor"?}: delete a page of them, answer the counts
-GET  /api/privacy/{tenant}/report[?format=html]   record of processing activities (GDPR art. 30)
+GET  /api/privacy/{tenant}/report[?format=html]   record of processing activities (GDPR art. 30): the DPO's
+                                             view, 30 days of activity from the audit (docs/privacy.md)
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import azure.functions as func
 
 from functions._http import SECURITY_HEADERS, handles_errors, json_model, json_response
 from shared.core.errors import BadRequest
-from shared.lifecycle.report import processing_record, render_html
+from shared.lifecycle.report import processing_record
+from shared.lifecycle.report_page import render_html
 from shared.lifecycle.subject_requests import SubjectRequest, SubjectRequests
 from shared.registry.access import tenant_access
 from shared.services import Services, get_services

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,7 +170,16 @@ class SubjectRequests:
         found = self._find(tenant, tags, start)
         records, _ = self._storage.delete_each(RECORDS, found.records)
         state, _ = self._storage.delete_each(STATE, found.state)
-        self._audit.append(tenant, "erasure", request=request_id, records=records, state=state)
+        # Per dataset, for the DPO report's charts: the records this page found and deleted (or found gone).
+        by_dataset = Counter(name.split("/")[1] for name in found.records)
+        self._audit.append(
+            tenant,
+            "erasure",
+            request=request_id,
+            records=records,
+            state=state,
+            datasets=dict(sorted(by_dataset.items())),
+        )
         return Erased(request_id, records, state, self._seal(tenant, "erase", tags, found.rest))
 
     def _tags(self, tenant: str, subject: str) -> list[str]:
