@@ -16,6 +16,7 @@ from functions import (
     privacy,
     registration,
     retention_purge,
+    sms,
     sync,
     tenant_auth,
     tracking_pixel,
@@ -41,6 +42,7 @@ app.register_functions(tenant_auth.bp)
 app.register_functions(delivery_target.bp)
 app.register_functions(delivery_failed.bp)
 app.register_functions(dataverse_delivery.bp)
+app.register_functions(sms.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:
     app.register_functions(registration.bp)

@@ -27,7 +27,10 @@ from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
 from shared.registration.engine import Registrations, RegistrationStore
 from shared.registration.provisioning import Provisioner
 from shared.registry.residency import Residency
+from shared.registry.sms_account import SmsAccounts
 from shared.registry.store import Registry
+from shared.sms.gateway import TwilioGateway
+from shared.sms.messages import SmsService
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import Storage
 from shared.storage.secrets import SecretStore, secret_store
@@ -67,6 +70,16 @@ class Services:
         provisioner = Provisioner(self.settings, self.registry, self.audit, secrets, targets=self.delivery_targets)
         store = RegistrationStore(self.storage, self.registry)
         return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
+
+    @cached_property
+    def sms_accounts(self) -> SmsAccounts:
+        """Each tenant's Twilio account, in the secret store."""
+        return SmsAccounts(self.secrets, self.audit)
+
+    @cached_property
+    def sms(self) -> SmsService:
+        """PowerSMS: sends through Twilio, its webhooks, opt-outs."""
+        return SmsService(self.capture, self.storage, self.sms_accounts, TwilioGateway(), self.settings, self.clock)
 
     @cached_property
     def sequences(self) -> SequenceStore:
