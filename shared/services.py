@@ -67,7 +67,14 @@ class Services:
     def registrations(self) -> Registrations:
         """The registration engine of the home deployment, built on first use."""
         secrets = self.secrets
-        provisioner = Provisioner(self.settings, self.registry, self.audit, secrets, targets=self.delivery_targets)
+        provisioner = Provisioner(
+            self.settings,
+            self.registry,
+            self.audit,
+            secrets,
+            targets=self.delivery_targets,
+            sms_accounts=self.sms_accounts,
+        )
         store = RegistrationStore(self.storage, self.registry)
         return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
 
