@@ -22,14 +22,20 @@ from shared.registry.sms_account import SmsAccountIn
 
 log = logging.getLogger("packcloud.sms")
 TIMEOUT_S = 10.0
+# Raised before a request is sent: the connection was refused or could not be made (not one lost while waiting).
+_REFUSED = requests.exceptions.ProxyError | requests.exceptions.SSLError
 RETRY_AFTER_S = 5
 
 
 class SmsProviderUnavailable(PackCloudError):
+    """Twilio did not take the message. `outcome_unknown`: the request may have reached Twilio (no answer in
+    time, a connection lost after sending), so the message may have been sent all the same."""
+
     status = 503
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, outcome_unknown: bool = False) -> None:
         super().__init__("sms_provider_unavailable", detail, retry_after=RETRY_AFTER_S)
+        self.outcome_unknown = outcome_unknown
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,11 @@ class TwilioGateway:
             raise _refusal(error) from None
         except (requests.RequestException, TwilioException) as error:
             log.warning("Twilio did not answer: %s", type(error).__name__)
-            raise SmsProviderUnavailable("Twilio did not answer in time, retry later") from None
+            # Only a connection never made is sure not to have sent anything.
+            unknown = not isinstance(error, requests.ConnectTimeout | _REFUSED)
+            raise SmsProviderUnavailable(
+                "Twilio did not answer in time, retry later", outcome_unknown=unknown
+            ) from None
         return Sent(sid=str(created.sid), status=str(created.status or "queued"), from_number=created.from_)
 
 

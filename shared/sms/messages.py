@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from shared.capture.store import CaptureStore, Target
 from shared.capture.subjects import SMS_PARTY, subject_tag
 from shared.core.clock import Clock
-from shared.core.errors import Conflict
+from shared.core.errors import Conflict, PackCloudError
 from shared.core.fieldtypes import InvalidValue, normalise
 from shared.core.idempotency import check_idempotency_key
 from shared.core.settings import Settings
@@ -128,9 +128,15 @@ class SmsService:
             callback += f"?activity_id={request.activity_id}"
         try:
             sent = self._gateway.send(account, Outgoing(to=request.to, body=request.body, status_callback=callback))
-        except Exception:
-            if key is not None:
+        except SmsProviderUnavailable as error:
+            if key is not None and error.outcome_unknown:
+                self._markers.unknown(target, key, party, now)  # Twilio may have it: a retry must not send again
+            elif key is not None:
                 self._markers.release(target, key)
+            raise
+        except PackCloudError:
+            if key is not None:
+                self._markers.release(target, key)  # refused by Twilio: nothing was sent, a retry may send
             raise
         values["status"] = sent.status
         values["from"] = sent.from_number or account.from_number
@@ -152,9 +158,10 @@ class SmsService:
         if marker.get("state") == "sent" and isinstance(marker.get("answer"), dict):
             return dict(marker["answer"])
         started = datetime.fromisoformat(str(marker.get("at")))
-        if now - started <= STALE_SEND:
+        if marker.get("state") == "sending" and now - started <= STALE_SEND:
             raise Conflict("send_in_progress", "the same message is being sent, retry shortly", retry_after=2)
-        # The attempt stopped between asking Twilio and hearing its answer: sending again could send twice.
+        # The attempt stopped, or Twilio did not answer, between asking and hearing back: sending again could send
+        # the message twice.
         raise Conflict(
             "send_outcome_unknown",
             "an earlier attempt with this Idempotency-Key stopped mid-send; its status callback tells whether "

@@ -84,7 +84,9 @@ class SendMarkers:
         return earlier or {"state": "sending", "at": now.isoformat()}
 
     def done(self, target: Target, key: str, party: str, now: datetime, answer: dict[str, Any]) -> None:
-        body = {"state": "sent", "at": now.isoformat(), "answer": answer}
+        self._write(target, key, party, now, {"state": "sent", "at": now.isoformat(), "answer": answer})
+
+    def _write(self, target: Target, key: str, party: str, now: datetime, body: dict[str, Any]) -> None:
         with storage_errors():
             self._storage.container(STATE).upload_blob(
                 self._name(target, key),
@@ -93,6 +95,10 @@ class SendMarkers:
                 tags=self._tags(target, party, now),
                 content_settings=JSON_CONTENT,
             )
+
+    def unknown(self, target: Target, key: str, party: str, now: datetime) -> None:
+        """Twilio did not answer: whether it took the message is unknown, so the key never sends again."""
+        self._write(target, key, party, now, {"state": "unknown", "at": now.isoformat()})
 
     def release(self, target: Target, key: str) -> None:
         """Twilio did not take the message: a retry may send it."""

@@ -9,7 +9,7 @@ host. Both listen on 127.0.0.37, an address of this fake's own.
 `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`: Basic auth with the Account SID and Auth Token, or an API
 key SID and secret registered for the account (else 401, Twilio error 20003); `To` and `Body` and one of `From`
 and `MessagingServiceSid` (else 400, 21604 / 21602 / 21603); then the next scripted answer (`script`: a 400 with a
-Twilio error code, a 429, a 500), or 201 with the message.
+Twilio error code, a 429, a 500, or HOLD: sent, answered late), or 201 with the message.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +34,7 @@ import trustme
 ADDRESS = "127.0.0.37"
 HOST = "api.twilio.com"
 MESSAGES = "/2010-04-01/Accounts/{}/Messages.json"
+HOLD = 0  # script (HOLD, seconds): the message is sent, its answer comes that much later
 
 
 def new_sid(prefix: str) -> str:
@@ -128,6 +130,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(400, _error(400, 21603, "A 'From' phone number is required."))
         with fake.lock:
             scripted = fake.script.popleft() if fake.script else None
+        if scripted is not None and scripted[0] == HOLD:
+            time.sleep(scripted[1] or 0)  # takes the message, answers late
+            scripted = None
         if scripted is not None:
             status, code = scripted
             if status == 400:

@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,9 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
+from shared.core.errors import PackCloudError
 from tests.factories import EU_URL, FUNCTION_KEY, HOST_MASTER_KEY, ROOT, all_blobs, settings_env
-from tests.integration.fake_twilio import FakeTwilio, client_env, new_sid, start_fake_twilio
+from tests.integration.fake_twilio import HOLD, FakeTwilio, client_env, new_sid, start_fake_twilio
 
 FIELDS = [
     {"name": "direction", "type": "string", "required": True, "personal": False, "max_length": 16},
@@ -119,6 +121,16 @@ def tenant(api, twilio):
     assert answer.status_code == 201, answer.text
     assert token not in answer.text and answer.json()["credential"] == "auth_token"
     return {"id": tenant_id, "key": created.json()["api_key"], "sid": sid, "token": token, "from": sender}
+
+
+def in_process(azurite, sms_host, clock=None):
+    """Services of this process sharing the host's storage and secrets file (so its tenants and accounts)."""
+    from shared.core.clock import SystemClock
+    from shared.services import Services
+    from tests.factories import settings_from
+
+    env = {**settings_env(azurite), "PACKCLOUD_LOCAL_SECRETS_PATH": str(sms_host[2])}
+    return Services.build(settings_from(env), clock or SystemClock())
 
 
 def send(api, tenant, body, dataset="texts", **headers):
@@ -237,6 +249,35 @@ def test_an_idempotency_key_never_sends_twice(api, tenant, twilio, azurite):
     assert send(api, tenant, message, **{"idempotency-key": "short"}).status_code == 400
 
 
+def test_no_answer_from_twilio_is_a_503_and_its_key_never_sends_again(tenant, twilio, azurite, sms_host, monkeypatch):
+    """Twilio took the message but answered after the client's timeout: the outcome is unknown to PackCloud, so
+    the same key is refused (409), never sent twice. In process, with a client whose timeout is short."""
+    from twilio.http.http_client import TwilioHttpClient
+
+    from shared.sms.gateway import TwilioGateway
+    from shared.sms.messages import SendRequest, SmsService
+
+    for name, value in client_env(twilio).items():
+        monkeypatch.setenv(name, value)
+    services = in_process(azurite, sms_host)
+    gateway = TwilioGateway(TwilioHttpClient(timeout=0.5))
+    sms = SmsService(
+        services.capture, services.storage, services.sms_accounts, gateway, services.settings, services.clock
+    )
+    target = services.capture.resolve(tenant["id"], "texts", "sms")
+    message, key = SendRequest(to=number(), body=text()), str(uuid.uuid4())
+    before = len(twilio.sent)
+    twilio.script.append((HOLD, 2))
+    with pytest.raises(PackCloudError) as late:
+        sms.send(target, message, key)
+    assert late.value.status == 503 and late.value.code == "sms_provider_unavailable"
+    with pytest.raises(PackCloudError) as again:
+        sms.send(target, message, key)
+    assert again.value.status == 409 and again.value.code == "send_outcome_unknown"
+    time.sleep(2)  # the fake's held answer: the message was sent, once
+    assert len(twilio.sent) == before + 1 and records(azurite, tenant) == []
+
+
 def test_without_an_account_a_send_is_refused(api, tenant, twilio):
     manage = {"x-functions-key": FUNCTION_KEY}
     assert api.delete(f"/manage/tenants/{tenant['id']}/sms", headers=manage).status_code == 204
@@ -336,15 +377,12 @@ def test_messages_reach_sync_and_a_subject_request_finds_them_and_the_opt_out(
     the host's storage and secrets file and reach the fake Twilio as the host does; then /sync and the privacy
     routes of the host."""
     from shared.core.clock import ManualClock
-    from shared.services import Services
     from shared.sms.messages import SendRequest
     from shared.sms.webhooks import Webhook
-    from tests.factories import settings_from
 
     for name, value in client_env(twilio).items():
         monkeypatch.setenv(name, value)
-    env = {**settings_env(azurite), "PACKCLOUD_LOCAL_SECRETS_PATH": str(sms_host[2])}
-    past = Services.build(settings_from(env), ManualClock(datetime.now(UTC) - timedelta(minutes=1)))
+    past = in_process(azurite, sms_host, ManualClock(datetime.now(UTC) - timedelta(minutes=1)))
     target = past.capture.resolve(tenant["id"], "texts", "sms")
     customer = number()
     answer, replayed = past.sms.send(target, SendRequest(to=customer, body=text()), None)
