@@ -21,27 +21,11 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from shared.core.errors import PackCloudError
-from tests.factories import EU_URL, FUNCTION_KEY, HOST_MASTER_KEY, ROOT, all_blobs, settings_env
+from tests.factories import EU_URL, FUNCTION_KEY, HOST_MASTER_KEY, ROOT, SMS_TEXTS, all_blobs, settings_env
 from tests.integration.fake_twilio import HOLD, FakeTwilio, client_env, new_sid, start_fake_twilio
 
-FIELDS = [
-    {"name": "direction", "type": "string", "required": True, "personal": False, "max_length": 16},
-    {"name": "from", "type": "phone"},
-    {"name": "to", "type": "phone"},
-    {"name": "body", "type": "string", "max_length": 320},
-    {"name": "status", "type": "string", "personal": False, "max_length": 32},
-    {"name": "error_code", "type": "integer", "personal": False},
-    {"name": "activity_id", "type": "string", "personal": False, "max_length": 36},
-    {"name": "occurred_at", "type": "datetime", "required": True, "personal": False},
-]
-SMS = {
-    "capability": "sms",
-    "purpose": "Text messages with customers, synchronised with Dynamics 365",
-    "legal_basis": "contract",
-    "retention_days": 7,
-    "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
-    "fields": FIELDS,
-}
+FIELDS = SMS_TEXTS["fields"]
+SMS = SMS_TEXTS
 # Without the text and the sender: the record of a message keeps neither.
 LEAN = {**SMS, "fields": [f for f in FIELDS if f["name"] not in ("body", "from")]}
 # Every number and text the module sends: none may reach a log line, an error or an audit entry.
