@@ -438,3 +438,49 @@ def test_no_number_or_text_in_logs_errors_or_audit_entries(sms_host, azurite):
     for value in USED:
         assert value not in logged and value.lstrip("+") not in logged
         assert value not in audit
+
+
+# ------------------------------------------------------------------------------- the account's life cycle
+
+
+def test_the_report_names_the_sms_state_and_deleting_the_tenant_removes_its_account(api, tenant, sms_host, azurite):
+    auth = {"authorization": f"Bearer {tenant['key']}"}
+    report = api.get(f"/privacy/{tenant['id']}/report", headers=auth)
+    assert report.status_code == 200 and "sms_opt_out" in report.text
+    services = in_process(azurite, sms_host)
+    found = services.registry.get_tenant(tenant["id"], fresh=True)
+    assert services.sms_accounts.get(found) is not None
+    assert api.delete(f"/manage/tenants/{tenant['id']}", headers={"x-functions-key": FUNCTION_KEY}).status_code == 204
+    assert tenant["token"] not in sms_host[2].read_text()
+
+
+def test_an_sms_registration_at_home_gives_the_account_to_the_tenants_region(sms_host, azurite, tmp_path):
+    """The home deployment (us, in process) registers the `sms` pack in region eu, served by the module's host:
+    the tenant is created there and its Twilio account lands in that region's secret store, which sends with it."""
+    from shared.registration.engine import RegistrationIn
+    from shared.services import Services
+    from shared.storage.secrets import LocalSecrets, region_key_secret_name
+    from tests.factories import US_URL, registration, settings_from
+
+    home_secrets = tmp_path / "home-secrets.json"
+    LocalSecrets(home_secrets).set(region_key_secret_name("eu"), FUNCTION_KEY)
+    env = {
+        **settings_env(azurite, region="us"),
+        "PACKCLOUD_ROLE": "regional,registration",
+        "PACKCLOUD_LOCAL_SECRETS_PATH": str(home_secrets),
+        "PACKCLOUD_REGION_URLS": json.dumps({"eu": sms_host[0], "us": US_URL}),
+    }
+    home = Services.build(settings_from(env))
+    token = secrets.token_hex(16)
+    credentials = {"twilio-account-sid": new_sid("AC"), "twilio-auth-token": token, "twilio-from": number()}
+    body = registration(str(uuid.uuid4()), pack="sms", region="eu", credentials=credentials)
+    status, created = home.registrations.register(RegistrationIn.model_validate(body))
+    assert status == 201
+    shown = httpx.get(
+        f"{sms_host[0]}/manage/tenants/{created['tenant']}/sms", headers={"x-functions-key": FUNCTION_KEY}
+    )
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["account_sid"] == credentials["twilio-account-sid"] and token not in shown.text
+    assert token in sms_host[2].read_text()  # the region's secret store
+    home.registrations.deregister(created["tenant"])
+    assert token not in sms_host[2].read_text()
