@@ -191,20 +191,20 @@ class Dataset(Strict):
         return self
 
     def _check_geologin_fields(self) -> None:
+        self._check_fixed_fields("a geologin", GEOLOGIN_FIELDS)
+
+    def _check_fixed_fields(self, kind: str, fixed: dict[str, str]) -> None:
+        """A capability whose fields come from a fixed set, each with its one type."""
         for spec in self.fields:
-            expected = GEOLOGIN_FIELDS.get(spec.name)
+            expected = fixed.get(spec.name)
             if expected is None:
-                raise ValueError(f"field {spec.name}: a geologin dataset may declare only {', '.join(GEOLOGIN_FIELDS)}")
+                raise ValueError(f"field {spec.name}: {kind} dataset may declare only {', '.join(fixed)}")
             if spec.type != expected:
-                raise ValueError(f"field {spec.name}: in a geologin dataset it has type {expected}")
+                raise ValueError(f"field {spec.name}: in {kind} dataset it has type {expected}")
 
     def _check_sms_fields(self) -> None:
+        self._check_fixed_fields("an sms", SMS_FIELDS)
         for spec in self.fields:
-            expected = SMS_FIELDS.get(spec.name)
-            if expected is None:
-                raise ValueError(f"field {spec.name}: an sms dataset may declare only {', '.join(SMS_FIELDS)}")
-            if spec.type != expected:
-                raise ValueError(f"field {spec.name}: in an sms dataset it has type {expected}")
             if spec.name == "body" and spec.max_length is None:
                 raise ValueError("field body: an sms dataset declares the body's max_length")
             if spec.required and spec.name not in SMS_ALWAYS:
