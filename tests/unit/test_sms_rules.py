@@ -189,3 +189,18 @@ def test_the_webhook_form_is_bounded():
 def test_an_account_keeps_its_secrets_out_of_its_repr():
     tenant = account(api_key_sid="SK" + "3" * 32, api_key_secret=SecretStr("k" * 20))
     assert tenant.auth_token.get_secret_value() not in repr(tenant) and "k" * 20 not in repr(tenant)
+
+
+def test_an_sms_dataset_can_be_delivered_into_dataverse_with_its_capture_times():
+    mapping = {
+        "mode": "dataverse",
+        "table": "pc_textmessages",
+        "key": "pc_recordid",
+        "columns": {"to": "pc_to", "body": "pc_body", "direction": "pc_direction"},
+        "meta": {"captured_at": "pc_capturedat", "expires_at": "pc_expiresat"},
+    }
+    fields = ({"name": "direction", "type": "string"}, {"name": "to", "type": "phone"}, BODY)
+    assert dataset(*fields, delivery=mapping).delivery.meta["captured_at"] == "pc_capturedat"
+    with pytest.raises(ValidationError) as refused:
+        dataset(*fields, delivery={**mapping, "meta": {"impossible_travel": "pc_travel"}})
+    assert "sms records have no impossible_travel" in str(refused.value)
