@@ -17,6 +17,7 @@ from functions import (
     privacy,
     registration,
     retention_purge,
+    sms,
     sync,
     tenant_auth,
     tracking_pixel,
@@ -43,6 +44,7 @@ app.register_functions(delivery_target.bp)
 app.register_functions(delivery_failed.bp)
 app.register_functions(dataverse_delivery.bp)
 app.register_functions(notice.bp)
+app.register_functions(sms.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:
     app.register_functions(registration.bp)

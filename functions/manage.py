@@ -39,6 +39,7 @@ def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(require_tenant(services.registry, tenant_id).public())
     if req.method == "DELETE":
         services.delivery_targets.delete(tenant_id)  # the target, and its secret, go with the tenant
+        services.sms_accounts.delete(tenant_id)  # so does its Twilio account
         if not delete_tenant(services.registry, services.audit, tenant_id):
             raise NotFound("unknown_tenant", "no such tenant in this deployment")
         return func.HttpResponse(status_code=204)

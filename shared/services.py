@@ -28,7 +28,10 @@ from shared.notice.view import Notices
 from shared.registration.engine import Registrations, RegistrationStore
 from shared.registration.provisioning import Provisioner
 from shared.registry.residency import Residency
+from shared.registry.sms_account import SmsAccounts
 from shared.registry.store import Registry
+from shared.sms.gateway import TwilioGateway
+from shared.sms.messages import SmsService
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import Storage
 from shared.storage.secrets import SecretStore, secret_store
@@ -65,7 +68,14 @@ class Services:
     def registrations(self) -> Registrations:
         """The registration engine of the home deployment, built on first use."""
         secrets = self.secrets
-        provisioner = Provisioner(self.settings, self.registry, self.audit, secrets, targets=self.delivery_targets)
+        provisioner = Provisioner(
+            self.settings,
+            self.registry,
+            self.audit,
+            secrets,
+            targets=self.delivery_targets,
+            sms_accounts=self.sms_accounts,
+        )
         store = RegistrationStore(self.storage, self.registry)
         return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
 
@@ -73,6 +83,16 @@ class Services:
     def notices(self) -> Notices:
         """The public privacy notices: the cached registry only."""
         return Notices(self.registry, self.residency, self.settings.region)
+
+    @cached_property
+    def sms_accounts(self) -> SmsAccounts:
+        """Each tenant's Twilio account, in the secret store."""
+        return SmsAccounts(self.secrets, self.audit)
+
+    @cached_property
+    def sms(self) -> SmsService:
+        """PowerSMS: sends through Twilio, its webhooks, opt-outs."""
+        return SmsService(self.capture, self.storage, self.sms_accounts, TwilioGateway(), self.settings, self.clock)
 
     @cached_property
     def sequences(self) -> SequenceStore:

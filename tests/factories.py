@@ -206,6 +206,24 @@ SIGNINS: dict[str, Any] = {
     ],
 }
 USER = "0f8fad5b-d9cb-469f-a165-70867728950e"
+# PowerSMS (docs/sms.md): every field an sms dataset may declare.
+SMS_TEXTS: dict[str, Any] = {
+    "capability": "sms",
+    "purpose": "Text messages with customers, synchronised with Dynamics 365",
+    "legal_basis": "contract",
+    "retention_days": 7,
+    "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+    "fields": [
+        {"name": "direction", "type": "string", "required": True, "personal": False, "max_length": 16},
+        {"name": "from", "type": "phone"},
+        {"name": "to", "type": "phone"},
+        {"name": "body", "type": "string", "max_length": 320},
+        {"name": "status", "type": "string", "personal": False, "max_length": 32},
+        {"name": "error_code", "type": "integer", "personal": False},
+        {"name": "activity_id", "type": "string", "personal": False, "max_length": 36},
+        {"name": "occurred_at", "type": "datetime", "required": True, "personal": False},
+    ],
+}
 # Where tests/city_db.py puts its networks.
 OSLO = Location("NO", "Oslo", "Oslo", 59.9139, 10.7522)
 STOCKHOLM = Location("SE", "Stockholm County", "Stockholm", 59.3293, 18.0686)

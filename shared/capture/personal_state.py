@@ -42,6 +42,23 @@ SUBMISSION_MARKER = StateKind(
     kept="24 hours, or the dataset's retention when shorter",
 )
 STATE_KINDS: tuple[StateKind, ...] = (LAST_SIGN_IN, SUBMISSION_MARKER)
+SMS_OPT_OUT = StateKind(
+    folder="optout",
+    kind="sms_opt_out",
+    capability="sms",
+    holds="per phone number that texted STOP (or a synonym): the time and the keyword, named and tagged by a "
+    "keyed hash of the number; deleted when the number texts START",
+    kept="the dataset's retention after the last STOP; Dynamics 365, once delivered, keeps the opt-out for longer",
+)
+SMS_SEND_MARKER = StateKind(
+    folder="smsidem",
+    kind="sms_send_marker",
+    capability="sms",
+    holds="per message sent with an idempotency key: Twilio's message id, its status and the record id, never "
+    "the number or the text; tagged with the keyed hash of the recipient's number",
+    kept="24 hours, or the dataset's retention when shorter",
+)
+STATE_KINDS += (SMS_OPT_OUT, SMS_SEND_MARKER)
 
 
 def kinds_of(capability: Capability) -> tuple[StateKind, ...]:

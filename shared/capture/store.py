@@ -130,9 +130,15 @@ class CaptureStore:
         )
         return Captured(record, dropped)
 
-    def commit(self, target: Target, record: Record) -> None:
-        """Store a prepared record: one request."""
-        self._write(record, self._tags(record, target.dataset))
+    def commit(self, target: Target, record: Record, *, subject: str | None = None) -> None:
+        """Store a prepared record: one request. `subject`: the record's `sub` tag where the capability, not the
+        dataset's subject_field, says who the record is about (sms: the other party's number)."""
+        tags = self._tags(record, target.dataset)
+        if subject is not None:
+            tags = index_tags(
+                record.tenant, record.dataset, captured=record.captured_at, expires=record.expires_at, subject=subject
+            )
+        self._write(record, tags)
         if self._counts is not None:
             self._counts.add(record.tenant, record.dataset, record.captured_at)
 

@@ -17,6 +17,8 @@ from shared.registry.models import DatasetDoc, FieldSpec
 
 # A geo-login user, whatever the dataset declares: the last-sign-in state is kept per user id.
 USER_ID = FieldSpec(name="user_id", type="string", required=True)
+# An SMS correspondent, whatever the dataset declares: sms records and opt-outs are tagged by the other party's number.
+SMS_PARTY = FieldSpec(name="phone", type="phone", required=True)
 
 
 def canonical_text(value: StoredValue) -> str:
@@ -47,6 +49,8 @@ def identifying_fields(dataset: DatasetDoc) -> tuple[FieldSpec, ...]:
     fields = [spec for spec in (subject_field(dataset),) if spec is not None]
     if dataset.capability == "geologin":
         fields.append(USER_ID)
+    if dataset.capability == "sms":
+        fields.append(SMS_PARTY)
     return tuple(fields)
 
 

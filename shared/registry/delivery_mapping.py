@@ -30,6 +30,9 @@ META_VALUES: dict[str, tuple[str, ...]] = {
     "consent_at": ("webform",),  # when consent was given
     "impossible_travel": ("geologin",),  # true when the sign-in raised an impossible-travel alert
 }
+# sms records (shared/sms/) have their capture and expiry times too.
+META_VALUES["captured_at"] += ("sms",)
+META_VALUES["expires_at"] += ("sms",)
 MetaValue = Literal["captured_at", "expires_at", "consent", "consent_at", "impossible_travel"]
 
 

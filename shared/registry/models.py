@@ -30,7 +30,7 @@ MAX_SIGNING_GRACE_DAYS = MAX_RETENTION_DAYS
 # Retired signing keys still in their grace that a tenant keeps; more rotations end the oldest grace early.
 MAX_RETIRED_SIGNING_KEYS = 10
 
-Capability = Literal["pixel", "webform", "geologin"]
+Capability = Literal["pixel", "webform", "geologin", "sms"]
 LegalBasis = Literal["consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interest"]
 
 FIELD_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -62,6 +62,21 @@ GEOLOGIN_FIELDS: dict[str, str] = {
     "ip": "ip",
     "user_agent": "string",
 }
+
+# The fields an sms dataset may declare, with the type each must have: the message and its delivery, nothing
+# more. `body` must declare its max_length (a message is kept only up to what the controller decided).
+SMS_FIELDS: dict[str, str] = {
+    "direction": "string",
+    "from": "phone",
+    "to": "phone",
+    "body": "string",
+    "status": "string",
+    "error_code": "integer",
+    "activity_id": "string",
+    "occurred_at": "datetime",
+}
+
+SMS_ALWAYS = ("direction", "occurred_at")  # what every sms record has
 
 FORM_OPTIONS = ("redirect_url", "honeypot_field", "consent_field", "consent_text_version")
 
@@ -198,6 +213,8 @@ class Dataset(Strict):
             raise ValueError("subject_field must name a declared field")
         if self.capability == "geologin":
             self._check_geologin_fields()
+        if self.capability == "sms":
+            self._check_sms_fields()
         if self.capability == "webform":
             self._check_form_options()
         elif any(getattr(self, name) is not None for name in FORM_OPTIONS):
@@ -211,12 +228,28 @@ class Dataset(Strict):
         return self
 
     def _check_geologin_fields(self) -> None:
+        self._check_fixed_fields("a geologin", GEOLOGIN_FIELDS)
+
+    def _check_fixed_fields(self, kind: str, fixed: dict[str, str]) -> None:
+        """A capability whose fields come from a fixed set, each with its one type."""
         for spec in self.fields:
-            expected = GEOLOGIN_FIELDS.get(spec.name)
+            expected = fixed.get(spec.name)
             if expected is None:
-                raise ValueError(f"field {spec.name}: a geologin dataset may declare only {', '.join(GEOLOGIN_FIELDS)}")
+                raise ValueError(f"field {spec.name}: {kind} dataset may declare only {', '.join(fixed)}")
             if spec.type != expected:
-                raise ValueError(f"field {spec.name}: in a geologin dataset it has type {expected}")
+                raise ValueError(f"field {spec.name}: in {kind} dataset it has type {expected}")
+
+    def _check_sms_fields(self) -> None:
+        self._check_fixed_fields("an sms", SMS_FIELDS)
+        for spec in self.fields:
+            if spec.name == "body" and spec.max_length is None:
+                raise ValueError("field body: an sms dataset declares the body's max_length")
+            if spec.required and spec.name not in SMS_ALWAYS:
+                # A status callback has no body, an inbound message no activity: required, they would be refused.
+                raise ValueError(f"field {spec.name}: in an sms dataset only {', '.join(SMS_ALWAYS)} can be required")
+        if self.subject_field is not None:
+            # The subject is always the other party's number (`to` going out, `from` coming in): shared/sms/.
+            raise ValueError("an sms dataset has no subject_field: its records are indexed by the other party's number")
 
     def _check_form_options(self) -> None:
         if not self.allowed_origins:
