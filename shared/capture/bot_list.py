@@ -87,11 +87,16 @@ ADDITIONS = (
 )
 
 _QUANTIFIERS = frozenset("?*+{")
-_META = frozenset(".^$*+?{}[]()|\\")
+# One character that stands for itself: any but the metacharacters, or a metacharacter escaped.
+_LITERAL_UNIT = re.compile(r"[^.^$*+?{}\[\]()|\\]|\\[^A-Za-z0-9]")
+_LITERAL_UNITS = re.compile(rf"(?:{_LITERAL_UNIT.pattern})*")
+_ESCAPED = re.compile(r"\\(.)")
 
 
 def _top_level_alternatives(pattern: str) -> list[str]:
     """`a|b(c|d)` -> `a`, `b(c|d)`: the parts of an alternation that no group encloses."""
+    if "|" not in pattern:
+        return [pattern]
     parts, start, depth, escaped, in_class = [], 0, 0, False, False
     for at, char in enumerate(pattern):
         if escaped:
@@ -130,21 +135,19 @@ def _alternatives(pattern: str) -> list[str]:
 
 def literal_prefix(pattern: str) -> tuple[str, str]:
     """The literal text a pattern without top-level alternation starts with, and the pattern that follows it."""
-    literal: list[str] = []
-    at = 0
-    while at < len(pattern):
-        char = pattern[at]
-        if char == "\\" and at + 1 < len(pattern) and not pattern[at + 1].isalnum():
-            char, following = pattern[at + 1], at + 2
-        elif char not in _META:
-            following = at + 1
-        else:
-            break
-        if following < len(pattern) and pattern[following] in _QUANTIFIERS:
-            break  # the quantifier applies to this character alone
-        literal.append(char)
-        at = following
-    return "".join(literal), pattern[at:]
+    units = _LITERAL_UNITS.match(pattern)  # matches always, if only the empty text
+    text = units.group() if units else ""
+    if text and len(text) < len(pattern) and pattern[len(text)] in _QUANTIFIERS:
+        text = text[: -len(_LITERAL_UNIT.findall(text)[-1])]  # the quantifier applies to its last character alone
+    return _ESCAPED.sub(r"\1", text), pattern[len(text) :]
+
+
+def _common_prefix(texts: list[str]) -> str:
+    first, last = min(texts), max(texts)  # what the first and last in order share, all share
+    length = 0
+    while length < len(first) and first[length] == last[length]:
+        length += 1
+    return first[:length]
 
 
 def _tree(items: list[tuple[str, str]]) -> str:
@@ -152,12 +155,15 @@ def _tree(items: list[tuple[str, str]]) -> str:
     rests: list[str] = []
     for literal, rest in items:
         if literal:
-            by_first.setdefault(literal[0], []).append((literal[1:], rest))
+            by_first.setdefault(literal[0], []).append((literal, rest))
         else:
             rests.append(rest)
     if "" in rests:
         return ""  # one pattern ends here, so whatever the others need, this prefix matches
-    branches = [re.escape(first) + _tree(group) for first, group in sorted(by_first.items())]
+    branches = []
+    for _, group in sorted(by_first.items()):
+        shared = _common_prefix([literal for literal, _ in group])  # one step down a chain, not a step a character
+        branches.append(re.escape(shared) + _tree([(literal[len(shared) :], rest) for literal, rest in group]))
     branches += [f"(?:{rest})" for rest in rests]
     return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
 
