@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-# The package ships its list as JSON data with no type information.
-from crawleruseragents import CRAWLER_USER_AGENTS_DATA  # type: ignore[import-untyped]
+from crawleruseragents import CRAWLER_USER_AGENTS_DATA  # type: ignore[import-untyped]  # JSON data, no types
 
 # Mail image proxies fetch a message's images when a person opens it: for a pixel in an e-mail, they are that
 # person opening it, so PackCloud counts them as people. The list files them as bots.
