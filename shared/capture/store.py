@@ -20,7 +20,7 @@ from shared.capture.counts import CaptureCounts
 from shared.capture.subjects import subject_field, subject_tag
 from shared.core.clock import Clock
 from shared.core.errors import NotFound, StorageUnavailable, field_problems
-from shared.core.fieldtypes import InvalidValue, StoredValue, normalise
+from shared.core.fieldtypes import InvalidValue, StoredValue
 from shared.core.ids import check_id, new_record_id
 from shared.core.settings import Settings
 from shared.registry.models import Capability, DatasetDoc, Record, Tenant
@@ -192,7 +192,7 @@ def keep_declared(
                 problems.append({"field": spec.name, "reason": "is required"})
             continue
         try:
-            kept[spec.name] = normalise(spec.type, raw, max_length=spec.max_length, options=spec.options or ())
+            kept[spec.name] = spec.normalise(raw)
         except InvalidValue as reason:
             if spec.required or not lenient:
                 problems.append({"field": spec.name, "reason": str(reason)})

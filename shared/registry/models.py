@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.core.fieldtypes import LENGTH_TYPES, FieldType, StoredValue
+from shared.core.fieldtypes import LENGTH_TYPES, PHONE_REGIONS, FieldType, StoredValue, normalise
 from shared.core.keys import GENERATION_PATTERN
 from shared.core.settings import Region
 from shared.core.urls import is_loopback, parse_web_url
@@ -106,6 +106,22 @@ class FieldSpec(Strict):
         default=None, min_length=1, max_length=200
     )
     description: str | None = Field(default=None, max_length=500)
+    # Phone only: the region (ISO 3166 alpha-2) in whose national format a number without its country code is read.
+    default_region: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$")
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, region: str | None) -> str | None:
+        if region is not None and region.upper() not in PHONE_REGIONS:
+            raise ValueError("is not a region whose phone numbers are known (ISO 3166 alpha-2, such as NO)")
+        return region.upper() if region is not None else None
+
+    def normalise(self, raw: object) -> StoredValue:
+        """A value of this field as stored, or InvalidValue with the reason: the one way capture stores a value
+        and a data-subject request reads one."""
+        return normalise(
+            self.type, raw, max_length=self.max_length, options=self.options or (), default_region=self.default_region
+        )
 
     @model_validator(mode="after")
     def _type_options(self) -> FieldSpec:
@@ -117,6 +133,8 @@ class FieldSpec(Strict):
             raise ValueError(f"field {self.name}: options repeat")
         if self.max_length is not None and self.type not in LENGTH_TYPES:
             raise ValueError(f"field {self.name}: max_length is only for {', '.join(sorted(LENGTH_TYPES))} fields")
+        if self.default_region is not None and self.type != "phone":
+            raise ValueError(f"field {self.name}: default_region is only for phone fields")
         return self
 
 
