@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from shared.core.events import AUDIT_VERIFICATION_FAILED
 from shared.services import get_services
 from shared.storage.audit import AuditLog
 
@@ -69,6 +70,12 @@ def audit(argv: list[str]) -> int:
     services = get_services()
     result = AuditLog(services.storage, services.clock).verify(argv[1])
     print(f"{argv[1]}: {result.entries} entries, {result.detail}")
+    if not result.ok:
+        # The detail names a day blob and an entry number: no personal data.
+        services.dpo.emit(
+            argv[1], AUDIT_VERIFICATION_FAILED, {"scope": argv[1], "entries": result.entries, "detail": result.detail}
+        )
+        services.dpo.settle()
     return 0 if result.ok else 1
 
 

@@ -148,7 +148,10 @@ def render_html(report: dict[str, Any]) -> str:
         "dt{font-weight:600}dd{margin:0 0 .5rem 0}section{border-top:1px solid #ccc}</style></head><body>"
         f"<h1>Record of processing activities</h1><p>Tenant <code>{e(report['tenant'])}</code>, region "
         f"{e(report['region'])}, generated {e(report['generated_at'])}. Last retention purge: {purge_text}. "
-        f"Delivery target: {target_text}.</p>" + "".join(rows) + "</body></html>"
+        f"Delivery target: {target_text}.</p>"
+        + "".join(rows)
+        + (dpo_notifications_html(report["dpo_notifications"]) if "dpo_notifications" in report else "")
+        + "</body></html>"
     )
 
 
@@ -167,4 +170,35 @@ def _delivery_html(delivery: dict[str, Any], e: Callable[[object], str]) -> str:
     return (
         f"{text}; last receipt {e(receipt['at'])}: {e(receipt['records'])} record(s) delivered and deleted"
         f"<ul>{rows}</ul>"
+    )
+
+
+# -- DPO notifications: the events not delivered (yet) -----------------------------------------------------------
+
+
+def dpo_notifications(state: dict[str, Any] | None) -> dict[str, Any]:
+    """The report's section on DPO notifications, from the webhook's state (shared/dpo/notifier.py `state`; None: no
+    webhook): events given up after 24 hours of attempts, and those waiting; ids, types, times and error codes only."""
+    if state is None:
+        return {"webhook": False, "failed": [], "pending": []}
+    return {"webhook": True, **state}
+
+
+def dpo_notifications_html(section: dict[str, Any]) -> str:
+    def row(event: dict[str, Any]) -> str:
+        when = event.get("failed_at") or event.get("next_attempt_at")
+        return (
+            f"<li><code>{escape(str(event['type']))}</code> of {escape(str(event['created_at']))}: "
+            f"{escape(str(event['attempts']))} attempt(s), last error {escape(str(event['last_error']))}; "
+            f"{escape(str(when))}</li>"
+        )
+
+    if not section["webhook"]:
+        return "<section><h2>DPO notifications</h2><p>No DPO webhook is set.</p></section>"
+    failed = "".join(row(event) for event in section["failed"]) or "<li>none</li>"
+    pending = "".join(row(event) for event in section["pending"]) or "<li>none</li>"
+    return (
+        "<section><h2>DPO notifications</h2>"
+        f"<h3>Not delivered (given up after 24 hours)</h3><ul>{failed}</ul>"
+        f"<h3>Waiting to be delivered</h3><ul>{pending}</ul></section>"
     )
