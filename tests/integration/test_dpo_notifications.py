@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -30,14 +31,17 @@ from shared.core.events import (
     DATASET_CHANGED,
     DATASET_DECLARED,
     DATASET_DELETED,
+    DELIVERY_STOPPED,
     PURGE_FAILED,
     PURGE_PAST_RETENTION,
     SUBJECT_ERASED,
     SUBJECT_EXPORTED,
 )
+from shared.dataverse.targets import TargetIn
 from shared.dpo.notifier import Notifier
 from shared.dpo.outbox import GIVE_UP_AFTER
 from shared.dpo.webhooks import WebhookIn, Webhooks
+from shared.lifecycle.delivery import SETTLE
 from shared.lifecycle.purge import Purger
 from shared.lifecycle.report import dpo_notifications, processing_record, render_html
 from shared.registry.datasets import delete_dataset, put_dataset
@@ -46,18 +50,21 @@ from shared.services import Services
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import REGISTRY, Storage
 from tests.factories import (
+    CLIENT_SECRET,
     FUNCTION_KEY,
     HOST_MASTER_KEY,
+    PIXEL_DELIVERED,
     ROOT,
     UNREACHABLE_STORAGE,
     all_blobs,
     settings_env,
     settings_from,
     settings_values,
+    target_body,
     variant,
 )
 from tests.integration.dpo_receiver import Receiver, start_receiver
-from tests.integration.fake_dataverse import TrustedCA
+from tests.integration.fake_dataverse import TrustedCA, fakes
 
 RECEIVER_ADDRESS = "127.0.19.1"
 TRAP_ADDRESS = "127.0.19.2"  # where redirects point: it must never be reached
@@ -536,3 +543,35 @@ def test_the_manage_api_sets_shows_tests_and_deletes_a_webhook(dev_host, receive
         assert again.json()["secret"] not in secrets_path.read_text()
         assert manage.get(f"/manage/tenants/{tenant}/dpo-webhook").status_code == 404
         assert manage.delete(f"/manage/tenants/{tenant}/dpo-webhook").status_code == 404
+
+
+def test_delivery_stopping_for_a_tenant_is_told(dpo_settings, clock, tenant_id, monkeypatch, tmp_path):
+    """Dynamics 365 refuses the application for good (a 403): delivery stops, and the DPO hears it once."""
+    with fakes(tmp_path) as (ca, entra, (org,)):
+        receiver = start_receiver(ca, "127.0.19.3")
+        try:
+            monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca.bundle))
+            update = {"dynamics_host_patterns": (org.host,), "entra_authority": entra.url}
+            services = Services.build(dpo_settings.model_copy(update=update), clock)
+            secret = with_webhook(services, tenant_id, receiver.url())
+            entra_tenant, client = str(uuid.uuid4()), str(uuid.uuid4())
+            entra.register(entra_tenant, client, secret=CLIENT_SECRET)  # an application, but no user of the org
+            tenant = services.registry.get_tenant(tenant_id, fresh=True)
+            declare(services, tenant, PIXEL_DELIVERED)
+            body = target_body(org.url, entra_tenant, client)
+            services.delivery_targets.put(tenant, TargetIn.model_validate(body))
+            target = services.capture.resolve(tenant_id, "visits", "pixel")
+            services.capture.capture(target, {"page_url": "https://www.contoso.example/", "visitor": VISITOR})
+            clock.advance(SETTLE + timedelta(seconds=1))
+            services.deliverer.run()
+            services.deliverer.run()  # still stopped: no second event
+            services.dpo.settle()
+            events = [item for item in receiver.received if item.event["type"] == DELIVERY_STOPPED]
+            assert len(events) == 1
+            assert events[0].verified(secret)
+            assert events[0].event["data"]["reason"] == "forbidden"
+            assert VISITOR.encode() not in events[0].body
+        finally:
+            receiver.stop()
+            for each in services.delivery_targets.all():
+                services.delivery_targets.delete(each.tenant)
