@@ -41,7 +41,7 @@ def failed_prefix(tenant: str) -> str:
 
 
 def retry_delay(attempts: int) -> timedelta:
-    """After the n-th failed attempt: 1 minute, doubling, at most 3 hours (about 14 attempts in 24 hours)."""
+    """After the n-th failed attempt: 1 minute, doubling, at most 3 hours (16 attempts until one is past 24 h)."""
     return min(FIRST_RETRY * (1 << min(max(attempts - 1, 0), 20)), MAX_RETRY)
 
 
