@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from shared.dpo.outbox import FIRST_RETRY, GIVE_UP_AFTER, MAX_RETRY, new_event, 
 from shared.dpo.sender import signature
 from shared.registry.datasets import declaration_changes, declared
 from shared.registry.models import DatasetDoc
-from tests.factories import variant
+from tests.factories import ROOT, variant
 from tests.unit.conftest import VALID
 
 REFUSED = [
@@ -187,3 +188,26 @@ def test_development_networks_are_refused_in_azure(monkeypatch, azure):
     assert "127.0.19" not in str(error.value)
     monkeypatch.delenv("PACKCLOUD_DPO_WEBHOOK_DEV_NETWORKS")
     assert load_settings().dpo_webhook_dev_networks == ()
+
+
+def test_the_documented_verification_accepts_a_signed_event_and_refuses_a_changed_one():
+    """The Python example of docs/dpo-notifications.md, run as written, against what the sender signs."""
+    text = (ROOT / "docs" / "dpo-notifications.md").read_text()
+    section = text[text.index("## Verifying the signature") :]
+    example = section[
+        section.index("```python\n") + len("```python\n") : section.index("```\n", section.index("```python"))
+    ]
+    scope: dict = {}
+    exec(compile(example, "dpo-notifications.md", "exec"), scope)  # noqa: S102  # the documentation's own code
+    event = new_event("t-1", "eu", "webhook.test", {"message": "test event"}, datetime.now(UTC))
+    body, now = event.body(), int(time.time())
+    headers = {"X-PackCloud-Timestamp": str(now), "X-PackCloud-Signature": signature("whsec_k", now, body)}
+    assert scope["verified_event"]("whsec_k", headers, body)["id"] == event.id
+    with pytest.raises(ValueError, match="bad signature"):
+        scope["verified_event"]("whsec_k", headers, body.replace(b"test event", b"tost event"))
+    with pytest.raises(ValueError, match="bad signature"):
+        scope["verified_event"]("whsec_other", headers, body)
+    old = now - 3600
+    stale = {"X-PackCloud-Timestamp": str(old), "X-PackCloud-Signature": signature("whsec_k", old, body)}
+    with pytest.raises(ValueError, match="too old"):
+        scope["verified_event"]("whsec_k", stale, body)
