@@ -223,6 +223,7 @@ class Notifier:
         """The webhook, its secret and its events, waiting or failed."""
         removed = self.webhooks.delete(tenant_id)
         self.outbox.clear(tenant_id)
+        self._storage.delete_names(REGISTRY, [lock_blob(tenant_id)])
         return removed
 
     def send_test(self, tenant: Tenant, webhook: Webhook) -> tuple[OutboxEvent, Outcome]:
