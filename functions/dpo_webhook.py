@@ -58,8 +58,7 @@ def manage_dpo_webhook(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(_shown(notifier, _webhook(notifier, tenant)))
     if req.method == "DELETE":
         _webhook(notifier, tenant)
-        notifier.remove(tenant.id)
-        services.audit.append(tenant.id, "dpo_webhook", change="deleted")
+        notifier.remove(tenant.id, audited=True)
         return func.HttpResponse(status_code=204)
     change = json_model(req, WebhookIn, "invalid_webhook", "DPO webhook", services.settings.max_body_bytes)
     # The webhook is told about the data in this region; its secret goes to this region's secret store.

@@ -24,7 +24,6 @@ from typing import Any
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 
 from shared.core.clock import Clock
-from shared.core.errors import PackCloudError
 from shared.core.events import WEBHOOK_TEST
 from shared.dpo.guard import Refused, resolve, webhook_url
 from shared.dpo.outbox import (
@@ -97,8 +96,8 @@ class Notifier:
                 self.outbox.add(new_event(tenant_id, self._region, kind, dict(facts), self._clock.now()))
                 if self._drain_on_emit:
                     self.kick(tenant_id)
-        except (PackCloudError, AzureError) as error:
-            # What happened stands; the event is lost with the storage that could not keep it.
+        except Exception as error:
+            # What happened stands, whatever keeps its event from being written; the event is lost then.
             log.warning("a DPO event could not be written: %s", type(error).__name__)
 
     def kick(self, tenant: str) -> Future[Drained]:
@@ -219,9 +218,9 @@ class Notifier:
 
     # -- the manage API -------------------------------------------------------------------------
 
-    def remove(self, tenant_id: str) -> bool:
-        """The webhook, its secret and its events, waiting or failed."""
-        removed = self.webhooks.delete(tenant_id)
+    def remove(self, tenant_id: str, *, audited: bool = False) -> bool:
+        """The webhook, its secret and its events, waiting or failed (`audited`: the operator's deletion)."""
+        removed = self.webhooks.delete(tenant_id, audited=audited)
         self.outbox.clear(tenant_id)
         self._storage.delete_names(REGISTRY, [lock_blob(tenant_id)])
         return removed

@@ -135,14 +135,17 @@ class Webhooks:
         webhook = self._stored(tenant.id)
         return webhook if webhook is not None and webhook.tenant_generation == tenant.generation else None
 
-    def delete(self, tenant_id: str) -> bool:
-        """The document and its secret (events are the outbox's: shared/dpo/notifier.py)."""
+    def delete(self, tenant_id: str, *, audited: bool = False) -> bool:
+        """The document and its secret (events are the outbox's: shared/dpo/notifier.py); `audited`: the operator's
+        deletion, with its audit entry (a webhook that outlived its tenant goes without one)."""
         webhook = self._stored(tenant_id)
         if webhook is None:
             return False
         with contextlib.suppress(ResourceNotFoundError), storage_errors(ResourceNotFoundError):
             self._storage.container(REGISTRY).delete_blob(webhook_blob(tenant_id))
         self._forget_secret(webhook.secret_name)
+        if audited:
+            self._audit.append(tenant_id, "dpo_webhook", change="deleted")
         return True
 
     def secret(self, webhook: Webhook) -> str | None:
