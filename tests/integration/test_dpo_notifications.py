@@ -575,3 +575,23 @@ def test_delivery_stopping_for_a_tenant_is_told(dpo_settings, clock, tenant_id, 
             receiver.stop()
             for each in services.delivery_targets.all():
                 services.delivery_targets.delete(each.tenant)
+
+
+def test_the_timer_drains_every_outbox_and_forgets_a_deleted_tenants_webhook(world, tenant_id, receiver, azurite):
+    secret = with_webhook(world, tenant_id, receiver.url())
+    timer_only = Notifier(
+        world.storage, world.registry, world.dpo.webhooks, world.clock, region="eu", drain_on_emit=False
+    )
+    timer_only.emit(tenant_id, DATASET_DELETED, {"dataset": "visits"})
+    assert receiver.received == []
+    drained = timer_only.drain_all()
+    assert drained[tenant_id].delivered == 1
+    assert receiver.received[0].verified(secret)
+
+    timer_only.emit(tenant_id, DATASET_DELETED, {"dataset": "other"})
+    world.registry.delete_tenant(tenant_id)
+    timer_only.drain_all()
+    assert len(receiver.received) == 1  # nobody to tell any more
+    assert all_blobs(azurite, REGISTRY, f"dpo/webhooks/{tenant_id}") == {}
+    assert all_blobs(azurite, REGISTRY, f"dpo/outbox/{tenant_id}/") == {}
+    assert secret not in Path(world.settings.local_secrets_path).read_text()
