@@ -595,3 +595,22 @@ def test_the_timer_drains_every_outbox_and_forgets_a_deleted_tenants_webhook(wor
     assert all_blobs(azurite, REGISTRY, f"dpo/webhooks/{tenant_id}") == {}
     assert all_blobs(azurite, REGISTRY, f"dpo/outbox/{tenant_id}/") == {}
     assert secret not in Path(world.settings.local_secrets_path).read_text()
+
+
+def test_one_drain_at_a_time_per_tenant_across_instances(world, tenant_id, receiver, azurite):
+    """Another instance holding the tenant's lease: this one skips the tenant and sends nothing twice."""
+    with_webhook(world, tenant_id, receiver.url())
+    other = Notifier(world.storage, world.registry, world.dpo.webhooks, world.clock, region="eu", drain_on_emit=False)
+    other.emit(tenant_id, DATASET_DELETED, {"dataset": "visits"})
+    lock = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+        REGISTRY, f"dpo/locks/{tenant_id}"
+    )
+    lock.upload_blob(b"", overwrite=True)
+    lease = lock.acquire_lease(lease_duration=15)
+    try:
+        assert other.drain(tenant_id).skipped
+        assert receiver.received == []
+    finally:
+        lease.release()
+    assert other.drain(tenant_id).delivered == 1
+    assert len(receiver.received) == 1
