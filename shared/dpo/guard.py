@@ -2,9 +2,10 @@
 
 A webhook URL is a request PackCloud makes on a customer's word, so it must not reach PackCloud's own network
 (server-side request forgery). Every address the host name resolves to must be global (`ipaddress.is_global`: no
-private, loopback, link-local, shared, reserved or documentation range, no 0.0.0.0), and not multicast; an
-IPv4-mapped IPv6 address is judged as the IPv4 address it carries. The delivery connects to the very address that
-was checked (shared/dpo/sender.py), so a name that resolves elsewhere a moment later (DNS rebinding) changes nothing.
+private, loopback, link-local, shared, reserved or documentation range, no 0.0.0.0), and not multicast; an IPv6
+address that carries an IPv4 address (mapped, NAT64, 6to4, Teredo) is judged by that address too. The delivery
+connects to the very address that was checked (shared/dpo/sender.py), so a name that resolves elsewhere a moment
+later (DNS rebinding) changes nothing.
 
 `PACKCLOUD_DPO_WEBHOOK_DEV_NETWORKS` adds named networks for local development only (a receiver on this machine);
 settings refuse it wherever Azure storage or Key Vault is configured (shared/core/settings.py).
@@ -23,6 +24,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # host, port -> the addresses the name resolves to (text); raises OSError when it does not resolve
 Resolver = Callable[[str, int], list[str]]
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 MAX_ADDRESSES = 32  # a name with more answers is refused rather than checked without bound
 
 
@@ -64,11 +66,26 @@ def webhook_url(text: str) -> WebUrl:
     return url
 
 
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries and may lead to: mapped, NAT64 (64:ff9b::/96), 6to4, Teredo."""
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address in NAT64:
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)
+    return []
+
+
 def is_allowed(address: Address, dev_networks: Sequence[Network] = ()) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if any(address.version == network.version and address in network for network in dev_networks):
         return True
+    if isinstance(address, ipaddress.IPv6Address) and not all(map(is_allowed, embedded_ipv4(address))):
+        return False
     return address.is_global and not address.is_multicast
 
 
