@@ -61,8 +61,7 @@ def privacy_report(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"))
     report = processing_record(access.tenant, services.registry, services.storage, services.audit, services.clock)
-    webhook = services.dpo.webhooks.get(access.tenant)
-    report["dpo_notifications"] = dpo_notifications(services.dpo.state(access.tenant.id) if webhook else None)
+    report["dpo_notifications"] = dpo_notifications(services.dpo.report_state(access.tenant))
     output = req.params.get("format", "json")
     if output == "json":
         return json_response(report)

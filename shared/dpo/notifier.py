@@ -232,6 +232,10 @@ class Notifier:
         outcome = self._send(webhook, secret, event) if secret is not None else Outcome(False, error="no_secret")
         return event, outcome
 
+    def report_state(self, tenant: Tenant) -> dict[str, Any] | None:
+        """For the DPO report: the events' state, or None when the tenant has no webhook."""
+        return self.state(tenant.id) if self.webhooks.get(tenant) is not None else None
+
     def state(self, tenant_id: str) -> dict[str, Any]:
         """What waits and what failed (ids, types, times, attempts, error codes: no event data)."""
         pending = self.outbox.pending(tenant_id)

@@ -519,7 +519,9 @@ def test_the_manage_api_sets_shows_tests_and_deletes_a_webhook(dev_host, receive
     base, secrets_path = dev_host
     tenant = "dpo-" + os.urandom(4).hex()
     with httpx.Client(base_url=base, headers={"x-functions-key": FUNCTION_KEY}, timeout=60) as manage:
-        assert manage.put(f"/manage/tenants/{tenant}", json={}).status_code == 201
+        api_key = manage.put(f"/manage/tenants/{tenant}", json={}).json()["api_key"]
+        report = manage.get(f"/privacy/{tenant}/report", headers={"authorization": f"Bearer {api_key}"})
+        assert report.json()["dpo_notifications"] == {"webhook": False, "failed": [], "pending": []}
         created = manage.put(f"/manage/tenants/{tenant}/dpo-webhook", json={"url": receiver.url()})
         assert created.status_code == 201, created.text
         secret = created.json()["secret"]
@@ -541,6 +543,14 @@ def test_the_manage_api_sets_shows_tests_and_deletes_a_webhook(dev_host, receive
         declared = receiver.received[1]
         assert (declared.event["type"], declared.event["data"]["dataset"]) == (DATASET_DECLARED, "visits")
         assert declared.verified(secret)
+
+        report = manage.get(f"/privacy/{tenant}/report", headers={"authorization": f"Bearer {api_key}"})
+        assert (report.json()["dpo_notifications"]["webhook"], report.json()["dpo_notifications"]["failed"]) == (
+            True,
+            [],
+        )
+        page = manage.get(f"/privacy/{tenant}/report?format=html", headers={"authorization": f"Bearer {api_key}"})
+        assert "<h2>DPO notifications</h2>" in page.text
 
         # Set again: a new secret, and the old one is gone from the secret store.
         again = manage.put(f"/manage/tenants/{tenant}/dpo-webhook", json={"url": receiver.url()})
