@@ -11,6 +11,7 @@ from functions import (
     dataverse_delivery,
     delivery_failed,
     delivery_target,
+    dpo_webhook,
     geo_login,
     manage,
     notice,
@@ -45,6 +46,7 @@ app.register_functions(delivery_failed.bp)
 app.register_functions(dataverse_delivery.bp)
 app.register_functions(notice.bp)
 app.register_functions(sms.bp)
+app.register_functions(dpo_webhook.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:
     app.register_functions(registration.bp)

@@ -86,10 +86,12 @@ def manage_dataset(req: func.HttpRequest) -> func.HttpResponse:
     if req.method == "GET":
         return json_response(_shown(require_dataset(services.registry, tenant.id, dataset_id)))
     if req.method == "DELETE":
-        delete_dataset(services.registry, services.audit, tenant.id, dataset_id)
+        delete_dataset(services.registry, services.audit, tenant.id, dataset_id, services.dpo)
         return func.HttpResponse(status_code=204)
     declaration = _read(req, Dataset, "invalid_dataset", "dataset")
-    doc, created = put_dataset(services.registry, services.residency, services.audit, tenant, dataset_id, declaration)
+    doc, created = put_dataset(
+        services.registry, services.residency, services.audit, tenant, dataset_id, declaration, services.dpo
+    )
     return json_response(_shown(doc), 201 if created else 200)
 
 

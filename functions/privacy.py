@@ -13,7 +13,7 @@ import azure.functions as func
 
 from functions._http import SECURITY_HEADERS, handles_errors, json_model, json_response
 from shared.core.errors import BadRequest
-from shared.lifecycle.report import processing_record
+from shared.lifecycle.report import dpo_notifications, processing_record
 from shared.lifecycle.report_page import render_html
 from shared.lifecycle.subject_requests import SubjectRequest, SubjectRequests
 from shared.registry.access import tenant_access
@@ -63,6 +63,7 @@ def privacy_report(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"))
     report = processing_record(access.tenant, services.registry, services.storage, services.audit, services.clock)
+    report["dpo_notifications"] = dpo_notifications(services.dpo.report_state(access.tenant))
     output = req.params.get("format", "json")
     if output == "json":
         return json_response(report)

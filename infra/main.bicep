@@ -87,6 +87,9 @@ param deliverySchedule string = '0 * * * * *'
 @maxValue(1000)
 param deliveryBatchSize int = 1000
 
+@description('NCRONTAB schedule of the DPO notifications\' drain (every minute; events also go out as soon as written).')
+param dpoSchedule string = '30 * * * * *'
+
 @description('Most instances the app scales out to (cost cap).')
 @minValue(40)
 @maxValue(1000)
@@ -209,6 +212,7 @@ var packcloudSettings = {
   PACKCLOUD_DYNAMICS_HOST_PATTERNS: dynamicsHostPatterns
   PACKCLOUD_DELIVERY_SCHEDULE: deliverySchedule
   PACKCLOUD_DELIVERY_BATCH_SIZE: string(deliveryBatchSize)
+  PACKCLOUD_DPO_SCHEDULE: dpoSchedule
   // Microsoft Entra ID of the cloud this deployment is in (tokens for Dynamics 365 come from there).
   PACKCLOUD_ENTRA_AUTHORITY: environment().authentication.loginEndpoint
 }

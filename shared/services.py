@@ -18,6 +18,8 @@ from shared.core.clock import Clock, SystemClock
 from shared.core.settings import Settings, get_settings
 from shared.dataverse.client import make_session
 from shared.dataverse.targets import Targets
+from shared.dpo.notifier import Notifier
+from shared.dpo.webhooks import Webhooks
 from shared.geologin.locator import Locator
 from shared.geologin.signins import GeoLogins
 from shared.lifecycle.dataverse_push import Deliverer
@@ -124,8 +126,17 @@ class Services:
         """The push into Dataverse; built once, so that tokens are kept until they expire."""
         return self.push_deliverer(session=self.dataverse_session)
 
+    @cached_property
+    def dpo(self) -> Notifier:
+        """DPO notifications: each tenant's webhook, the outbox of events and its drain; the `Events` of the rest."""
+        webhooks = Webhooks(
+            self.storage, self.secrets, self.audit, self.clock, dev_networks=self.settings.dpo_webhook_dev_networks
+        )
+        return Notifier(self.storage, self.registry, webhooks, self.clock, region=self.settings.region)
+
     def push_deliverer(self, **options: Any) -> Deliverer:
         """A deliverer of its own (tests and benchmarks set its budget, waits and HTTP session)."""
+        options.setdefault("events", self.dpo)
         return Deliverer(
             self.storage,
             self.registry,
@@ -141,7 +152,9 @@ class Services:
     def subject_requests(self, page_items: int = PAGE_ITEMS) -> SubjectRequests:
         """Data-subject requests; each call reads or deletes at most `page_items` (tests take a few)."""
         master_key = self.settings.master_key.get_secret_value()
-        return SubjectRequests(self.storage, self.registry, self.audit, master_key, page_items=page_items)
+        return SubjectRequests(
+            self.storage, self.registry, self.audit, master_key, page_items=page_items, events=self.dpo
+        )
 
     def purger(self, budget_s: float | None = None) -> Purger:
         options = {} if budget_s is None else {"budget_s": budget_s}
@@ -152,6 +165,7 @@ class Services:
             self.clock,
             region=self.settings.region,
             audit_retention_days=self.settings.audit_retention_days,
+            events=self.dpo,
             **options,
         )
 

@@ -133,3 +133,11 @@ def _personal_state(storage: Storage, tenant: str, doc: DatasetDoc, count_max: i
 def _purge_runs(audit: AuditLog, clock: Clock) -> list[dict[str, Any]]:
     # The deployment's runs (hourly): the last two days, read in full, find the last one.
     return [e for e in audit.entries(SYSTEM, since=clock.now() - timedelta(days=2)) if e["kind"] == "purge"]
+
+
+def dpo_notifications(state: dict[str, Any] | None) -> dict[str, Any]:
+    """The report's section on DPO notifications, from the webhook's state (shared/dpo/notifier.py `state`; None: no
+    webhook): events given up after 24 hours of attempts, and those waiting; ids, types, times and error codes only."""
+    if state is None:
+        return {"webhook": False, "failed": [], "pending": []}
+    return {"webhook": True, **state}

@@ -137,7 +137,31 @@ def dataset(report: Report, d: dict[str, Any]) -> str:
 
 
 # The page below its heading, top to bottom. A new section is one function of the report, appended here.
-SECTIONS: list[Section] = [summary, subject_requests, datasets]
+def dpo_notifications(report: Report) -> str:
+    """Events for the DPO's webhook that were given up after 24 hours of attempts, and those waiting."""
+    section = report.get("dpo_notifications")
+    if section is None:
+        return ""
+
+    def row(event: dict[str, Any]) -> str:
+        when = event.get("failed_at") or event.get("next_attempt_at")
+        return (
+            f"<li><code>{e(event['type'])}</code> of {e(event['created_at'])}: "
+            f"{e(event['attempts'])} attempt(s), last error {e(event['last_error'])}; {e(when)}</li>"
+        )
+
+    if not section["webhook"]:
+        return "<section><h2>DPO notifications</h2><p>No DPO webhook is set.</p></section>"
+    failed = "".join(row(event) for event in section["failed"]) or "<li>none</li>"
+    pending = "".join(row(event) for event in section["pending"]) or "<li>none</li>"
+    return (
+        "<section><h2>DPO notifications</h2>"
+        f"<h3>Not delivered (given up after 24 hours)</h3><ul>{failed}</ul>"
+        f"<h3>Waiting to be delivered</h3><ul>{pending}</ul></section>"
+    )
+
+
+SECTIONS: list[Section] = [summary, subject_requests, datasets, dpo_notifications]
 
 
 def _activity(d: dict[str, Any]) -> str:
