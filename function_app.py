@@ -12,6 +12,7 @@ from functions import (
     delivery_failed,
     delivery_target,
     geo_login,
+    links,
     manage,
     privacy,
     registration,
@@ -41,6 +42,7 @@ app.register_functions(tenant_auth.bp)
 app.register_functions(delivery_target.bp)
 app.register_functions(delivery_failed.bp)
 app.register_functions(dataverse_delivery.bp)
+app.register_functions(links.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:
     app.register_functions(registration.bp)

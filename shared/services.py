@@ -24,6 +24,7 @@ from shared.lifecycle.dataverse_push import Deliverer
 from shared.lifecycle.delivery import Delivery
 from shared.lifecycle.purge import Purger
 from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
+from shared.links.tracked import Links
 from shared.registration.engine import Registrations, RegistrationStore
 from shared.registration.provisioning import Provisioner
 from shared.registry.residency import Residency
@@ -67,6 +68,11 @@ class Services:
         provisioner = Provisioner(self.settings, self.registry, self.audit, secrets, targets=self.delivery_targets)
         store = RegistrationStore(self.storage, self.registry)
         return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
+
+    @cached_property
+    def links(self) -> Links:
+        """Tracked links: their creation, and the redirect that records a visit."""
+        return Links(self.capture, self.storage, self.registry, self.settings, self.clock)
 
     @cached_property
     def sequences(self) -> SequenceStore:

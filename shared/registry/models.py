@@ -30,7 +30,7 @@ MAX_SIGNING_GRACE_DAYS = MAX_RETENTION_DAYS
 # Retired signing keys still in their grace that a tenant keeps; more rotations end the oldest grace early.
 MAX_RETIRED_SIGNING_KEYS = 10
 
-Capability = Literal["pixel", "webform", "geologin"]
+Capability = Literal["pixel", "webform", "geologin", "link"]
 LegalBasis = Literal["consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interest"]
 
 FIELD_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -62,6 +62,20 @@ GEOLOGIN_FIELDS: dict[str, str] = {
     "ip": "ip",
     "user_agent": "string",
 }
+
+# The fields a link dataset may declare, with the type each must have: one visit of a tracked link
+# (shared/links/), nothing more. `ip` is stored truncated, `target_url` and `referrer` without their query.
+LINK_FIELDS: dict[str, str] = {
+    "link_id": "string",
+    "contact_id": "string",
+    "visited_at": "datetime",
+    "target_url": "url",
+    "referrer": "url",
+    "ip": "ip",
+    "user_agent": "string",
+}
+# The subject of a link dataset: the contact a link was made for (so an erasure finds links and visits alike).
+LINK_SUBJECT = "contact_id"
 
 FORM_OPTIONS = ("redirect_url", "honeypot_field", "consent_field", "consent_text_version")
 
@@ -164,7 +178,9 @@ class Dataset(Strict):
         if self.subject_field is not None and self.subject_field not in names:
             raise ValueError("subject_field must name a declared field")
         if self.capability == "geologin":
-            self._check_geologin_fields()
+            self._check_fixed_fields(GEOLOGIN_FIELDS)
+        if self.capability == "link":
+            self._check_link_fields()
         if self.capability == "webform":
             self._check_form_options()
         elif any(getattr(self, name) is not None for name in FORM_OPTIONS):
@@ -173,13 +189,24 @@ class Dataset(Strict):
             raise ValueError("keep_url_query is an option of pixel datasets only")
         return self
 
-    def _check_geologin_fields(self) -> None:
+    def _check_fixed_fields(self, allowed: dict[str, str]) -> None:
         for spec in self.fields:
-            expected = GEOLOGIN_FIELDS.get(spec.name)
+            expected = allowed.get(spec.name)
             if expected is None:
-                raise ValueError(f"field {spec.name}: a geologin dataset may declare only {', '.join(GEOLOGIN_FIELDS)}")
+                raise ValueError(
+                    f"field {spec.name}: a {self.capability} dataset may declare only {', '.join(allowed)}"
+                )
             if spec.type != expected:
-                raise ValueError(f"field {spec.name}: in a geologin dataset it has type {expected}")
+                raise ValueError(f"field {spec.name}: in a {self.capability} dataset it has type {expected}")
+
+    def _check_link_fields(self) -> None:
+        self._check_fixed_fields(LINK_FIELDS)
+        # A visit that keeps the contact must be found by a data-subject request for that contact.
+        declares_contact = LINK_SUBJECT in self.field_names
+        if self.subject_field not in (None, LINK_SUBJECT) or declares_contact != (self.subject_field is not None):
+            raise ValueError(f"a link dataset that declares {LINK_SUBJECT} has subject_field {LINK_SUBJECT}, else none")
+        if self.require_signature:
+            raise ValueError("require_signature is an option of pixel datasets only")
 
     def _check_form_options(self) -> None:
         if not self.allowed_origins:

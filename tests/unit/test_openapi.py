@@ -35,6 +35,8 @@ def test_openapi_paths_and_methods_match_the_function_app():
 
 
 NOT_JSON_EVEN_IN_ERROR = {"pixel": "image/gif", "pixel_snippet": "application/javascript"}
+# What a person opens in a browser answers its errors as a page: a followed link.
+HTML_PAGES = {"links_go": ("404", "503")}
 
 
 def test_every_documented_error_uses_the_error_schema():
@@ -48,6 +50,8 @@ def test_every_documented_error_uses_the_error_schema():
                     # What a page embeds answers in its own type even then: a GIF, a do-nothing script.
                     assert list(response["content"]) == [NOT_JSON_EVEN_IN_ERROR[operation["operationId"]]]
                     assert "Retry-After" in response["headers"]
+                elif status in HTML_PAGES.get(operation["operationId"], ()):
+                    assert list(response["content"]) == ["text/html"]
                 elif status.startswith(("4", "5")):
                     assert response == {"$ref": "#/components/responses/Error"}, (method, status)
 
