@@ -3,19 +3,27 @@
 A link is a small state blob, `{tenant}/links/{link}.json` in `state`, found by the tenant and the link id alone
 (the short URL names no dataset), tagged with its dataset, its expiry and, for a link made for a contact, the
 contact's keyed hash: the purge deletes it when it expires, an erasure for the contact deletes it, an export
-hands it out. A visit is answered with the stored target only, never a URL from the request, so a link is no
-open redirect; it is recorded under the pixel's rules (shared/capture/visitors.py), through the capture store.
+hands it out.
+
+A visit is answered with the stored target only, never a URL from the request, so a link is no open redirect;
+it is recorded under the pixel's rules (shared/capture/visitors.py), through the capture store. Links are read
+through an in-process cache with the registry's time-to-live (`PACKCLOUD_REGISTRY_CACHE_TTL_SECONDS`), so a
+followed link costs one storage request, the visit's record. Expiry is checked on every visit with the clock;
+an erasure or a deleted dataset counts at once on the instance that made it, on others within the TTL, as every
+registry change does.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from azure.core.exceptions import ResourceExistsError
+from cachetools import TTLCache
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.capture.personal_state import TRACKED_LINK
@@ -42,6 +50,8 @@ CONTACT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$"
 # at 30 days: that is its longest life too.
 MAX_LINK_DAYS = MAX_RETENTION_DAYS
 MAX_USER_AGENT = 512
+# Links cached per instance: bounds memory when someone probes random ids (absences are cached too).
+CACHE_MAX_ENTRIES = 10_000
 # Browsers fetch a page ahead of a click that may never come: such a fetch is no visit.
 PREFETCH = re.compile(r"prefetch|prerender", re.IGNORECASE)
 
@@ -140,6 +150,11 @@ class Links:
         self._registry = registry
         self._settings = settings
         self._clock = clock
+        ttl = settings.registry_cache_ttl_seconds
+        self._cache: TTLCache[str, Link | None] | None = (
+            TTLCache(maxsize=CACHE_MAX_ENTRIES, ttl=ttl) if ttl > 0 else None
+        )
+        self._lock = threading.Lock()
 
     def create(self, target: Target, request: LinkRequest) -> Link:
         now = self._clock.now()
@@ -174,6 +189,7 @@ class Links:
                     )
                 except ResourceExistsError:
                     continue
+            self._remember(link_blob(link.tenant, link.id), link)
             return link
         raise StorageUnavailable("no new link id could be stored, retry later", retry_after=1)
 
@@ -185,12 +201,8 @@ class Links:
         tenant = self._registry.get_tenant(tenant_id)
         if tenant is None or tenant.region != self._settings.region:
             return None  # a link is served by the region it was made in; anything else is unknown here
-        body, _ = self._storage.read_json(STATE, link_blob(tenant_id, link_id))
-        if body is None:
-            return None
-        try:
-            link = Link.model_validate(body)
-        except ValidationError:
+        link = self._read(link_blob(tenant_id, link_id))
+        if link is None:
             return None
         dataset = self._registry.get_dataset(tenant_id, link.dataset)
         now = self._clock.now()
@@ -207,6 +219,32 @@ class Links:
         ):
             return None
         return Opened(link, Target(tenant, dataset))
+
+    def forget(self, tenant_id: str) -> None:
+        """Drop the tenant's cached links (after an erasure, so this instance sees it at once)."""
+        if self._cache is not None:
+            prefix = link_blob(tenant_id, "")[: -len(".json")]
+            with self._lock:
+                for name in [name for name in self._cache if name.startswith(prefix)]:
+                    self._cache.pop(name, None)
+
+    def _read(self, name: str) -> Link | None:
+        if self._cache is not None:
+            with self._lock:
+                if name in self._cache:
+                    return self._cache[name]
+        body, _ = self._storage.read_json(STATE, name)
+        try:
+            link = None if body is None else Link.model_validate(body)
+        except ValidationError:
+            link = None
+        self._remember(name, link)
+        return link
+
+    def _remember(self, name: str, link: Link | None) -> None:
+        if self._cache is not None:
+            with self._lock:
+                self._cache[name] = link
 
     def record_visit(self, opened: Opened, visit: Visit) -> bool:
         """Record the visit if the rules allow; False when they do not. Storage trouble raises (the caller

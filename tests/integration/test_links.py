@@ -151,8 +151,24 @@ def test_export_and_erasure_find_the_contacts_links_and_visits(services, assets,
     assert [record["fields"]["link_id"] for record in entry["records"]] == [mine.id]
     erased = requests.erase(tenant, CONTACT)
     assert (erased.records, erased.state) == (1, 1)
+    assert f"{tenant}/links/{mine.id}.json" not in stored(azurite, tenant, "state")
+    # Another instance reads storage; this one has the link cached until it forgets the tenant's links, as the
+    # erasure route makes it do.
+    elsewhere = Links(services.capture, services.storage, services.registry, services.settings, services.clock)
+    assert elsewhere.open(tenant, mine.id) is None
+    assert services.links.open(tenant, mine.id) is not None
+    services.links.forget(tenant)
     assert services.links.open(tenant, mine.id) is None
     assert {services.links.open(tenant, link.id) is not None for link in (other, anonymous)} == {True}
+
+
+def test_a_followed_link_costs_one_storage_request_the_visit(services, assets):
+    link = make(services, assets, contact_id=CONTACT)
+    services.links.open(assets.tenant.id, link.id)
+    before = services.storage.transport.sent
+    for _ in range(5):
+        assert services.links.record_visit(services.links.open(assets.tenant.id, link.id), Visit(PERSON))
+    assert services.storage.transport.sent - before == 5
 
 
 def test_the_purge_deletes_expired_links(services, assets, azurite, clock):
