@@ -37,6 +37,7 @@ from tests.factories import (
     BROWSER_UA,
     FORM,
     FUNCTION_KEY,
+    LINKS,
     ORIGIN,
     PIXEL,
     REGISTRATION_KEY,
@@ -49,6 +50,7 @@ EXAMPLES = int(os.environ.get("PACKCLOUD_FUZZ_EXAMPLES", "25"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 TENANT = "fuzz-tenant"
 DATASETS = {"pixel": ("visits", PIXEL), "webform": ("contact", FORM), "geologin": ("signins", SIGNINS)}
+DATASETS["link"] = ("assets", LINKS)
 
 # Loaded at collection, from the file: one test per operation (the pytest plugin of schemathesis does not
 # follow pytest 9's node ids, so each test drives Hypothesis itself).
@@ -94,6 +96,7 @@ def _aim(case) -> None:
     if "dataset" in parameters:
         path = case.operation.path
         capability = "pixel" if path.startswith("/px") else "webform" if path.startswith("/forms") else "geologin"
+        capability = "link" if path.startswith("/links") else capability
         parameters["dataset"] = DATASETS[capability][0]
     if "sequence" in parameters:
         parameters["sequence"] = "numbers"
