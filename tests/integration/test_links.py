@@ -190,59 +190,51 @@ def test_the_report_counts_the_links_each_dataset_holds(services, assets):
     assert [(k["kind"], k["held"]) for k in dataset["personal_state"]] == [("tracked_link", 2)]
 
 
-def test_a_link_that_was_read_redirects_even_when_its_visit_cannot_be_stored(
-    services, assets, azurite, settings, clock, monkeypatch
-):
+def follow_in_process(services, links: Links, link: Link, monkeypatch) -> func.HttpResponse:
+    """The registered function itself, with the composition root handing it these links."""
     import shared.services
     from devhost.routes import _functions
     from function_app import app
 
-    link = make(services, assets, contact_id=CONTACT)
-    unreachable = Storage.from_settings(settings_from(values_of(UNREACHABLE_STORAGE)))
-    broken = CaptureStore(unreachable, services.registry, settings, clock)
-    links = Links(broken, services.storage, services.registry, settings, clock)
-    with pytest.raises(StorageUnavailable):
-        links.record_visit(links.open(assets.tenant.id, link.id), Visit(PERSON))
-
-    # The function itself, with the composition root handing it these links.
     monkeypatch.setattr(shared.services, "_services", services)
     monkeypatch.setitem(services.__dict__, "links", links)  # what the cached property holds
     (go,) = [f for f in _functions(app) if f.get_function_name() == "links_go"]
     request = func.HttpRequest(
         "GET",
-        f"http://127.0.0.1/api/go/{assets.tenant.id}/{link.id}",
+        f"http://127.0.0.1/api/go/{link.tenant}/{link.id}",
         headers=PERSON,
-        route_params={"tenant": assets.tenant.id, "link": link.id},
+        route_params={"tenant": link.tenant, "link": link.id},
         body=b"",
     )
-    answer = go.get_user_function()(request)
+    return go.get_user_function()(request)
+
+
+def unreachable_storage() -> Storage:
+    return Storage.from_settings(settings_from(values_of(UNREACHABLE_STORAGE)))
+
+
+def test_a_link_that_was_read_redirects_even_when_its_visit_cannot_be_stored(
+    services, assets, azurite, settings, clock, monkeypatch
+):
+    link = make(services, assets, contact_id=CONTACT)
+    broken = CaptureStore(unreachable_storage(), services.registry, settings, clock)
+    links = Links(broken, services.storage, services.registry, settings, clock)
+    with pytest.raises(StorageUnavailable):
+        links.record_visit(links.open(assets.tenant.id, link.id), Visit(PERSON))
+
+    answer = follow_in_process(services, links, link, monkeypatch)
     assert answer.status_code == 302 and answer.headers["Location"] == BROCHURE
     assert stored(azurite, assets.tenant.id, "records") == {}
 
 
 def test_a_link_that_cannot_be_read_is_a_503_page(services, assets, settings, clock, monkeypatch):
-    import shared.services
-    from devhost.routes import _functions
-    from function_app import app
-
     link = make(services, assets, contact_id=CONTACT)
-    unreachable = Storage.from_settings(settings_from(values_of(UNREACHABLE_STORAGE)))
     # The registry is warm (as on a running instance); the link itself must be read from storage, which is away.
-    links = Links(services.capture, unreachable, services.registry, settings, clock)
+    links = Links(services.capture, unreachable_storage(), services.registry, settings, clock)
     with pytest.raises(StorageUnavailable):
         links.open(assets.tenant.id, link.id)
 
-    monkeypatch.setattr(shared.services, "_services", services)
-    monkeypatch.setitem(services.__dict__, "links", links)
-    (go,) = [f for f in _functions(app) if f.get_function_name() == "links_go"]
-    request = func.HttpRequest(
-        "GET",
-        f"http://127.0.0.1/api/go/{assets.tenant.id}/{link.id}",
-        headers=PERSON,
-        route_params={"tenant": assets.tenant.id, "link": link.id},
-        body=b"",
-    )
-    answer = go.get_user_function()(request)
+    answer = follow_in_process(services, links, link, monkeypatch)
     assert answer.status_code == 503 and answer.mimetype == "text/html"
     assert answer.headers["Retry-After"].isdigit() and "Location" not in answer.headers
     assert link.id not in answer.get_body().decode()
