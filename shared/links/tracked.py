@@ -36,7 +36,7 @@ from shared.core.ids import is_valid_id
 from shared.core.net import client_ip
 from shared.core.settings import Settings
 from shared.core.urls import is_loopback, parse_web_url, without_query
-from shared.registry.models import MAX_RETENTION_DAYS, origin_of_url
+from shared.registry.models import LINK_SUBJECT, MAX_RETENTION_DAYS, origin_of_url
 from shared.registry.store import Registry
 from shared.storage.blobs import JSON_CONTENT, STATE, Storage, index_tags, storage_errors
 
@@ -161,6 +161,9 @@ class Links:
         longest = target.dataset.expires_at(now) if request.contact_id else now + timedelta(days=MAX_LINK_DAYS)
         if request.expires_at is not None and request.expires_at <= now:
             raise invalid_link("expires_at", "is not in the future")
+        contact = target.dataset.field(LINK_SUBJECT)
+        if request.contact_id is None and contact is not None and contact.required:
+            raise invalid_link("contact_id", "is required by the dataset")
         expires = min(request.expires_at or longest, longest)
         subject = None
         if request.contact_id is not None:
@@ -264,7 +267,12 @@ class Links:
             "user_agent": headers.get("user-agent", "")[:MAX_USER_AGENT],
         }
         kept = {name: value for name, value in values.items() if value}
-        self._capture.capture(opened.target, kept, lenient=True)
+        try:
+            self._capture.capture(opened.target, kept, lenient=True)
+        except PackCloudError as error:
+            if error.status >= 500:
+                raise
+            return False  # a field the dataset requires is missing from this visit (a referrer, say)
         return True
 
 

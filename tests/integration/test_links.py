@@ -108,6 +108,24 @@ def test_objections_bots_previewers_and_prefetches_are_not_counted(services, ass
     assert stored(azurite, assets.tenant.id, "records") == {}
 
 
+def test_a_dataset_that_requires_what_a_visit_lacks_records_nothing_and_requires_the_contact(services, tenant_id):
+    from shared.registry.models import Dataset, TenantIn
+
+    fields = [
+        {"name": "contact_id", "type": "string", "required": True},
+        {"name": "referrer", "type": "url", "required": True},
+    ]
+    services.registry.put_tenant(tenant_id, TenantIn(region="eu"))
+    services.registry.put_dataset(tenant_id, "strict", Dataset.model_validate({**LINKS, "fields": fields}))
+    target = services.capture.resolve(tenant_id, "strict", "link")
+    with pytest.raises(Unprocessable) as refused:
+        make(services, target)
+    assert refused.value.body()["errors"] == [{"field": "contact_id", "reason": "is required by the dataset"}]
+    opened = services.links.open(tenant_id, make(services, target, contact_id=CONTACT).id)
+    assert services.links.record_visit(opened, Visit({"user-agent": BROWSER_UA})) is False  # no referrer
+    assert services.links.record_visit(opened, Visit(PERSON)) is True
+
+
 def test_unknown_expired_and_malformed_links_do_not_open(services, assets, clock):
     link = make(services, assets, contact_id=CONTACT)
     tenant = assets.tenant.id
