@@ -189,6 +189,20 @@ def test_a_followed_link_costs_one_storage_request_the_visit(services, assets):
     assert services.storage.transport.sent - before == 5
 
 
+def test_visits_are_delivered_through_the_sync_feed_and_deleted_on_acknowledgement(services, assets, azurite, clock):
+    from shared.lifecycle.generations import Generations
+
+    link = make(services, assets, contact_id=CONTACT)
+    services.links.record_visit(services.links.open(assets.tenant.id, link.id), Visit(PERSON))
+    clock.advance(timedelta(minutes=1))  # past the feed's settle time
+    generations = Generations.read(services.registry, assets.tenant.id)
+    (record,) = services.delivery.page(assets.tenant.id, "assets", None, 10, generations).records
+    assert record["fields"]["link_id"] == link.id and record["fields"]["contact_id"] == CONTACT
+    assert services.delivery.acknowledge(assets.tenant.id, "assets", [record["id"]]) == (1, 0)
+    assert stored(azurite, assets.tenant.id, "records") == {}
+    assert services.links.open(assets.tenant.id, link.id) is not None  # the link stays until it expires
+
+
 def test_the_purge_deletes_expired_links(services, assets, azurite, clock):
     make(services, assets, contact_id=CONTACT)
     kept = make(services, assets, expires_at=(clock.now() + timedelta(days=20)).isoformat())
