@@ -173,3 +173,11 @@ def test_a_contact_request_finds_the_links_tag_whatever_the_dataset_declares():
     )
     assert request_tags(MASTER, "contoso", [with_contact], CONTACT) == {tag}
     assert request_tags(MASTER, "contoso", [without], CONTACT) == {tag}
+
+
+def test_the_powers_pack_can_be_registered():
+    from shared.registration.engine import RegistrationIn
+    from tests.factories import registration
+
+    body = registration("0f8fad5b-d9cb-469f-a165-70867728950e", pack="powers", credentials=None)
+    assert RegistrationIn.model_validate(body).pack == "powers"
