@@ -13,6 +13,7 @@ from functions import (
     delivery_target,
     dpo_webhook,
     geo_login,
+    links,
     manage,
     notice,
     privacy,
@@ -47,6 +48,7 @@ app.register_functions(dataverse_delivery.bp)
 app.register_functions(notice.bp)
 app.register_functions(sms.bp)
 app.register_functions(dpo_webhook.bp)
+app.register_functions(links.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:
     app.register_functions(registration.bp)

@@ -142,6 +142,13 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
             Check("cost ratio", "cost_ratio", "<=", MAX_COST_RATIO),
         ),
     ),
+    "links": (
+        lambda r: (
+            f"{r['rate']:.0f} redirects/s vs {r['raw_rate']:.0f} raw uploads/s; {r['requests_per_redirect']} storage "
+            f"requests per followed link; p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms"
+        ),
+        (Check("ratio", "ratio", ">=", 0.6), Check("storage requests per redirect", "requests_per_redirect", "<=", 1)),
+    ),
     "load": (
         lambda r: (
             f"{r['requests']:,} requests in {r['seconds']} s, {r['concurrency']} clients, {r['tenants']} "

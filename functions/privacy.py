@@ -42,8 +42,10 @@ def privacy_export(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="privacy/{tenant}/subjects/erase", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def privacy_erase(req: func.HttpRequest) -> func.HttpResponse:
-    tenant, requests, request = _subject(req, get_services())
+    services = get_services()
+    tenant, requests, request = _subject(req, services)
     erased = requests.erase(tenant, request.subject, request.cursor)
+    services.links.forget(tenant)  # an erased contact's link stops here at once, elsewhere within the cache TTL
     return json_response(
         {
             "tenant": tenant,

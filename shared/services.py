@@ -26,6 +26,7 @@ from shared.lifecycle.dataverse_push import Deliverer
 from shared.lifecycle.delivery import Delivery
 from shared.lifecycle.purge import Purger
 from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
+from shared.links.tracked import Links
 from shared.notice.view import Notices
 from shared.registration.engine import Registrations, RegistrationStore
 from shared.registration.provisioning import Provisioner
@@ -95,6 +96,11 @@ class Services:
     def sms(self) -> SmsService:
         """PowerSMS: sends through Twilio, its webhooks, opt-outs."""
         return SmsService(self.capture, self.storage, self.sms_accounts, TwilioGateway(), self.settings, self.clock)
+
+    @cached_property
+    def links(self) -> Links:
+        """Tracked links: their creation, and the redirect that records a visit."""
+        return Links(self.capture, self.storage, self.registry, self.settings, self.clock)
 
     @cached_property
     def sequences(self) -> SequenceStore:

@@ -421,3 +421,26 @@ def application_certificate(name: str = "packcloud-app", key_size: int = 2048) -
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return (key_pem + certificate.public_bytes(serialization.Encoding.PEM)).decode()
+
+
+# Tracked links (the Powers pack): every field a link dataset may declare, the contact as its subject.
+ASSETS_ORIGIN = "https://assets.contoso.example"
+LINKS: dict[str, Any] = {
+    "capability": "link",
+    "purpose": "Follow up on contacts who open the brochures we share with them",
+    "legal_basis": "legitimate_interest",
+    "retention_days": 10,
+    "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+    "subject_field": "contact_id",
+    "fields": [
+        {"name": "link_id", "type": "string", "personal": False},
+        {"name": "contact_id", "type": "string", "max_length": 128},
+        {"name": "visited_at", "type": "datetime", "personal": False},
+        {"name": "target_url", "type": "url", "personal": False},
+        {"name": "referrer", "type": "url"},
+        {"name": "ip", "type": "ip"},
+        {"name": "user_agent", "type": "string"},
+    ],
+    "allowed_origins": [ASSETS_ORIGIN],
+}
+CONTACT = "7f3c1e2a-5b6d-4e8f-9a0b-1c2d3e4f5a6b"

@@ -14,12 +14,14 @@ from collections.abc import Iterable
 
 from shared.core.fieldtypes import InvalidValue, StoredValue
 from shared.core.keys import subject_hash
-from shared.registry.models import DatasetDoc, FieldSpec
+from shared.registry.models import LINK_SUBJECT, DatasetDoc, FieldSpec
 
 # A geo-login user, whatever the dataset declares: the last-sign-in state is kept per user id.
 USER_ID = FieldSpec(name="user_id", type="string", required=True)
 # An SMS correspondent, whatever the dataset declares: sms records and opt-outs are tagged by the other party's number.
 SMS_PARTY = FieldSpec(name="phone", type="phone", required=True)
+# A tracked link's contact, whatever the dataset declares: a link made for a contact is tagged with it.
+CONTACT_ID = FieldSpec(name=LINK_SUBJECT, type="string", required=True, max_length=128)
 
 
 def canonical_text(value: StoredValue) -> str:
@@ -52,6 +54,8 @@ def identifying_fields(dataset: DatasetDoc) -> tuple[FieldSpec, ...]:
         fields.append(USER_ID)
     if dataset.capability == "sms":
         fields.append(SMS_PARTY)
+    if dataset.capability == "link":
+        fields.append(CONTACT_ID)
     return tuple(fields)
 
 

@@ -19,7 +19,7 @@ from shared.lifecycle.activity import window_start
 from shared.registry.models import DatasetDoc, Tenant
 from shared.registry.store import Registry
 from shared.storage.audit import SYSTEM, AuditLog
-from shared.storage.blobs import RECORDS, STATE, Storage, storage_errors
+from shared.storage.blobs import RECORDS, STATE, Storage, storage_errors, tag_query
 
 # Records, and state blobs of each kind, counted at most per dataset: anyone who can load a page with the
 # pixel can add records, so what is held must not set the work of a report (one list request each).
@@ -125,7 +125,11 @@ def _personal_state(storage: Storage, tenant: str, doc: DatasetDoc, count_max: i
     container = storage.container(STATE)
     kinds = []
     for kind in kinds_of(doc.capability):
-        names, more = first_names(container, kind.prefix(tenant, doc.id), count_max)
+        if kind.per_tenant:  # the prefix holds every dataset's: its tags tell this dataset's apart
+            page = storage.find_page_by_tags(STATE, tag_query(tenant=tenant, dataset=doc.id), page_size=count_max)
+            names, more = page.names, page.marker is not None
+        else:
+            names, more = first_names(container, kind.prefix(tenant, doc.id), count_max)
         kinds.append({"kind": kind.kind, "holds": kind.holds, "kept": kind.kept, "held": len(names), "held_more": more})
     return kinds
 

@@ -280,5 +280,7 @@ class SubjectRequests:
         for name, body in zip(names, self._storage.read_json_each(STATE, names), strict=True):
             if body is not None:
                 dataset_id, kind = parse_state_name(tenant, name) or ("-", "other")
+                # A per-tenant kind (a tracked link) names its dataset in its content.
+                dataset_id = dataset_id or str(body.get("dataset") or "-")
                 held.append((dataset_id, {"kind": kind, "content": body}))
         return held

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from shared.core.net import client_ip
 from shared.core.numbers import LARGEST, ascii_int
 from shared.core.settings import Settings
 from shared.core.snippets import render_script
+from shared.core.urls import without_query
 from shared.registry.models import DatasetDoc, origin_of_url
 
 SNIPPET = Path(__file__).with_name("snippet.js")
@@ -92,13 +92,6 @@ def origin_allowed(dataset: DatasetDoc, hit: Hit) -> bool:
         return False
     claimed = [value for value in (hit.query.get("page_url"),) if value]
     return all(origin_of_url(value) in dataset.allowed_origins for value in from_browser + claimed)
-
-
-def without_query(url: str) -> str:
-    """The URL up to its query or fragment, which often carry e-mail addresses, tokens and campaign ids.
-
-    Cut at the first `?` or `#`, as no parser is needed for that: neither may appear unescaped before them."""
-    return re.split(r"[?#]", url, maxsplit=1)[0]
 
 
 def hit_values(settings: Settings, dataset: DatasetDoc, hit: Hit) -> dict[str, str]:

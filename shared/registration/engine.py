@@ -40,7 +40,7 @@ from shared.storage.blobs import JSON_CONTENT, REGISTRY, Storage, only_if_unchan
 from shared.storage.secrets import MAX_SECRET_VALUE, SecretStore, tenant_secret_name
 
 # The packs PackCloud serves; a later pack adds its name here (and to openapi.yaml).
-Pack = Literal["webtraffic", "email", "webform", "surveyplus", "autonumber", "geolog", "sms"]
+Pack = Literal["webtraffic", "email", "webform", "surveyplus", "autonumber", "geolog", "sms", "powers"]
 CREDENTIAL_NAME = re.compile(r"^[a-z](?:-?[a-z0-9]){0,39}$")
 MAX_CREDENTIALS = 20
 # A registration left half-done (the home instance stopped) may be taken over after this long.

@@ -30,7 +30,7 @@ MAX_SIGNING_GRACE_DAYS = MAX_RETENTION_DAYS
 # Retired signing keys still in their grace that a tenant keeps; more rotations end the oldest grace early.
 MAX_RETIRED_SIGNING_KEYS = 10
 
-Capability = Literal["pixel", "webform", "geologin", "sms"]
+Capability = Literal["pixel", "webform", "geologin", "sms", "link"]
 LegalBasis = Literal["consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interest"]
 
 FIELD_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -77,6 +77,20 @@ SMS_FIELDS: dict[str, str] = {
 }
 
 SMS_ALWAYS = ("direction", "occurred_at")  # what every sms record has
+
+# The fields a link dataset may declare, with the type each must have: one visit of a tracked link
+# (shared/links/), nothing more. `ip` is stored truncated, `target_url` and `referrer` without their query.
+LINK_FIELDS: dict[str, str] = {
+    "link_id": "string",
+    "contact_id": "string",
+    "visited_at": "datetime",
+    "target_url": "url",
+    "referrer": "url",
+    "ip": "ip",
+    "user_agent": "string",
+}
+# The subject of a link dataset: the contact a link was made for (so an erasure finds links and visits alike).
+LINK_SUBJECT = "contact_id"
 
 FORM_OPTIONS = ("redirect_url", "honeypot_field", "consent_field", "consent_text_version")
 
@@ -233,6 +247,8 @@ class Dataset(Strict):
             self._check_geologin_fields()
         if self.capability == "sms":
             self._check_sms_fields()
+        if self.capability == "link":
+            self._check_link_fields()
         if self.capability == "webform":
             self._check_form_options()
         elif any(getattr(self, name) is not None for name in FORM_OPTIONS):
@@ -268,6 +284,15 @@ class Dataset(Strict):
         if self.subject_field is not None:
             # The subject is always the other party's number (`to` going out, `from` coming in): shared/sms/.
             raise ValueError("an sms dataset has no subject_field: its records are indexed by the other party's number")
+
+    def _check_link_fields(self) -> None:
+        self._check_fixed_fields("a link", LINK_FIELDS)
+        # A visit that keeps the contact must be found by a data-subject request for that contact.
+        declares_contact = LINK_SUBJECT in self.field_names
+        if self.subject_field not in (None, LINK_SUBJECT) or declares_contact != (self.subject_field is not None):
+            raise ValueError(f"a link dataset that declares {LINK_SUBJECT} has subject_field {LINK_SUBJECT}, else none")
+        if self.require_signature:
+            raise ValueError("require_signature is an option of pixel datasets only")
 
     def _check_form_options(self) -> None:
         if not self.allowed_origins:

@@ -37,6 +37,7 @@ from tests.factories import (
     BROWSER_UA,
     FORM,
     FUNCTION_KEY,
+    LINKS,
     ORIGIN,
     PIXEL,
     REGISTRATION_KEY,
@@ -51,6 +52,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 TENANT = "fuzz-tenant"
 DATASETS = {"pixel": ("visits", PIXEL), "webform": ("contact", FORM), "geologin": ("signins", SIGNINS)}
 DATASETS["sms"] = ("texts", SMS_TEXTS)
+DATASETS["link"] = ("assets", LINKS)
 
 # Loaded at collection, from the file: one test per operation (the pytest plugin of schemathesis does not
 # follow pytest 9's node ids, so each test drives Hypothesis itself).
@@ -97,6 +99,7 @@ def _aim(case) -> None:
         path = case.operation.path
         capability = "pixel" if path.startswith("/px") else "webform" if path.startswith("/forms") else "geologin"
         capability = "sms" if path.startswith("/sms/") else capability
+        capability = "link" if path.startswith("/links") else capability
         parameters["dataset"] = DATASETS[capability][0]
     if "sequence" in parameters:
         parameters["sequence"] = "numbers"
