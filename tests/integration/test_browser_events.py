@@ -22,6 +22,7 @@ pytestmark = pytest.mark.browser
 
 NO_BEACON = "delete Navigator.prototype.sendBeacon"
 GPC = "Object.defineProperty(navigator, 'globalPrivacyControl', {get: () => true})"
+DNT = "Object.defineProperty(navigator, 'doNotTrack', {get: () => '1'})"
 
 
 @pytest.fixture
@@ -187,15 +188,19 @@ def test_outbound_links_and_downloads_send_their_events_with_the_link_cut(browse
     context.close()
 
 
-def test_with_gpc_nothing_is_sent_or_stored_but_the_notice_link_is_set(browser, host, spa, azurite):
+@pytest.mark.parametrize("objection", [GPC, DNT], ids=["gpc", "dnt"])
+def test_with_gpc_or_dnt_nothing_is_sent_or_stored_but_the_notice_link_is_set(browser, host, spa, azurite, objection):
     origin, tenant = spa
-    context, page, sent = open_app(browser, origin, GPC)
+    context, page, sent = open_app(browser, origin, objection)
     with page.expect_response(lambda response: "snippet.js" in response.url):
         page.goto(f"{origin}/app")
     page.wait_for_load_state("networkidle")
     page.click("text=Features")
     page.click("#signup")
     page.evaluate("packcloud('event', 'signup', {plan: 'free'})")
+    page.evaluate("document.addEventListener('click', function (e) { e.preventDefault(); })")
+    page.click("#outbound")
+    page.click("#download")
     page.wait_for_load_state("networkidle")
     assert sent == [] and records(azurite, tenant) == []
     assert "pc_vid" not in {cookie["name"] for cookie in context.cookies(origin)}

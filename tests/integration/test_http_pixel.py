@@ -146,3 +146,21 @@ def test_a_beacon_body_that_is_no_hit_is_a_json_4xx(anon, tenant, azurite, body,
     assert answer.headers["content-type"].startswith("application/json")
     assert answer.json()["error"] == code and "contoso" not in answer.json()["detail"]
     assert records(azurite, tenant) == []
+
+
+def test_a_dataset_declares_its_events_through_the_manage_api(manage, tenant_id):
+    assert manage.put(f"/manage/tenants/{tenant_id}", json={}).status_code == 201
+    fields = [
+        *EXAMPLE["fields"],
+        {"name": "event", "type": "string", "personal": False},
+        {"name": "plan", "type": "string"},
+    ]
+    declared = {**EXAMPLE, "fields": fields, "events": [{"name": "signup", "properties": ["plan"]}]}
+    answer = manage.put(f"/manage/tenants/{tenant_id}/datasets/site", json=declared)
+    assert answer.status_code == 201 and answer.json()["events"] == [
+        {"name": "signup", "properties": ["plan"], "description": None}
+    ]
+    undeclared = {**declared, "events": [{"name": "signup", "properties": ["coupon"]}]}
+    refused = manage.put(f"/manage/tenants/{tenant_id}/datasets/site", json=undeclared)
+    assert refused.status_code == 422 and "property coupon must be a declared field" in refused.text
+    assert manage.get(f"/manage/tenants/{tenant_id}/datasets/site").json()["events"][0]["properties"] == ["plan"]
