@@ -164,21 +164,30 @@
   document.addEventListener("auxclick", onClick);
 
   // window.packcloud: the command queue that pages fill before the script loads, shared by every snippet
-  // on the page (one per dataset), each of which learns the consent given or withdrawn and every event.
+  // on the page (one per dataset). It keeps the consent given or withdrawn, and the calls made so far (100 at
+  // most), so that a snippet that loads later still sends the events called before it.
   if (first) {
     var queued = (api && api.q) || [];
-    api = function (command, value, properties) {
+    api = function (command, value) {
+      if (api.q.length < 100) api.q.push(arguments);
       if (command === "consent") api.consent = value === true;
-      for (var i = 0; i < api.snippets.length; i++) api.snippets[i](command, value, properties);
+      for (var i = 0; i < api.snippets.length; i++) api.snippets[i].apply(null, arguments);
     };
     api.snippets = [];
     api.consent = null;
+    api.q = [];
     window.packcloud = api;
+    for (var i = 0; i < queued.length; i++) {
+      if (queued[i][0] === "consent") api.consent = queued[i][1] === true;
+      api.q.push(queued[i]);
+    }
   }
-  api.snippets.push(function (command, value, properties) {
-    if (command === "consent") onConsent(api.consent);
-    if (command === "event" && typeof value === "string") track(value, properties || {});
-  });
+  function command(name, value, properties) {
+    if (name === "consent") onConsent(api.consent);
+    if (name === "event" && typeof value === "string") track(value, properties || {});
+  }
+  api.snippets.push(command);
+  if (api.consent === false) forgetVisitor();
   pageView();
-  if (first) for (var i = 0; i < queued.length; i++) api.apply(null, queued[i]);
+  for (var j = 0; j < api.q.length; j++) if (api.q[j][0] === "event") command.apply(null, api.q[j]);
 })();

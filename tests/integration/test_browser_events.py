@@ -231,3 +231,28 @@ def test_the_snippet_is_under_2_kb_minified_and_gzipped():
     ).stdout
     assert b"sendBeacon" in minified and b"pushState" in minified  # the whole snippet, configured
     assert len(gzip.compress(minified, compresslevel=9)) < 2048
+
+
+def test_every_snippet_on_a_page_gets_the_events_called_before_it_loaded(browser, host, manage, spa, azurite):
+    """Two datasets on one page: an event called before either snippet has loaded reaches both, the second
+    loaded only after the first has sent it."""
+    origin, tenant = spa
+    assert manage.put(f"/manage/tenants/{tenant}/datasets/second", json=demo_dataset(origin)).status_code == 201
+    context, page, _ = open_app(browser, origin)
+    page.route(
+        f"{host}/px/snippet.js?tenant={tenant}&dataset={DEMO_DATASET}",
+        lambda route: (page.evaluate("packcloud('event', 'signup', {plan: 'pro'})"), route.continue_()),
+    )
+    page.goto(f"{origin}/app")
+    ready(page)
+    page.evaluate(
+        "src => { const s = document.createElement('script'); s.src = src; document.head.appendChild(s); }",
+        f"{host}/px/snippet.js?tenant={tenant}&dataset=second",
+    )
+    page.wait_for_function("() => window.packcloud.snippets.length === 2")
+    page.wait_for_load_state("networkidle")
+    stored = records(azurite, tenant)
+    events = sorted(record["dataset"] for record in stored if record["fields"].get("event") == "signup")
+    assert events == sorted([DEMO_DATASET, "second"])
+    assert len(stored) == 4  # a page view and the event in each
+    context.close()
