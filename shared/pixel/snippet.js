@@ -148,8 +148,9 @@
 
   var outbound = attribute("data-outbound-links") !== null;
   var files = attribute("data-file-downloads");
+  // Letters, digits and commas only: the list becomes a pattern, which a stray character must not break.
   var extensions = (files || "pdf,zip,docx,xlsx,pptx,csv,txt,rtf,odt,ods,7z,rar,gz,dmg,exe,msi,mp3,mp4,mov,wav")
-    .split(",").join("|");
+    .replace(/[^\w,]/g, "").split(",").join("|");
   function onClick(event) {
     var link = event.target.closest && event.target.closest("a[href]");
     if (!link || !/^https?:$/.test(link.protocol)) return;
