@@ -50,6 +50,19 @@ def is_pixel(url: str) -> bool:
     return "/api/px/" in url and "snippet.js" not in url
 
 
+def answered(page, dataset: str, *, event: bool):
+    """Waits for the answer to the snippet's page view (event=False) or event hit for `dataset`: a beacon may
+    still be in flight when the page looks idle."""
+
+    def wanted(response) -> bool:
+        request = response.request
+        if not is_pixel(response.url) or request.method != "POST" or not response.url.endswith(f"/{dataset}"):
+            return False
+        return ("event" in json.loads(request.post_data or "{}")) is event
+
+    return page.expect_response(wanted)
+
+
 def open_app(browser, origin, *init_scripts):
     context = browser.new_context(user_agent=BROWSER_UA)
     for script in init_scripts:
@@ -157,8 +170,8 @@ def test_events_called_before_the_snippet_loads_wait_in_the_queue(browser, host,
         f"{host}/px/snippet.js*",
         lambda route: (page.evaluate("packcloud('event', 'signup', {plan: 'free'})"), route.continue_()),
     )
-    page.goto(f"{origin}/app")
-    ready(page)
+    with answered(page, DEMO_DATASET, event=False), answered(page, DEMO_DATASET, event=True):
+        page.goto(f"{origin}/app")
     stored = records(azurite, tenant)
     assert sorted(record["fields"].get("event", "") for record in stored) == ["", "signup"]
     assert next(record for record in stored if "event" in record["fields"])["fields"]["plan"] == "free"
@@ -243,14 +256,13 @@ def test_every_snippet_on_a_page_gets_the_events_called_before_it_loaded(browser
         f"{host}/px/snippet.js?tenant={tenant}&dataset={DEMO_DATASET}",
         lambda route: (page.evaluate("packcloud('event', 'signup', {plan: 'pro'})"), route.continue_()),
     )
-    page.goto(f"{origin}/app")
-    ready(page)
-    page.evaluate(
-        "src => { const s = document.createElement('script'); s.src = src; document.head.appendChild(s); }",
-        f"{host}/px/snippet.js?tenant={tenant}&dataset=second",
-    )
-    page.wait_for_function("() => window.packcloud.snippets.length === 2")
-    page.wait_for_load_state("networkidle")
+    with answered(page, DEMO_DATASET, event=False), answered(page, DEMO_DATASET, event=True):
+        page.goto(f"{origin}/app")
+    with answered(page, "second", event=False), answered(page, "second", event=True):
+        page.evaluate(
+            "src => { const s = document.createElement('script'); s.src = src; document.head.appendChild(s); }",
+            f"{host}/px/snippet.js?tenant={tenant}&dataset=second",
+        )
     stored = records(azurite, tenant)
     events = sorted(record["dataset"] for record in stored if record["fields"].get("event") == "signup")
     assert events == sorted([DEMO_DATASET, "second"])
