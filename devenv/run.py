@@ -91,6 +91,7 @@ def main() -> int:
         print(
             "\nPackCloud is running (Ctrl-C stops it)\n"
             f"  demo page        {page_origin}/   (open it in a browser: one page view is recorded)\n"
+            f"  demo SPA         {page_origin}/app   (a single-page app: page views, custom events)\n"
             f"  demo form        {page_origin}/contact   (with and without JavaScript)\n"
             f"  privacy notice   {api_base}/notice/{DEMO_TENANT}/{DEMO_FORM}   (each dataset has one)\n"
             f"  API              {api_base}   (routes: see README.md and openapi.yaml)\n"

@@ -94,6 +94,13 @@ LINK_SUBJECT = "contact_id"
 
 FORM_OPTIONS = ("redirect_url", "honeypot_field", "consent_field", "consent_text_version")
 
+# Pixel custom events: the declared field that names a hit's event, and the fields the pixel fills itself, which
+# no event property may be (a property is what the page says; these come from the page view or the request).
+EVENT_FIELD = "event"
+PIXEL_OWN_FIELDS = frozenset({EVENT_FIELD, "page_url", "referrer", "title", "visitor", "user_agent"})
+MAX_EVENTS = 50
+MAX_EVENT_PROPERTIES = 20
+
 
 def origin_of_url(url: str | None) -> str | None:
     """The origin of an absolute URL, normalised as allowed_origins are, or None (also for any URL that a
@@ -152,6 +159,16 @@ class FieldSpec(Strict):
         return self
 
 
+class EventSpec(Strict):
+    """A custom event a pixel dataset accepts, and which declared fields are its properties."""
+
+    name: str = Field(pattern=FIELD_NAME_PATTERN)
+    properties: tuple[Annotated[str, Field(pattern=FIELD_NAME_PATTERN)], ...] = Field(
+        default=(), max_length=MAX_EVENT_PROPERTIES
+    )
+    description: str | None = Field(default=None, max_length=500)
+
+
 class Party(Strict):
     name: str = Field(min_length=1, max_length=200)
     email: EmailStr
@@ -203,6 +220,8 @@ class Dataset(Strict):
     require_signature: bool = False
     # Pixel only: keep the query and fragment of URL fields, which are cut off by default.
     keep_url_query: bool = False
+    # Pixel only: the custom events kept (each with its properties); any other event is not stored.
+    events: tuple[EventSpec, ...] = Field(default=(), max_length=MAX_EVENTS)
     # Web forms only: where a plain HTML post goes after success, the spam trap, and the proof of consent.
     redirect_url: str | None = Field(default=None, max_length=2048)
     honeypot_field: str | None = Field(default=None, pattern=FIELD_NAME_PATTERN)
@@ -259,7 +278,38 @@ class Dataset(Strict):
             for tag, wording in self.notice.languages.items():
                 if unknown := sorted(set(wording.fields) - set(names)):
                     raise ValueError(f"notice {tag}: fields {', '.join(unknown)} are not declared")
+        if self.events:
+            self._check_events()
         return self
+
+    def _check_events(self) -> None:
+        if self.capability != "pixel":
+            raise ValueError("events are an option of pixel datasets only")
+        names = [event.name for event in self.events]
+        if len(set(names)) != len(names):
+            raise ValueError("event names repeat")
+        marker = self.field(EVENT_FIELD)
+        if marker is None or marker.type != "string" or marker.required:
+            raise ValueError(f"a dataset with events needs an optional string field {EVENT_FIELD}: each record's event")
+        for event in self.events:
+            if len(set(event.properties)) != len(event.properties):
+                raise ValueError(f"event {event.name}: properties repeat")
+            for name in event.properties:
+                spec = self.field(name)
+                if spec is None:
+                    raise ValueError(f"event {event.name}: property {name} must be a declared field")
+                if name in PIXEL_OWN_FIELDS or spec.type == "ip":
+                    raise ValueError(f"event {event.name}: {name} is filled by the pixel, it cannot be a property")
+                if spec.required:
+                    raise ValueError(f"event {event.name}: property {name} must not be a required field")
+
+    def event(self, name: str) -> EventSpec | None:
+        return next((event for event in self.events if event.name == name), None)
+
+    @property
+    def event_properties(self) -> frozenset[str]:
+        """Every field that is some event's property: such a field is kept only on a hit of an event that lists it."""
+        return frozenset(name for event in self.events for name in event.properties)
 
     def _check_geologin_fields(self) -> None:
         self._check_fixed_fields("a geologin", GEOLOGIN_FIELDS)

@@ -283,6 +283,15 @@ def every_endpoint(key: str) -> list[tuple[str, str, str, dict]]:
             f"/geologin/{TENANT}/signins",
             {"json": {"user_id": str(uuid.uuid4())}, "headers": tenant_key},
         ),
+        (
+            "pixel beacon",
+            "POST",
+            f"/px/{TENANT}/visits",
+            {
+                "content": json.dumps({"page_url": ORIGIN + "/pricing", "visitor": "beacon"}),
+                "headers": {**form, "content-type": "text/plain"},
+            },
+        ),
         ("autonumber", "POST", f"/autonumber/{TENANT}/invoice/next", {"headers": tenant_key}),
         ("sync", "GET", f"/sync/{TENANT}/contact", {"headers": tenant_key}),
         ("ack", "POST", f"/sync/{TENANT}/contact/ack", {"json": {"ids": [UNKNOWN_RECORD]}, "headers": tenant_key}),
