@@ -11,6 +11,7 @@ from functions import (
     dataverse_delivery,
     delivery_failed,
     delivery_target,
+    email_events,
     geo_login,
     manage,
     privacy,
@@ -41,6 +42,7 @@ app.register_functions(tenant_auth.bp)
 app.register_functions(delivery_target.bp)
 app.register_functions(delivery_failed.bp)
 app.register_functions(dataverse_delivery.bp)
+app.register_functions(email_events.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:
     app.register_functions(registration.bp)

@@ -18,6 +18,7 @@ from shared.core.clock import Clock, SystemClock
 from shared.core.settings import Settings, get_settings
 from shared.dataverse.client import make_session
 from shared.dataverse.targets import Targets
+from shared.emailevents.intake import EmailEvents
 from shared.geologin.locator import Locator
 from shared.geologin.signins import GeoLogins
 from shared.lifecycle.dataverse_push import Deliverer
@@ -87,6 +88,11 @@ class Services:
     def delivery_targets(self) -> Targets:
         """Each tenant's Dynamics 365 organisation and application (secrets in the secret store)."""
         return Targets(self.storage, self.secrets, self.audit, self.clock, self.settings)
+
+    @cached_property
+    def email_events(self) -> EmailEvents:
+        """SendGrid's signed Event Webhook batches; the tenants' verification keys come from the secret store."""
+        return EmailEvents(self.capture, self.storage, self.secrets, self.settings, self.clock)
 
     @cached_property
     def dataverse_session(self) -> requests.Session:

@@ -41,7 +41,15 @@ SUBMISSION_MARKER = StateKind(
     "values) of undeclared fields; tagged with the record's subject hash",
     kept="24 hours, or the dataset's retention when shorter",
 )
-STATE_KINDS: tuple[StateKind, ...] = (LAST_SIGN_IN, SUBMISSION_MARKER)
+EMAIL_EVENT_MARKER = StateKind(
+    folder="sgev",
+    kind="email_event_marker",
+    capability="emailevent",
+    holds="per SendGrid event: the id of the record stored for it and the time, named by a keyed hash of "
+    "SendGrid's event id; tagged with the record's subject hash",
+    kept="the dataset's retention, as its record",
+)
+STATE_KINDS: tuple[StateKind, ...] = (LAST_SIGN_IN, SUBMISSION_MARKER, EMAIL_EVENT_MARKER)
 
 
 def kinds_of(capability: Capability) -> tuple[StateKind, ...]:

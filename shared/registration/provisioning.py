@@ -24,6 +24,7 @@ from shared.registry.models import TenantIn
 from shared.registry.store import Registry
 from shared.registry.tenants import delete_tenant, put_tenant
 from shared.storage.audit import AuditLog
+from shared.storage.email_keys import store_verification_key, verification_key_secret
 from shared.storage.secrets import SecretStore, region_key_secret_name
 
 log = logging.getLogger("packcloud.provisioning")
@@ -112,8 +113,17 @@ class Provisioner:
                 errors=[{"field": "delivery", "reason": reason}],
             )
 
+    def give_email_key(self, region: Region, tenant: str, key: str) -> None:
+        """The tenant's SendGrid verification key, in its region's secret store: here directly, else through the
+        region's manage API (it travels once, over https, and is kept there)."""
+        if region == self._settings.region:
+            store_verification_key(self._secrets, tenant, key)
+            return
+        self._call(region, "PUT", tenant, {"verification_key": key}, path="email-events/key", expected=(200,))
+
     def delete(self, region: Region, tenant: str) -> bool:
         if region == self._settings.region:
+            self._secrets.delete(verification_key_secret(tenant))  # the e-mail events key goes with the tenant
             if self._targets is not None:
                 self._targets.delete(tenant)  # the delivery target, and its secret, go with the tenant
             return delete_tenant(self._registry, self._audit, tenant)

@@ -30,7 +30,7 @@ MAX_SIGNING_GRACE_DAYS = MAX_RETENTION_DAYS
 # Retired signing keys still in their grace that a tenant keeps; more rotations end the oldest grace early.
 MAX_RETIRED_SIGNING_KEYS = 10
 
-Capability = Literal["pixel", "webform", "geologin"]
+Capability = Literal["pixel", "webform", "geologin", "emailevent"]
 LegalBasis = Literal["consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interest"]
 
 FIELD_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -59,6 +59,19 @@ GEOLOGIN_FIELDS: dict[str, str] = {
     "country": "string",
     "region": "string",
     "city": "string",
+    "ip": "ip",
+    "user_agent": "string",
+}
+
+# The fields an emailevent dataset may declare, with the type each must have: one delivery event of an e-mail
+# (SendGrid Event Webhook, shared/emailevents/), nothing more.
+EMAILEVENT_FIELDS: dict[str, str] = {
+    "event": "string",
+    "email": "email",
+    "occurred_at": "datetime",
+    "activity_id": "string",
+    "reason": "string",
+    "url": "url",
     "ip": "ip",
     "user_agent": "string",
 }
@@ -165,6 +178,8 @@ class Dataset(Strict):
             raise ValueError("subject_field must name a declared field")
         if self.capability == "geologin":
             self._check_geologin_fields()
+        if self.capability == "emailevent":
+            self._check_fixed_fields(EMAILEVENT_FIELDS)
         if self.capability == "webform":
             self._check_form_options()
         elif any(getattr(self, name) is not None for name in FORM_OPTIONS):
@@ -174,12 +189,17 @@ class Dataset(Strict):
         return self
 
     def _check_geologin_fields(self) -> None:
+        self._check_fixed_fields(GEOLOGIN_FIELDS)
+
+    def _check_fixed_fields(self, allowed: dict[str, str]) -> None:
         for spec in self.fields:
-            expected = GEOLOGIN_FIELDS.get(spec.name)
+            expected = allowed.get(spec.name)
             if expected is None:
-                raise ValueError(f"field {spec.name}: a geologin dataset may declare only {', '.join(GEOLOGIN_FIELDS)}")
+                raise ValueError(
+                    f"field {spec.name}: a {self.capability} dataset may declare only {', '.join(allowed)}"
+                )
             if spec.type != expected:
-                raise ValueError(f"field {spec.name}: in a geologin dataset it has type {expected}")
+                raise ValueError(f"field {spec.name}: in a {self.capability} dataset it has type {expected}")
 
     def _check_form_options(self) -> None:
         if not self.allowed_origins:

@@ -1,0 +1,124 @@
+"""PowerEmail delivery events: `POST /api/email/events/{tenant}/{dataset}` from SendGrid's Event Webhook.
+
+The chain, each check before anything is stored:
+1. the tenant is homed here and has this `emailevent` dataset (400 / 421 / 404);
+2. the body's size (413), then the signature: headers, timestamp within 5 minutes, the tenant's key, the
+   ECDSA signature over timestamp + body (400 / 401; shared/emailevents/webhook.py);
+3. the body: a JSON array (400) of at most 1,000 events (413), every event usable and every declared field
+   valid (422 naming `events[i].field`); nothing is stored unless every event is;
+4. per event: a marker claims its `sg_event_id`, then its record is written (only declared fields; the names
+   of the others counted). Events are stored in parallel; if any failed, the answer is a 503 and SendGrid sends
+   the batch again, where the events already stored are recognised by their markers and not stored twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from shared.capture.store import CaptureStore, Target
+from shared.core.bodies import check_size
+from shared.core.clock import Clock
+from shared.core.errors import Unprocessable, field_problems
+from shared.core.ids import new_record_id
+from shared.core.settings import Settings
+from shared.emailevents.events import MAX_BODY_BYTES, Event, parse_batch, shown_names
+from shared.emailevents.markers import EventMarkers
+from shared.emailevents.webhook import VerificationKeys, signed_request, verify
+from shared.registry.models import Record
+from shared.storage.blobs import Storage
+from shared.storage.secrets import SecretStore
+
+WRITERS = 16  # events stored at once
+
+
+@dataclass(frozen=True)
+class EventsAnswer:
+    received: int
+    stored: int
+    duplicates: int
+    skipped: int
+    dropped_fields: list[str]
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "skipped": self.skipped,
+            "dropped_fields": self.dropped_fields,
+        }
+
+
+class EmailEvents:
+    def __init__(
+        self, capture: CaptureStore, storage: Storage, secrets: SecretStore, settings: Settings, clock: Clock
+    ) -> None:
+        self._capture = capture
+        self._clock = clock
+        self.keys = VerificationKeys(secrets)
+        self._markers = EventMarkers(storage, capture, settings.master_key.get_secret_value())
+        self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="email-events")
+
+    def receive(self, tenant: str, dataset: str, headers: Callable[[str], str | None], body: bytes) -> EventsAnswer:
+        target = self._capture.resolve(tenant, dataset, "emailevent")
+        check_size(body, MAX_BODY_BYTES)
+        text = verify(signed_request(headers, body), target.tenant.id, self.keys, self._clock)
+        batch = parse_batch(text)
+        prepared, dropped = self._prepare(target, batch.events)
+        outcomes = list(
+            self._pool.map(lambda pair: self._store(target, *pair), zip(batch.events, prepared, strict=True))
+        )
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            raise failures[0]  # a PackCloudError is storage trouble (503, SendGrid retries); anything else a bug
+        stored = sum(1 for outcome in outcomes if outcome is True)
+        return EventsAnswer(
+            received=len(batch.events) + batch.skipped,
+            stored=stored,
+            duplicates=len(outcomes) - stored,
+            skipped=batch.skipped,
+            dropped_fields=shown_names(dropped),
+        )
+
+    def _prepare(self, target: Target, events: tuple[Event, ...]) -> tuple[list[Record], set[str]]:
+        """Every event's record, validated against the declaration: one 422 naming each event's problems."""
+        records: list[Record] = []
+        dropped: set[str] = set()
+        problems: list[dict[str, str]] = []
+        for index, event in enumerate(events):
+            try:
+                captured = self._capture.prepare(target, event.values)
+            except Unprocessable as error:
+                problems += [
+                    {"field": f"events[{index}].{p['field']}", "reason": p["reason"]}
+                    for p in error.extra.get("errors", [])
+                ]
+                continue
+            records.append(captured.record)
+            dropped.update(captured.dropped_fields)
+        if problems:
+            raise field_problems("invalid_events", "invalid events", problems, between=" ")
+        return records, dropped
+
+    def _store(self, target: Target, event: Event, prepared: Record) -> bool | BaseException:
+        """True when stored, False when SendGrid sent it before; the error, when it could not be stored."""
+        try:
+            # Stamped now, not when the batch was read: a record commits within COMMIT_DEADLINE of its id's time.
+            now = self._clock.now()
+            record = prepared.model_copy(
+                update={"id": new_record_id(now), "captured_at": now, "expires_at": target.dataset.expires_at(now)}
+            )
+            subject = self._capture.subject_tag(target.dataset, record)
+            if self._markers.claim(target, event.event_id, record.id, subject, now) is not None:
+                return False
+            try:
+                self._capture.commit(target, record)
+            except BaseException:
+                self._markers.release(target, event.event_id)
+                raise
+            return True
+        except Exception as error:  # reported for the batch by receive()
+            return error
