@@ -45,9 +45,9 @@ EMAIL_EVENT_MARKER = StateKind(
     folder="sgev",
     kind="email_event_marker",
     capability="emailevent",
-    holds="per SendGrid event: the id of the record stored for it and the time, named by a keyed hash of "
-    "SendGrid's event id; tagged with the record's subject hash",
-    kept="the dataset's retention, as its record",
+    holds="per hour of event time and shard: keyed hashes of the ids SendGrid gave the events already stored "
+    "(deduplication); no value of an event, no subject",
+    kept="the dataset's retention after the shard's last write, as long as any record it names",
 )
 STATE_KINDS: tuple[StateKind, ...] = (LAST_SIGN_IN, SUBMISSION_MARKER, EMAIL_EVENT_MARKER)
 

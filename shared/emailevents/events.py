@@ -36,6 +36,7 @@ MAX_DROPPED_SHOWN = 50
 @dataclass(frozen=True)
 class Event:
     event_id: str
+    occurred: datetime  # SendGrid's timestamp: the hour of the event's deduplication marker
     values: dict[str, object]  # declared names (mapped), and the provider's other keys, whose names are counted
 
 
@@ -101,13 +102,14 @@ def _event(raw: dict[str, Any]) -> Event:
         if key == EVENT_ID_KEY:
             continue
         values[SENDGRID_NAMES.get(key, key)] = value
-    values["occurred_at"] = datetime.fromtimestamp(raw["timestamp"], UTC).isoformat().replace("+00:00", "Z")
+    occurred = datetime.fromtimestamp(raw["timestamp"], UTC)
+    values["occurred_at"] = occurred.isoformat().replace("+00:00", "Z")
     if isinstance(values.get("activity_id"), str):
         values["activity_id"] = str(values["activity_id"]).strip().lower()
     if isinstance(values.get("url"), str):
         # Links often carry tokens and addresses in their query: like the pixel's URLs, kept without it.
         values["url"] = re.split(r"[?#]", str(values["url"]), maxsplit=1)[0]
-    return Event(str(raw[EVENT_ID_KEY]), values)
+    return Event(str(raw[EVENT_ID_KEY]), occurred, values)
 
 
 def shown_names(names: set[str]) -> list[str]:

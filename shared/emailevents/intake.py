@@ -59,7 +59,7 @@ class EmailEvents:
         self._capture = capture
         self._clock = clock
         self.keys = VerificationKeys(secrets)
-        self._markers = EventMarkers(storage, capture, settings.master_key.get_secret_value())
+        self._markers = EventMarkers(storage, settings.master_key.get_secret_value())
         self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="email-events")
 
     def receive(self, tenant: str, dataset: str, headers: Callable[[str], str | None], body: bytes) -> EventsAnswer:
@@ -68,24 +68,29 @@ class EmailEvents:
         text = verify(signed_request(headers, body), target.tenant.id, self.keys, self._clock)
         batch = parse_batch(text)
         prepared, dropped = self._prepare(target, batch.events)
-        outcomes = list(
-            self._pool.map(lambda pair: self._store(target, *pair), zip(batch.events, prepared, strict=True))
-        )
-        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        if failures:
-            raise failures[0]  # a PackCloudError is storage trouble (503, SendGrid retries); anything else a bug
-        stored = sum(1 for outcome in outcomes if outcome is True)
+        now = self._clock.now()
+        marks = [self._markers.mark_of(target, event.event_id, event.occurred) for event, _ in prepared]
+        # The first of the same event twice in one batch counts; the others are duplicates.
+        first = {mark: index for index, mark in reversed(list(enumerate(marks)))}
+        seen = self._markers.claim(target, first, now, self._pool)
+        new = [(mark, prepared[index][1]) for mark, index in first.items() if mark not in seen]
+        outcomes = list(self._pool.map(lambda item: self._store(target, item[1]), new))
+        failed = [mark for (mark, _), outcome in zip(new, outcomes, strict=True) if outcome is not None]
+        if failed:
+            self._markers.release(target, failed, now)
+            error = next(outcome for outcome in outcomes if outcome is not None)
+            raise error  # a PackCloudError is storage trouble (503, SendGrid retries); anything else a bug
         return EventsAnswer(
             received=len(batch.events) + batch.skipped,
-            stored=stored,
-            duplicates=len(outcomes) - stored,
+            stored=len(new),
+            duplicates=len(batch.events) - len(new),
             skipped=batch.skipped,
             dropped_fields=shown_names(dropped),
         )
 
-    def _prepare(self, target: Target, events: tuple[Event, ...]) -> tuple[list[Record], set[str]]:
+    def _prepare(self, target: Target, events: tuple[Event, ...]) -> tuple[list[tuple[Event, Record]], set[str]]:
         """Every event's record, validated against the declaration: one 422 naming each event's problems."""
-        records: list[Record] = []
+        records: list[tuple[Event, Record]] = []
         dropped: set[str] = set()
         problems: list[dict[str, str]] = []
         for index, event in enumerate(events):
@@ -97,28 +102,21 @@ class EmailEvents:
                     for p in error.extra.get("errors", [])
                 ]
                 continue
-            records.append(captured.record)
+            records.append((event, captured.record))
             dropped.update(captured.dropped_fields)
         if problems:
             raise field_problems("invalid_events", "invalid events", problems, between=" ")
         return records, dropped
 
-    def _store(self, target: Target, event: Event, prepared: Record) -> bool | BaseException:
-        """True when stored, False when SendGrid sent it before; the error, when it could not be stored."""
+    def _store(self, target: Target, prepared: Record) -> BaseException | None:
+        """None when stored; the error, when it could not be (reported for the batch by receive())."""
         try:
             # Stamped now, not when the batch was read: a record commits within COMMIT_DEADLINE of its id's time.
             now = self._clock.now()
             record = prepared.model_copy(
                 update={"id": new_record_id(now), "captured_at": now, "expires_at": target.dataset.expires_at(now)}
             )
-            subject = self._capture.subject_tag(target.dataset, record)
-            if self._markers.claim(target, event.event_id, record.id, subject, now) is not None:
-                return False
-            try:
-                self._capture.commit(target, record)
-            except BaseException:
-                self._markers.release(target, event.event_id)
-                raise
-            return True
-        except Exception as error:  # reported for the batch by receive()
+            self._capture.commit(target, record)
+            return None
+        except Exception as error:
             return error
