@@ -92,7 +92,7 @@ class Services:
     @cached_property
     def email_events(self) -> EmailEvents:
         """SendGrid's signed Event Webhook batches; the tenants' verification keys come from the secret store."""
-        return EmailEvents(self.capture, self.storage, self.secrets, self.settings, self.clock)
+        return EmailEvents(self.capture, self.storage, self.secrets, self.audit, self.settings, self.clock)
 
     @cached_property
     def dataverse_session(self) -> requests.Session:

@@ -25,9 +25,11 @@ from shared.core.errors import Unprocessable, field_problems
 from shared.core.ids import new_record_id
 from shared.core.settings import Settings
 from shared.emailevents.events import MAX_BODY_BYTES, Event, parse_batch, shown_names
+from shared.emailevents.keys import KeyAdmin
 from shared.emailevents.markers import EventMarkers
 from shared.emailevents.webhook import VerificationKeys, signed_request, verify
 from shared.registry.models import Record
+from shared.storage.audit import AuditLog
 from shared.storage.blobs import Storage
 from shared.storage.secrets import SecretStore
 
@@ -54,11 +56,18 @@ class EventsAnswer:
 
 class EmailEvents:
     def __init__(
-        self, capture: CaptureStore, storage: Storage, secrets: SecretStore, settings: Settings, clock: Clock
+        self,
+        capture: CaptureStore,
+        storage: Storage,
+        secrets: SecretStore,
+        audit: AuditLog,
+        settings: Settings,
+        clock: Clock,
     ) -> None:
         self._capture = capture
         self._clock = clock
         self.keys = VerificationKeys(secrets)
+        self.key_admin = KeyAdmin(secrets, self.keys, audit)
         self._markers = EventMarkers(storage, settings.master_key.get_secret_value())
         self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="email-events")
 
