@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.core.bodies import parse_json
+from shared.core.bodies import check_size, parse_json
 from shared.core.errors import BadRequest, PayloadTooLarge, field_problems
 
 MAX_EVENTS = 1000
@@ -46,11 +46,15 @@ class Batch:
     skipped: int  # events of a type the field set does not name
 
 
-def parse_batch(text: str) -> Batch:
-    """The events of a verified body, or a 4xx naming the problem (and the event's index), never a value."""
-    if len(text) > MAX_BODY_BYTES:
-        raise PayloadTooLarge("body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
-    data = parse_json(text.encode("utf-8"), MAX_DEPTH)
+def parse_body(body: bytes) -> Any:
+    """The body's JSON value: bounded in size, depth and numbers, UTF-8; else a 413 or 400 naming the problem."""
+    check_size(body, MAX_BODY_BYTES)
+    return parse_json(body, MAX_DEPTH)
+
+
+def parse_batch(data: Any) -> Batch:
+    """The events of a verified body's JSON value, or a 4xx naming the problem (and the event's index), never a
+    value."""
     if not isinstance(data, list):
         raise BadRequest("invalid_json", "the body must be a JSON array of events")
     if len(data) > MAX_EVENTS:

@@ -2,13 +2,16 @@
 
 The chain, each check before anything is stored:
 1. the tenant is homed here and has this `emailevent` dataset (400 / 421 / 404);
-2. the body's size (413), then the signature: headers, timestamp within 5 minutes, the tenant's key, the
-   ECDSA signature over timestamp + body (400 / 401; shared/emailevents/webhook.py);
-3. the body: a JSON array (400) of at most 1,000 events (413), every event usable and every declared field
+2. the body's size (413), then its JSON syntax, bounded (400; read, not used, before the signature, so that a
+   malformed body is a 400 as on every route);
+3. the signature: both headers (401 naming the missing one), the timestamp within 5 minutes, the tenant's key,
+   the ECDSA signature over timestamp + raw body (400 / 401; shared/emailevents/webhook.py);
+4. the batch: a JSON array (400) of at most 1,000 events (413), every event usable and every declared field
    valid (422 naming `events[i].field`); nothing is stored unless every event is;
-4. per event: a marker claims its `sg_event_id`, then its record is written (only declared fields; the names
-   of the others counted). Events are stored in parallel; if any failed, the answer is a 503 and SendGrid sends
-   the batch again, where the events already stored are recognised by their markers and not stored twice.
+5. the events are marked (shared/emailevents/markers.py: those marked before are duplicates), then the new
+   ones' records written, 16 at a time (only declared fields; the names of the others counted). If any failed,
+   their marks are taken back and the answer is a 503: SendGrid sends the batch again, and the events already
+   stored are not stored twice.
 """
 
 from __future__ import annotations
@@ -19,12 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.capture.store import CaptureStore, Target
-from shared.core.bodies import check_size
 from shared.core.clock import Clock
 from shared.core.errors import Unprocessable, field_problems
 from shared.core.ids import new_record_id
 from shared.core.settings import Settings
-from shared.emailevents.events import MAX_BODY_BYTES, Event, parse_batch, shown_names
+from shared.emailevents.events import Event, parse_batch, parse_body, shown_names
 from shared.emailevents.keys import KeyAdmin
 from shared.emailevents.markers import EventMarkers
 from shared.emailevents.webhook import VerificationKeys, signed_request, verify
@@ -73,9 +75,11 @@ class EmailEvents:
 
     def receive(self, tenant: str, dataset: str, headers: Callable[[str], str | None], body: bytes) -> EventsAnswer:
         target = self._capture.resolve(tenant, dataset, "emailevent")
-        check_size(body, MAX_BODY_BYTES)
-        text = verify(signed_request(headers, body), target.tenant.id, self.keys, self._clock)
-        batch = parse_batch(text)
+        # The body is read (bounded) before its signature is checked, so a malformed one is a 400 as on every
+        # route; nothing of it is used, or stored, unless the signature holds.
+        data = parse_body(body)
+        verify(signed_request(headers, body), target.tenant.id, self.keys, self._clock)
+        batch = parse_batch(data)
         prepared, dropped = self._prepare(target, batch.events)
         now = self._clock.now()
         marks = [self._markers.mark_of(target, event.event_id, event.occurred) for event, _ in prepared]

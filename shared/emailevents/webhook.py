@@ -1,9 +1,9 @@
 """Is this request SendGrid's? The signed Event Webhook: ECDSA (P-256, SHA-256) over the timestamp header followed
 by the raw body, checked by the `sendgrid` library's own `EventWebhook` with the tenant's verification key.
 
-The checks, in order, each before anything is stored: both headers present (401 naming the missing one), the
-timestamp a number (400) within 5 minutes of now either way (401: a replay, or a clock far off), a key configured
-for the tenant (401), the body UTF-8 text (400, as the library verifies text), and the signature (401).
+The checks, each before anything is stored: both headers present (401 naming the missing one); then the timestamp
+a number (400) within 5 minutes of now either way (401: a replay, or a clock far off), a key configured for the
+tenant (401), the body UTF-8 text (400, as the library verifies text), and the signature (401).
 """
 
 from __future__ import annotations

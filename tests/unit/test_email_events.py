@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from devenv.sendgrid_events import SIGNATURE, TIMESTAMP, WebhookKey, batch, sendgrid_event
 from shared.core.clock import ManualClock
 from shared.core.errors import BadRequest, PayloadTooLarge, Unauthorized, Unprocessable
-from shared.emailevents.events import MAX_EVENTS, parse_batch, shown_names
+from shared.emailevents.events import MAX_EVENTS, parse_batch, parse_body, shown_names
 from shared.emailevents.webhook import VerificationKeys, signed_request, verify
 from shared.registry.delivery_mapping import DeliveryMapping, check_mapping
 from shared.registry.models import Dataset
@@ -130,9 +130,13 @@ def test_an_rsa_public_key_is_not_a_verification_key():
         parse_verification_key(base64.b64encode(der).decode())
 
 
+def batch_of(text: str):
+    return parse_batch(parse_body(text.encode()))
+
+
 def test_the_batch_maps_sendgrid_keys_and_skips_unknown_event_types():
     click = sendgrid_event(1, kind="click")
-    parsed = parse_batch(json.dumps([click, sendgrid_event(2, kind="group_resubscribe")]))
+    parsed = batch_of(json.dumps([click, sendgrid_event(2, kind="group_resubscribe")]))
     assert parsed.skipped == 1
     (event,) = parsed.events
     assert event.event_id == click["sg_event_id"] and "sg_event_id" not in event.values
@@ -145,17 +149,17 @@ def test_the_batch_maps_sendgrid_keys_and_skips_unknown_event_types():
 
 def test_bad_batches_name_the_problem():
     with pytest.raises(BadRequest):
-        parse_batch('{"event": "open"}')
+        batch_of('{"event": "open"}')
     with pytest.raises(BadRequest):
-        parse_batch("[" * 50 + "]" * 50)
+        batch_of("[" * 50 + "]" * 50)
     with pytest.raises(PayloadTooLarge) as caught:
-        parse_batch(json.dumps([{}] * (MAX_EVENTS + 1)))
+        batch_of(json.dumps([{}] * (MAX_EVENTS + 1)))
     assert caught.value.code == "too_many_events"
     with pytest.raises(Unprocessable) as problems:
-        parse_batch(json.dumps([sendgrid_event(1, timestamp=True), "x", sendgrid_event(2, activity_id="42")]))
+        batch_of(json.dumps([sendgrid_event(1, timestamp=True), "x", sendgrid_event(2, activity_id="42")]))
     fields = [p["field"] for p in problems.value.extra["errors"]]
     assert fields == ["events[0].timestamp", "events[1]", "events[2].activity_id"]
-    assert parse_batch("[]").events == ()
+    assert batch_of("[]").events == ()
 
 
 def test_dropped_names_are_tame():
