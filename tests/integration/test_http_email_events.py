@@ -233,6 +233,29 @@ def test_wrong_types_limits_and_oversized_bodies_store_nothing(anon, tenant, azu
     assert full.status_code == 200 and full.json()["stored"] == 1000
 
 
+def test_the_same_event_twice_in_a_batch_is_stored_once(anon, tenant, azurite):
+    (event,) = events(1)
+    answer = post(anon, tenant, batch([event, dict(event)]))
+    assert (answer.json()["stored"], answer.json()["duplicates"]) == (1, 1)
+    assert len(stored(azurite, tenant)["records"]) == 1
+
+
+def test_export_and_erasure_find_a_recipients_events(anon, tenant, azurite):
+    mine, other = events(2, email="Erin.Example@Example.com"), events(1)
+    assert post(anon, tenant, batch([*mine, *other])).json()["stored"] == 3
+    with httpx.Client(base_url=str(anon.base_url), headers={"authorization": f"Bearer {tenant.api_key}"}) as crm:
+        exported = crm.post(f"/privacy/{tenant.id}/subjects/export", json={"subject": "erin.example@example.com"})
+        assert exported.status_code == 200, exported.text
+        body = exported.json()
+        assert body["record_count"] == 2 and body["state_count"] == 0  # the shard markers name no one
+        records = body["datasets"]["mail"]["records"]
+        assert {r["fields"]["activity_id"] for r in records} == {e["activity_id"] for e in mine}
+        erased = crm.post(f"/privacy/{tenant.id}/subjects/erase", json={"subject": "Erin.Example@example.com"})
+        assert erased.status_code == 200, erased.text
+    left = [json.loads(b) for b in stored(azurite, tenant)["records"].values()]
+    assert [r["fields"]["activity_id"] for r in left] == [other[0]["activity_id"]]
+
+
 def test_no_email_address_in_logs_errors_or_audit(host, anon, tenant, azurite):
     """Runs last in the module: every address any test sent is searched for in the DEBUG log and audit entries."""
     post(anon, tenant, batch(events(1, email="not-valid@")))
