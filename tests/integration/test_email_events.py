@@ -6,12 +6,14 @@ The HTTP route itself: test_http_email_events.py."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 import requests
 from pydantic import SecretStr
@@ -26,7 +28,18 @@ from shared.registration.engine import RegistrationIn
 from shared.registry.models import Dataset, TenantIn
 from shared.services import Services
 from shared.storage.email_keys import store_verification_key, verification_key_secret
-from tests.factories import CLIENT_SECRET, RECORD_KEY, all_blobs, registration, target_body
+from shared.storage.secrets import LocalSecrets, region_key_secret_name
+from tests.factories import (
+    CLIENT_SECRET,
+    FUNCTION_KEY,
+    HOST_MASTER_KEY,
+    RECORD_KEY,
+    US_URL,
+    all_blobs,
+    registration,
+    settings_env,
+    target_body,
+)
 from tests.integration.fake_dataverse import Column, fakes
 
 DATASET = {
@@ -242,3 +255,45 @@ def test_the_email_pack_gives_the_verification_key_to_the_tenants_region(home, c
     assert home.secrets.get(verification_key_secret(tenant)) is None
     home.email_events.keys.forget(tenant)
     assert home.email_events.keys.verifier(tenant) is None
+
+
+@pytest.fixture(scope="module")
+def eu_host(azurite, tmp_path_factory) -> Iterator[tuple[str, LocalSecrets]]:
+    """The EU region's deployment (same storage account here, its own secret store), reached over its manage API."""
+    from devenv.local_host import start_local_host, stop_local_host
+
+    port = free_port()
+    secrets = tmp_path_factory.mktemp("eu") / "secrets.json"
+    env = {
+        **os.environ,
+        **settings_env(azurite, region="eu"),
+        "PACKCLOUD_LOCAL_SECRETS_PATH": str(secrets),
+        "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
+        "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
+    }
+    process = start_local_host(port, env)
+    yield f"http://127.0.0.1:{port}/api", LocalSecrets(secrets)
+    stop_local_host(process)
+
+
+def test_the_email_pack_in_another_region_gives_its_key_to_that_region(home, eu_host, clock):
+    eu_api, eu_secrets = eu_host
+    services = Services.build(home.settings.model_copy(update={"region_urls": {"us": US_URL, "eu": eu_api}}), clock)
+    services.secrets.set(region_key_secret_name("eu"), FUNCTION_KEY)
+    key = WebhookKey.generate()
+    body = registration(str(uuid.uuid4()), region="eu", credentials={"sendgrid-verification-key": key.public_base64})
+    status, created = services.registrations.register(RegistrationIn.model_validate(body))
+    assert status == 201 and created["base_url"] == eu_api
+    tenant = created["tenant"]
+    # The home keeps the registration's credential; the key that verifies events is in the EU secret store.
+    assert services.secrets.get(verification_key_secret(tenant)) is None
+    assert eu_secrets.get(verification_key_secret(tenant)) == key.public_base64
+    with httpx.Client(base_url=eu_api, timeout=30) as eu:
+        manage = {"x-functions-key": FUNCTION_KEY}
+        assert eu.get(f"/manage/tenants/{tenant}/email-events/key", headers=manage).json() == {"configured": True}
+        assert eu.put(f"/manage/tenants/{tenant}/datasets/mail", json=DATASET, headers=manage).status_code == 201
+        sent = batch(events(3))
+        answer = eu.post(f"/email/events/{tenant}/mail", content=sent, headers=key.headers(sent))
+        assert answer.status_code == 200 and answer.json()["stored"] == 3
+    services.registrations.deregister(tenant)
+    assert eu_secrets.get(verification_key_secret(tenant)) is None  # the key went with the tenant
