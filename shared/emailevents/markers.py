@@ -23,6 +23,8 @@ import contextlib
 import hashlib
 import hmac
 import json
+import random
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import Executor
@@ -38,7 +40,8 @@ from shared.core.keys import derive_key
 from shared.storage.blobs import JSON_CONTENT, STATE, Storage, index_tags, only_if_unchanged, storage_errors
 
 SHARDS = 64
-ATTEMPTS = 5  # conditional writes of one shard before a 503 (other batches writing the same shard meanwhile)
+ATTEMPTS = 8  # conditional writes of one shard before a 503 (other batches writing the same shard meanwhile)
+CONTENTION_WAIT_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -60,12 +63,29 @@ class EventMarkers:
         return Mark(f"{prefix}{occurred.strftime('%Y%m%d%H')}/{shard:02d}.json", digest)
 
     def claim(self, target: Target, marks: Iterable[Mark], now: datetime, pool: Executor) -> set[Mark]:
-        """Mark every event; the marks that were there already (duplicates) are returned."""
+        """Mark every event; the marks that were there already (duplicates) are returned. If a shard could not be
+        written, the marks this call made in the others are taken back before the error is raised: a mark
+        without its record would make SendGrid's retry count the event as a duplicate."""
         by_shard: dict[str, set[str]] = defaultdict(set)
         for mark in marks:
             by_shard[mark.shard].add(mark.digest)
-        found = pool.map(lambda item: self._claim_shard(target, item[0], item[1], now), by_shard.items())
-        return {Mark(shard, digest) for shard, digests in zip(by_shard, found, strict=True) for digest in digests}
+        outcomes = list(pool.map(lambda item: self._claim_shard(target, item[0], item[1], now), by_shard.items()))
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            made = [
+                Mark(shard, digest)
+                for (shard, digests), outcome in zip(by_shard.items(), outcomes, strict=True)
+                if not isinstance(outcome, BaseException)
+                for digest in digests - outcome
+            ]
+            self.release(target, made, now)
+            raise failures[0]
+        return {
+            Mark(shard, digest)
+            for shard, outcome in zip(by_shard, outcomes, strict=True)
+            if not isinstance(outcome, BaseException)
+            for digest in outcome
+        }
 
     def release(self, target: Target, marks: Iterable[Mark], now: datetime) -> None:
         """Best effort: take these events out of their shards (their records were not written)."""
@@ -76,8 +96,11 @@ class EventMarkers:
             with contextlib.suppress(AzureError, PackCloudError):
                 self._update(target, shard, now, remove=digests)
 
-    def _claim_shard(self, target: Target, shard: str, digests: set[str], now: datetime) -> set[str]:
-        return self._update(target, shard, now, add=digests)
+    def _claim_shard(self, target: Target, shard: str, digests: set[str], now: datetime) -> set[str] | Exception:
+        try:
+            return self._update(target, shard, now, add=digests)
+        except Exception as error:  # reported by claim(), once the other shards are settled
+            return error
 
     def _update(
         self,
@@ -103,5 +126,8 @@ class EventMarkers:
                     client.upload_blob(data, tags=tags, content_settings=JSON_CONTENT, **only_if_unchanged(etag))
                     return present
                 except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-                    continue  # another batch wrote the shard meanwhile: read it again
+                    pass
+            # Another batch wrote the shard meanwhile: read it again, after a short random wait, so that batches
+            # arriving together do not keep colliding.
+            time.sleep(random.uniform(0, CONTENTION_WAIT_S))
         raise StorageUnavailable("the event markers keep changing, retry later", retry_after=1)

@@ -90,6 +90,7 @@ class FailingStorage:
 
     def __init__(self, upstream: int) -> None:
         self.fail_records = 0
+        self.container = "/records/"  # whose uploads fail_records counts
         self.down = False
         self.doomed: set[str] = set()
         self.lock = threading.Lock()
@@ -103,7 +104,7 @@ class FailingStorage:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                if proxy.down or (self.command == "PUT" and "/records/" in self.path and proxy._take(self.path)):
+                if proxy.down or (self.command == "PUT" and proxy.container in self.path and proxy._take(self.path)):
                     self.send_response(503)
                     self.send_header("content-length", "0")
                     self.end_headers()
@@ -161,6 +162,22 @@ def test_a_storage_failure_is_503_and_the_retry_stores_each_event_once(settings,
     stored = [json.loads(b) for b in all_blobs(azurite, "records", f"{tenant_id}/").values()]
     assert len(stored) == 30
     assert len({r["fields"]["activity_id"] for r in stored}) == 30  # none twice
+
+
+def test_a_marker_shard_that_cannot_be_written_takes_back_the_others(settings, clock, failing, azurite, tenant_id):
+    via_proxy = settings.model_copy(update={"storage_connection_string": SecretStr(connection_string(failing.port))})
+    services = Services.build(via_proxy, clock)
+    key = make_tenant(services, tenant_id)
+    body = batch(events(200))  # in most of the 64 shards of the hour
+    failing.container, failing.fail_records = "/state/", 1
+    with pytest.raises(StorageUnavailable):
+        services.email_events.receive(tenant_id, "mail", headers_of(key, body, clock), body)
+    assert all_blobs(azurite, "records", f"{tenant_id}/") == {}
+    shards = [json.loads(b) for n, b in all_blobs(azurite, "state", f"{tenant_id}/").items() if "/sgev/" in n]
+    assert shards and all(shard["events"] == [] for shard in shards)  # written, then emptied again
+    failing.doomed.clear()  # storage is back
+    answer = services.email_events.receive(tenant_id, "mail", headers_of(key, body, clock), body)
+    assert (answer.stored, answer.duplicates) == (200, 0)
 
 
 def test_storage_down_before_the_batch_is_503_and_nothing_is_stored(settings, clock, failing, azurite, tenant_id):
