@@ -12,6 +12,7 @@ from functions import (
     delivery_failed,
     delivery_target,
     dpo_webhook,
+    email_events,
     geo_login,
     links,
     manage,
@@ -49,6 +50,7 @@ app.register_functions(notice.bp)
 app.register_functions(sms.bp)
 app.register_functions(dpo_webhook.bp)
 app.register_functions(links.bp)
+app.register_functions(email_events.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:
     app.register_functions(registration.bp)

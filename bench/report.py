@@ -149,6 +149,15 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
         ),
         (Check("ratio", "ratio", ">=", 0.6), Check("storage requests per redirect", "requests_per_redirect", "<=", 1)),
     ),
+    "email_events": (
+        lambda r: (
+            f"a signed {r['events']:,}-event batch in {r['batch_s']} s vs {r['raw_s']} s raw uploads of the same "
+            f"records ({r['writers']} writers each); per-event marker+record pairs {r['raw_pairs_s']} s; "
+            f"verification {r['verify_us_per_event']} us per event; {r['requests_per_event']} storage requests "
+            "per event"
+        ),
+        (Check("ratio", "ratio", ">=", 0.6),),
+    ),
     "load": (
         lambda r: (
             f"{r['requests']:,} requests in {r['seconds']} s, {r['concurrency']} clients, {r['tenants']} "

@@ -20,6 +20,7 @@ from shared.dataverse.client import make_session
 from shared.dataverse.targets import Targets
 from shared.dpo.notifier import Notifier
 from shared.dpo.webhooks import Webhooks
+from shared.emailevents.intake import EmailEvents
 from shared.geologin.locator import Locator
 from shared.geologin.signins import GeoLogins
 from shared.lifecycle.dataverse_push import Deliverer
@@ -121,6 +122,11 @@ class Services:
     def delivery_targets(self) -> Targets:
         """Each tenant's Dynamics 365 organisation and application (secrets in the secret store)."""
         return Targets(self.storage, self.secrets, self.audit, self.clock, self.settings)
+
+    @cached_property
+    def email_events(self) -> EmailEvents:
+        """SendGrid's signed Event Webhook batches; the tenants' verification keys come from the secret store."""
+        return EmailEvents(self.capture, self.storage, self.secrets, self.audit, self.settings, self.clock)
 
     @cached_property
     def dataverse_session(self) -> requests.Session:

@@ -192,6 +192,20 @@ CALLBACK: dict[str, Any] = {
     "fields": [{"name": "phone", "type": "phone", "required": True}, {"name": "name", "type": "string"}],
 }
 
+EMAIL_EVENTS: dict[str, Any] = {
+    "capability": "emailevent",
+    "purpose": "Follow the delivery of e-mails sent from Dynamics 365",
+    "legal_basis": "legitimate_interest",
+    "retention_days": 7,
+    "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+    "subject_field": "email",
+    "fields": [
+        {"name": "event", "type": "string", "required": True},
+        {"name": "email", "type": "email", "required": True},
+        {"name": "occurred_at", "type": "datetime", "personal": False},
+        {"name": "activity_id", "type": "string"},
+    ],
+}
 SIGNINS: dict[str, Any] = {
     "capability": "geologin",
     "purpose": "Security monitoring of user sign-ins",

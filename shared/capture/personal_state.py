@@ -56,7 +56,6 @@ TRACKED_LINK = StateKind(
     "for any other",
     per_tenant=True,
 )
-STATE_KINDS: tuple[StateKind, ...] = (LAST_SIGN_IN, SUBMISSION_MARKER, TRACKED_LINK)
 SMS_OPT_OUT = StateKind(
     folder="optout",
     kind="sms_opt_out",
@@ -73,6 +72,15 @@ SMS_SEND_MARKER = StateKind(
     "the number or the text; tagged with the keyed hash of the recipient's number",
     kept="24 hours, or the dataset's retention when shorter",
 )
+EMAIL_EVENT_MARKER = StateKind(
+    folder="sgev",
+    kind="email_event_marker",
+    capability="emailevent",
+    holds="per hour of event time and shard: keyed hashes of the ids SendGrid gave the events already stored "
+    "(deduplication); no value of an event, no subject",
+    kept="the dataset's retention after the shard's last write, as long as any record it names",
+)
+STATE_KINDS: tuple[StateKind, ...] = (LAST_SIGN_IN, SUBMISSION_MARKER, TRACKED_LINK, EMAIL_EVENT_MARKER)
 STATE_KINDS += (SMS_OPT_OUT, SMS_SEND_MARKER)
 
 

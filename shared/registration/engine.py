@@ -37,6 +37,7 @@ from shared.registry.sms_account import REGISTRATION_CREDENTIALS, SmsAccountIn
 from shared.registry.store import Registry, registration_blob
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import JSON_CONTENT, REGISTRY, Storage, only_if_unchanged, storage_errors
+from shared.storage.email_keys import VERIFICATION_KEY_CREDENTIAL, parse_verification_key
 from shared.storage.secrets import MAX_SECRET_VALUE, SecretStore, tenant_secret_name
 
 # The packs PackCloud serves; a later pack adds its name here (and to openapi.yaml).
@@ -292,6 +293,7 @@ class Registrations:
             self._give_target(request, organization, tenant)
             if sms is not None:
                 self._provisioner.give_sms_account(request.region, tenant, sms)
+            self._give_email_key(request, tenant)
             credentials, written, _ = self._write_credentials(tenant, request.credentials, {})
             done = claim.model_copy(
                 update={"status": "active", "credentials": credentials, "updated_at": self._clock.now()}
@@ -332,6 +334,7 @@ class Registrations:
         self._give_target(request, organization, existing.tenant)
         if sms is not None:
             self._provisioner.give_sms_account(existing.region, existing.tenant, sms)
+        self._give_email_key(request, existing.tenant)
         credentials, written, dropped = self._write_credentials(
             existing.tenant, request.credentials, existing.credentials
         )
@@ -362,6 +365,13 @@ class Registrations:
             target = TargetIn(organization_url=organization.url, **dict(request.delivery))
             self._provisioner.give_target(request.region, tenant, target)
 
+    def _give_email_key(self, request: RegistrationIn, tenant: str) -> None:
+        """The `email` pack's SendGrid verification key, set where the tenant's e-mail events arrive (that region's
+        secret store), besides the registration's own copy among the credentials."""
+        key = _email_key(request)
+        if key is not None:
+            self._provisioner.give_email_key(request.region, tenant, key)
+
     def get(self, tenant: str) -> dict[str, Any]:
         doc = self._require(tenant)
         return doc.public(self._settings.region_url(doc.region))
@@ -385,6 +395,15 @@ class Registrations:
         return doc
 
     def _checked(self, request: RegistrationIn) -> Organization:
+        key = _email_key(request)
+        if key is not None:
+            try:
+                parse_verification_key(key)
+            except ValueError as reason:
+                where = f"credentials.{VERIFICATION_KEY_CREDENTIAL}"
+                raise field_problems(
+                    "invalid_registration", "invalid registration", [{"field": where, "reason": str(reason)}]
+                ) from None
         try:
             url = dynamics_url(request.organization.url, self._settings.dynamics_host_patterns)
         except ValueError as reason:
@@ -436,3 +455,9 @@ class Registrations:
         for secret in secrets.values():
             with contextlib.suppress(StorageUnavailable):
                 self._secrets.delete(secret)
+
+
+def _email_key(request: RegistrationIn) -> str | None:
+    """The verification key of SendGrid's signed Event Webhook, which the `email` pack takes as a credential."""
+    given = (request.credentials or {}).get(VERIFICATION_KEY_CREDENTIAL) if request.pack == "email" else None
+    return given.get_secret_value() if given is not None else None

@@ -25,6 +25,7 @@ from shared.registry.sms_account import SmsAccountIn, SmsAccounts
 from shared.registry.store import Registry
 from shared.registry.tenants import delete_tenant, put_tenant
 from shared.storage.audit import AuditLog
+from shared.storage.email_keys import store_verification_key, verification_key_secret
 from shared.storage.secrets import SecretStore, region_key_secret_name
 
 log = logging.getLogger("packcloud.provisioning")
@@ -132,8 +133,17 @@ class Provisioner:
             body["api_key_secret"] = account.api_key_secret.get_secret_value()
         self._call(region, "PUT", tenant, body, path="sms")
 
+    def give_email_key(self, region: Region, tenant: str, key: str) -> None:
+        """The tenant's SendGrid verification key, in its region's secret store: here directly, else through the
+        region's manage API (it travels once, over https, and is kept there)."""
+        if region == self._settings.region:
+            store_verification_key(self._secrets, tenant, key)
+            return
+        self._call(region, "PUT", tenant, {"verification_key": key}, path="email-events/key", expected=(200,))
+
     def delete(self, region: Region, tenant: str) -> bool:
         if region == self._settings.region:
+            self._secrets.delete(verification_key_secret(tenant))  # the e-mail events key goes with the tenant
             if self._targets is not None:
                 self._targets.delete(tenant)  # the delivery target, and its secret, go with the tenant
             if self._sms_accounts is not None:

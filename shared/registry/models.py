@@ -30,7 +30,7 @@ MAX_SIGNING_GRACE_DAYS = MAX_RETENTION_DAYS
 # Retired signing keys still in their grace that a tenant keeps; more rotations end the oldest grace early.
 MAX_RETIRED_SIGNING_KEYS = 10
 
-Capability = Literal["pixel", "webform", "geologin", "sms", "link"]
+Capability = Literal["pixel", "webform", "geologin", "sms", "link", "emailevent"]
 LegalBasis = Literal["consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interest"]
 
 FIELD_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -91,6 +91,19 @@ LINK_FIELDS: dict[str, str] = {
 }
 # The subject of a link dataset: the contact a link was made for (so an erasure finds links and visits alike).
 LINK_SUBJECT = "contact_id"
+
+# The fields an emailevent dataset may declare, with the type each must have: one delivery event of an e-mail
+# (SendGrid Event Webhook, shared/emailevents/), nothing more.
+EMAILEVENT_FIELDS: dict[str, str] = {
+    "event": "string",
+    "email": "email",
+    "occurred_at": "datetime",
+    "activity_id": "string",
+    "reason": "string",
+    "url": "url",
+    "ip": "ip",
+    "user_agent": "string",
+}
 
 FORM_OPTIONS = ("redirect_url", "honeypot_field", "consent_field", "consent_text_version")
 
@@ -268,6 +281,8 @@ class Dataset(Strict):
             self._check_sms_fields()
         if self.capability == "link":
             self._check_link_fields()
+        if self.capability == "emailevent":
+            self._check_fixed_fields("an emailevent", EMAILEVENT_FIELDS)
         if self.capability == "webform":
             self._check_form_options()
         elif any(getattr(self, name) is not None for name in FORM_OPTIONS):

@@ -35,6 +35,7 @@ from schemathesis.specs.openapi.checks import (
 from shared.core.bodies import MAX_JSON_DEPTH, MAX_NUMBER_CHARS
 from tests.factories import (
     BROWSER_UA,
+    EMAIL_EVENTS,
     FORM,
     FUNCTION_KEY,
     LINKS,
@@ -50,9 +51,21 @@ from tests.factories import (
 EXAMPLES = int(os.environ.get("PACKCLOUD_FUZZ_EXAMPLES", "25"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 TENANT = "fuzz-tenant"
-DATASETS = {"pixel": ("visits", PIXEL), "webform": ("contact", FORM), "geologin": ("signins", SIGNINS)}
-DATASETS["sms"] = ("texts", SMS_TEXTS)
-DATASETS["link"] = ("assets", LINKS)
+DATASETS = {
+    "pixel": ("visits", PIXEL),
+    "webform": ("contact", FORM),
+    "geologin": ("signins", SIGNINS),
+    "emailevent": ("mail-events", EMAIL_EVENTS),
+    "sms": ("texts", SMS_TEXTS),
+    "link": ("assets", LINKS),
+}
+PATH_CAPABILITIES = {
+    "/px": "pixel",
+    "/forms": "webform",
+    "/email/events": "emailevent",
+    "/sms/": "sms",
+    "/links": "link",
+}
 
 # Loaded at collection, from the file: one test per operation (the pytest plugin of schemathesis does not
 # follow pytest 9's node ids, so each test drives Hypothesis itself).
@@ -97,9 +110,7 @@ def _aim(case) -> None:
         parameters["tenant"] = TENANT
     if "dataset" in parameters:
         path = case.operation.path
-        capability = "pixel" if path.startswith("/px") else "webform" if path.startswith("/forms") else "geologin"
-        capability = "sms" if path.startswith("/sms/") else capability
-        capability = "link" if path.startswith("/links") else capability
+        capability = next((c for prefix, c in PATH_CAPABILITIES.items() if path.startswith(prefix)), "geologin")
         parameters["dataset"] = DATASETS[capability][0]
     if "sequence" in parameters:
         parameters["sequence"] = "numbers"
