@@ -11,12 +11,17 @@ from functions import (
     dataverse_delivery,
     delivery_failed,
     delivery_target,
+    dpo_webhook,
+    email_events,
     geo_login,
+    links,
     mailchimp,
     manage,
+    notice,
     privacy,
     registration,
     retention_purge,
+    sms,
     sync,
     tenant_auth,
     tracking_pixel,
@@ -42,6 +47,11 @@ app.register_functions(tenant_auth.bp)
 app.register_functions(delivery_target.bp)
 app.register_functions(delivery_failed.bp)
 app.register_functions(dataverse_delivery.bp)
+app.register_functions(notice.bp)
+app.register_functions(sms.bp)
+app.register_functions(dpo_webhook.bp)
+app.register_functions(links.bp)
+app.register_functions(email_events.bp)
 app.register_functions(mailchimp.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:

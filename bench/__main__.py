@@ -3,7 +3,20 @@ results table of bench/README.md. (`make load` runs the load and its reconciliat
 
 import sys
 
-from bench import autonumber, cold_start, delivery, geologin, parsers, pixel, purge, report, webform
+from bench import (
+    autonumber,
+    bots,
+    cold_start,
+    delivery,
+    email_events,
+    geologin,
+    links,
+    parsers,
+    pixel,
+    purge,
+    report,
+    webform,
+)
 
 
 def main() -> None:
@@ -15,6 +28,9 @@ def main() -> None:
     parsers.main()
     purge.main(sys.argv[1:])
     delivery.main(sys.argv[1:])
+    bots.main()
+    links.main()
+    email_events.main()
     print(report.update_readme())
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.bots import MAX_COST_RATIO, MIN_RECALL
 from bench.common import RESULTS
 from bench.parsers import MAX_RATIO
 from devenv.azurite import ROOT
@@ -96,6 +97,12 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
             f"import function_app {r['import_s']} s + first pixel hit {r['first_request_s']} s vs importing "
             f"its {r['third_party_modules']} third-party modules alone {r['dependencies_import_s']} s "
             f"(medians of {r['rounds']})"
+            + (
+                f"; within the import, the bot list {r['bot_list_import_s']} s and building its matcher "
+                f"{r['bot_matcher_import_s']} s, phonenumbers {r['phonenumbers_import_s']} s"
+                if "bot_matcher_import_s" in r
+                else ""
+            )
         ),
         (Check("ratio", "ratio", "<=", 1.5),),
     ),
@@ -122,6 +129,35 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
             Check("capture-to-deleted p99 / interval", "p99_over_interval", "<=", 2),
         ),
     ),
+    "bots": (
+        lambda r: (
+            f"crawler-user-agents {r['list_version']}: {r['bot_examples']:,} bot examples ("
+            f"{r['recall_all_examples']} of all {r['examples']:,}, mail image proxies counted as people); "
+            f"{r['browsers']} browser user agents; is_bot {r['per_call_us']} us a call vs {r['plain_per_call_us']} us "
+            f"for the plain alternation; matcher built in {r['build_ms']} ms"
+        ),
+        (
+            Check("recall", "recall", ">=", MIN_RECALL),
+            Check("false positives", "false_positive_count", "<=", 0),
+            Check("cost ratio", "cost_ratio", "<=", MAX_COST_RATIO),
+        ),
+    ),
+    "links": (
+        lambda r: (
+            f"{r['rate']:.0f} redirects/s vs {r['raw_rate']:.0f} raw uploads/s; {r['requests_per_redirect']} storage "
+            f"requests per followed link; p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms"
+        ),
+        (Check("ratio", "ratio", ">=", 0.6), Check("storage requests per redirect", "requests_per_redirect", "<=", 1)),
+    ),
+    "email_events": (
+        lambda r: (
+            f"a signed {r['events']:,}-event batch in {r['batch_s']} s vs {r['raw_s']} s raw uploads of the same "
+            f"records ({r['writers']} writers each); per-event marker+record pairs {r['raw_pairs_s']} s; "
+            f"verification {r['verify_us_per_event']} us per event; {r['requests_per_event']} storage requests "
+            "per event"
+        ),
+        (Check("ratio", "ratio", ">=", 0.6),),
+    ),
     "load": (
         lambda r: (
             f"{r['requests']:,} requests in {r['seconds']} s, {r['concurrency']} clients, {r['tenants']} "
@@ -144,6 +180,8 @@ def _flatten(key: str, result: dict[str, Any]) -> dict[str, Any]:
             for name in ("missing", "duplicated", "wrong_id", "numbers_twice", "unknown_tenant_blobs")
         )
         return {**result, "reconciliation_failures": failures}
+    if key == "bots":
+        return {**result, "false_positive_count": len(result["false_positives"])}
     return result
 
 

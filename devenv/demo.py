@@ -23,6 +23,8 @@ DEMO_ELSEWHERE = "demo-us"
 DEMO_USER = "0f8fad5b-d9cb-469f-a165-70867728950e"  # a systemuser id, made up
 DEMO_PAGES = {"/": "index.html", "/index.html": "index.html", "/pricing": "index.html", "/contact": "contact.html"}
 DEMO_PAGES["/thanks"] = "thanks.html"
+# A single-page application: its pages are one HTML page that changes the address with history.pushState.
+DEMO_PAGES.update({path: "spa.html" for path in ("/app", "/app/features", "/app/pricing")})
 
 
 def demo_dataset(page_origin: str) -> dict[str, Any]:
@@ -38,6 +40,15 @@ def demo_dataset(page_origin: str) -> dict[str, Any]:
             {"name": "page_url", "type": "url", "required": True, "personal": False, "max_length": 2048},
             {"name": "visitor", "type": "string", "required": False, "personal": True, "max_length": 64},
             {"name": "ip", "type": "ip", "required": False, "personal": True},
+            # Custom events (the SPA page): which event a record is, and the properties the events declare.
+            {"name": "event", "type": "string", "personal": False, "max_length": 40},
+            {"name": "plan", "type": "choice", "options": ["free", "pro"], "personal": False},
+            {"name": "url", "type": "url", "personal": False, "max_length": 2048},
+        ],
+        "events": [
+            {"name": "signup", "properties": ["plan"]},
+            {"name": "outbound", "properties": ["url"]},
+            {"name": "download", "properties": ["url"]},
         ],
         "allowed_origins": [page_origin],
     }

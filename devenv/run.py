@@ -91,7 +91,9 @@ def main() -> int:
         print(
             "\nPackCloud is running (Ctrl-C stops it)\n"
             f"  demo page        {page_origin}/   (open it in a browser: one page view is recorded)\n"
+            f"  demo SPA         {page_origin}/app   (a single-page app: page views, custom events)\n"
             f"  demo form        {page_origin}/contact   (with and without JavaScript)\n"
+            f"  privacy notice   {api_base}/notice/{DEMO_TENANT}/{DEMO_FORM}   (each dataset has one)\n"
             f"  API              {api_base}   (routes: see README.md and openapi.yaml)\n"
             f"  Azurite (blob)   http://127.0.0.1:{AZURITE_PORT}/devstoreaccount1   data in .azurite/\n"
             f"  manage key       x-functions-key: {values['DEVHOST_FUNCTION_KEY']}\n"

@@ -20,6 +20,7 @@ from shared.registry.datasets import delete_dataset, put_dataset, require_datase
 from shared.registry.models import Dataset, DatasetDoc, KeyRotation, TenantIn
 from shared.registry.tenants import delete_tenant, put_tenant, rotate_keys
 from shared.services import get_services
+from shared.storage.email_keys import verification_key_secret
 
 bp = func.Blueprint()
 
@@ -39,6 +40,8 @@ def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(require_tenant(services.registry, tenant_id).public())
     if req.method == "DELETE":
         services.delivery_targets.delete(tenant_id)  # the target, and its secret, go with the tenant
+        services.sms_accounts.delete(tenant_id)  # so does its Twilio account
+        services.secrets.delete(verification_key_secret(tenant_id))  # and the e-mail events key
         if not delete_tenant(services.registry, services.audit, tenant_id):
             raise NotFound("unknown_tenant", "no such tenant in this deployment")
         return func.HttpResponse(status_code=204)
@@ -85,10 +88,12 @@ def manage_dataset(req: func.HttpRequest) -> func.HttpResponse:
     if req.method == "GET":
         return json_response(_shown(require_dataset(services.registry, tenant.id, dataset_id)))
     if req.method == "DELETE":
-        delete_dataset(services.registry, services.audit, tenant.id, dataset_id)
+        delete_dataset(services.registry, services.audit, tenant.id, dataset_id, services.dpo)
         return func.HttpResponse(status_code=204)
     declaration = _read(req, Dataset, "invalid_dataset", "dataset")
-    doc, created = put_dataset(services.registry, services.residency, services.audit, tenant, dataset_id, declaration)
+    doc, created = put_dataset(
+        services.registry, services.residency, services.audit, tenant, dataset_id, declaration, services.dpo
+    )
     return json_response(_shown(doc), 201 if created else 200)
 
 

@@ -3,7 +3,8 @@
 POST /api/privacy/{tenant}/subjects/export   {"subject", "cursor"?}: that person's records and personal state,
                                              a page at a time (`more`, `next_cursor`)
 POST /api/privacy/{tenant}/subjects/erase    {"subject", "cursor"?}: delete a page of them, answer the counts
-GET  /api/privacy/{tenant}/report[?format=html]   record of processing activities (GDPR art. 30)
+GET  /api/privacy/{tenant}/report[?format=html]   record of processing activities (GDPR art. 30): the DPO's
+                                             view, 30 days of activity from the audit (docs/privacy.md)
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import azure.functions as func
 
 from functions._http import SECURITY_HEADERS, handles_errors, json_model, json_response
 from shared.core.errors import BadRequest
-from shared.lifecycle.report import processing_record, render_html
+from shared.lifecycle.report import dpo_notifications, processing_record
+from shared.lifecycle.report_page import render_html
 from shared.lifecycle.subject_requests import ErasureRequest, SubjectRequest, SubjectRequests
 from shared.registry.access import tenant_access
 from shared.registry.models import Tenant
@@ -49,6 +51,7 @@ def privacy_erase(req: func.HttpRequest) -> func.HttpResponse:
     forget_in_mailchimp = request.mailchimp_delete_permanent and request.cursor is None
     address = services.mailchimp.erasure_address(request.subject) if forget_in_mailchimp else None
     erased = requests.erase(tenant.id, request.subject, request.cursor)
+    services.links.forget(tenant.id)  # an erased contact's link stops here at once, elsewhere within the cache TTL
     answer: dict[str, Any] = {
         "tenant": tenant.id,
         "request_id": erased.request_id,
@@ -69,6 +72,7 @@ def privacy_report(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"))
     report = processing_record(access.tenant, services.registry, services.storage, services.audit, services.clock)
+    report["dpo_notifications"] = dpo_notifications(services.dpo.report_state(access.tenant))
     output = req.params.get("format", "json")
     if output == "json":
         return json_response(report)

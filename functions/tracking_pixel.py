@@ -1,4 +1,9 @@
-"""GET /api/px/{tenant}/{dataset}: the tracking pixel; GET /api/px/snippet.js: the embeddable script."""
+"""The tracking pixel and its script.
+
+GET  /api/px/{tenant}/{dataset}   a hit in the query, answered with the GIF
+POST /api/px/{tenant}/{dataset}   the same hit in a beacon's body (the snippet's navigator.sendBeacon), answered 204
+GET  /api/px/snippet.js           the embeddable script
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import logging
 
 import azure.functions as func
 
-from functions._http import base_url, lower_headers
+from functions._http import SECURITY_HEADERS, base_url, handles_errors, lower_headers
 from shared.core.errors import PackCloudError
 from shared.core.ids import is_valid_id
+from shared.pixel.beacon import beacon_params
 from shared.pixel.hits import GIF, Hit, record_hit, render_snippet
 from shared.services import get_services
 
@@ -25,17 +31,23 @@ GIF_HEADERS = {
 }
 
 
-@bp.function_name("pixel")
-@bp.route(route="px/{tenant}/{dataset}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-def pixel(req: func.HttpRequest) -> func.HttpResponse:
-    services = get_services()
-    hit = Hit(
+def _hit(req: func.HttpRequest, params: dict[str, str]) -> Hit:
+    return Hit(
         tenant=req.route_params.get("tenant", ""),
         dataset=req.route_params.get("dataset", ""),
-        query=dict(req.params),
+        query=params,
         headers=lower_headers(req),
-        now_epoch=int(services.clock.now().timestamp()),
+        now_epoch=int(get_services().clock.now().timestamp()),
     )
+
+
+@bp.function_name("pixel")
+@bp.route(route="px/{tenant}/{dataset}", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def pixel(req: func.HttpRequest) -> func.HttpResponse:
+    if req.method == "POST":
+        return _beacon(req)
+    services = get_services()
+    hit = _hit(req, dict(req.params))
     try:
         record_hit(services.capture, services.settings, hit)
     except Exception as error:
@@ -46,6 +58,18 @@ def pixel(req: func.HttpRequest) -> func.HttpResponse:
         headers = {**GIF_HEADERS, "Retry-After": str(retry_after)}
         return func.HttpResponse(GIF, status_code=503, mimetype="image/gif", headers=headers)
     return func.HttpResponse(GIF, status_code=200, mimetype="image/gif", headers=GIF_HEADERS)
+
+
+@handles_errors
+def _beacon(req: func.HttpRequest) -> func.HttpResponse:
+    """The GET's rules on the body's parameters. A body that is no hit is a 4xx naming why; otherwise 204,
+    recorded or not (as the GIF, it never tells a page which rule held a hit back); storage trouble a JSON 503."""
+    services = get_services()
+    params = beacon_params(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
+    record_hit(services.capture, services.settings, _hit(req, params))
+    return func.HttpResponse(
+        status_code=204, headers={**SECURITY_HEADERS, "Cross-Origin-Resource-Policy": "cross-origin"}
+    )
 
 
 @bp.function_name("pixel_snippet")

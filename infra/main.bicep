@@ -87,6 +87,9 @@ param deliverySchedule string = '0 * * * * *'
 @maxValue(1000)
 param deliveryBatchSize int = 1000
 
+@description('NCRONTAB schedule of the DPO notifications\' drain (every minute; events also go out as soon as written).')
+param dpoSchedule string = '30 * * * * *'
+
 @description('NCRONTAB schedule of the reading of Mailchimp campaign activity (every 10 minutes).')
 param mailchimpActivitySchedule string = '0 */10 * * * *'
 
@@ -217,6 +220,7 @@ var packcloudSettings = {
   PACKCLOUD_DYNAMICS_HOST_PATTERNS: dynamicsHostPatterns
   PACKCLOUD_DELIVERY_SCHEDULE: deliverySchedule
   PACKCLOUD_DELIVERY_BATCH_SIZE: string(deliveryBatchSize)
+  PACKCLOUD_DPO_SCHEDULE: dpoSchedule
   PACKCLOUD_MAILCHIMP_API_BASE: 'https://{dc}.api.mailchimp.com/3.0'
   PACKCLOUD_MAILCHIMP_ACTIVITY_SCHEDULE: mailchimpActivitySchedule
   PACKCLOUD_MAILCHIMP_ACTIVITY_PAGES: string(mailchimpActivityPages)

@@ -17,6 +17,7 @@ from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
 from shared.core.errors import PackCloudError
+from shared.core.events import AUDIT_VERIFICATION_FAILED
 from shared.core.settings import SettingsError, local_settings_values
 from shared.services import Services, get_services
 from shared.storage.audit import AuditLog
@@ -96,6 +97,12 @@ def audit(argv: list[str]) -> int:
     wired = services()
     result = AuditLog(wired.storage, wired.clock).verify(argv[1])
     print(f"{argv[1]}: {result.entries} entries, {result.detail}")
+    if not result.ok:
+        # The detail names a day blob and an entry number: no personal data.
+        wired.dpo.emit(
+            argv[1], AUDIT_VERIFICATION_FAILED, {"scope": argv[1], "entries": result.entries, "detail": result.detail}
+        )
+        wired.dpo.settle()
     return 0 if result.ok else 1
 
 

@@ -18,21 +18,29 @@ from shared.core.clock import Clock, SystemClock
 from shared.core.settings import Settings, get_settings
 from shared.dataverse.client import make_session
 from shared.dataverse.targets import Targets
+from shared.dpo.notifier import Notifier
+from shared.dpo.webhooks import Webhooks
+from shared.emailevents.intake import EmailEvents
 from shared.geologin.locator import Locator
 from shared.geologin.signins import GeoLogins
 from shared.lifecycle.dataverse_push import Deliverer
 from shared.lifecycle.delivery import Delivery
 from shared.lifecycle.purge import Purger
 from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
+from shared.links.tracked import Links
 from shared.mailchimp.activity import ActivityReader
 from shared.mailchimp.client import MailchimpApis
 from shared.mailchimp.connection import Connections
 from shared.mailchimp.service import Mailchimp
 from shared.mailchimp.webhook import WebhookTokens
+from shared.notice.view import Notices
 from shared.registration.engine import Registrations, RegistrationStore
 from shared.registration.provisioning import Provisioner
 from shared.registry.residency import Residency
+from shared.registry.sms_account import SmsAccounts
 from shared.registry.store import Registry
+from shared.sms.gateway import TwilioGateway
+from shared.sms.messages import SmsService
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import Storage
 from shared.storage.secrets import SecretStore, secret_store
@@ -69,9 +77,36 @@ class Services:
     def registrations(self) -> Registrations:
         """The registration engine of the home deployment, built on first use."""
         secrets = self.secrets
-        provisioner = Provisioner(self.settings, self.registry, self.audit, secrets, targets=self.delivery_targets)
+        provisioner = Provisioner(
+            self.settings,
+            self.registry,
+            self.audit,
+            secrets,
+            targets=self.delivery_targets,
+            sms_accounts=self.sms_accounts,
+        )
         store = RegistrationStore(self.storage, self.registry)
         return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
+
+    @cached_property
+    def notices(self) -> Notices:
+        """The public privacy notices: the cached registry only."""
+        return Notices(self.registry, self.residency, self.settings.region)
+
+    @cached_property
+    def sms_accounts(self) -> SmsAccounts:
+        """Each tenant's Twilio account, in the secret store."""
+        return SmsAccounts(self.secrets, self.audit)
+
+    @cached_property
+    def sms(self) -> SmsService:
+        """PowerSMS: sends through Twilio, its webhooks, opt-outs."""
+        return SmsService(self.capture, self.storage, self.sms_accounts, TwilioGateway(), self.settings, self.clock)
+
+    @cached_property
+    def links(self) -> Links:
+        """Tracked links: their creation, and the redirect that records a visit."""
+        return Links(self.capture, self.storage, self.registry, self.settings, self.clock)
 
     @cached_property
     def sequences(self) -> SequenceStore:
@@ -109,6 +144,11 @@ class Services:
         )
 
     @cached_property
+    def email_events(self) -> EmailEvents:
+        """SendGrid's signed Event Webhook batches; the tenants' verification keys come from the secret store."""
+        return EmailEvents(self.capture, self.storage, self.secrets, self.audit, self.settings, self.clock)
+
+    @cached_property
     def dataverse_session(self) -> requests.Session:
         """The connection pool to Entra ID and the Dynamics 365 organisations, shared by delivery and its check."""
         return make_session()
@@ -118,8 +158,17 @@ class Services:
         """The push into Dataverse; built once, so that tokens are kept until they expire."""
         return self.push_deliverer(session=self.dataverse_session)
 
+    @cached_property
+    def dpo(self) -> Notifier:
+        """DPO notifications: each tenant's webhook, the outbox of events and its drain; the `Events` of the rest."""
+        webhooks = Webhooks(
+            self.storage, self.secrets, self.audit, self.clock, dev_networks=self.settings.dpo_webhook_dev_networks
+        )
+        return Notifier(self.storage, self.registry, webhooks, self.clock, region=self.settings.region)
+
     def push_deliverer(self, **options: Any) -> Deliverer:
         """A deliverer of its own (tests and benchmarks set its budget, waits and HTTP session)."""
+        options.setdefault("events", self.dpo)
         return Deliverer(
             self.storage,
             self.registry,
@@ -135,7 +184,9 @@ class Services:
     def subject_requests(self, page_items: int = PAGE_ITEMS) -> SubjectRequests:
         """Data-subject requests; each call reads or deletes at most `page_items` (tests take a few)."""
         master_key = self.settings.master_key.get_secret_value()
-        return SubjectRequests(self.storage, self.registry, self.audit, master_key, page_items=page_items)
+        return SubjectRequests(
+            self.storage, self.registry, self.audit, master_key, page_items=page_items, events=self.dpo
+        )
 
     def purger(self, budget_s: float | None = None) -> Purger:
         options = {} if budget_s is None else {"budget_s": budget_s}
@@ -146,6 +197,7 @@ class Services:
             self.clock,
             region=self.settings.region,
             audit_retention_days=self.settings.audit_retention_days,
+            events=self.dpo,
             **options,
         )
 

@@ -55,6 +55,8 @@ def settings_values(storage_connection_string: str, region: str = "eu") -> dict[
         "PACKCLOUD_PURGE_SCHEDULE": "0 0 0 1 1 *",
         # The same for the delivery into Dynamics 365: the tests that deliver run it, or start a host that does.
         "PACKCLOUD_DELIVERY_SCHEDULE": "0 0 0 1 1 *",
+        # And for the DPO notifications' drain: the tests that walk its retries drain themselves, on their clock.
+        "PACKCLOUD_DPO_SCHEDULE": "0 0 0 1 1 *",
     }
 
 
@@ -190,6 +192,20 @@ CALLBACK: dict[str, Any] = {
     "fields": [{"name": "phone", "type": "phone", "required": True}, {"name": "name", "type": "string"}],
 }
 
+EMAIL_EVENTS: dict[str, Any] = {
+    "capability": "emailevent",
+    "purpose": "Follow the delivery of e-mails sent from Dynamics 365",
+    "legal_basis": "legitimate_interest",
+    "retention_days": 7,
+    "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+    "subject_field": "email",
+    "fields": [
+        {"name": "event", "type": "string", "required": True},
+        {"name": "email", "type": "email", "required": True},
+        {"name": "occurred_at", "type": "datetime", "personal": False},
+        {"name": "activity_id", "type": "string"},
+    ],
+}
 SIGNINS: dict[str, Any] = {
     "capability": "geologin",
     "purpose": "Security monitoring of user sign-ins",
@@ -206,6 +222,24 @@ SIGNINS: dict[str, Any] = {
     ],
 }
 USER = "0f8fad5b-d9cb-469f-a165-70867728950e"
+# PowerSMS (docs/sms.md): every field an sms dataset may declare.
+SMS_TEXTS: dict[str, Any] = {
+    "capability": "sms",
+    "purpose": "Text messages with customers, synchronised with Dynamics 365",
+    "legal_basis": "contract",
+    "retention_days": 7,
+    "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+    "fields": [
+        {"name": "direction", "type": "string", "required": True, "personal": False, "max_length": 16},
+        {"name": "from", "type": "phone"},
+        {"name": "to", "type": "phone"},
+        {"name": "body", "type": "string", "max_length": 320},
+        {"name": "status", "type": "string", "personal": False, "max_length": 32},
+        {"name": "error_code", "type": "integer", "personal": False},
+        {"name": "activity_id", "type": "string", "personal": False, "max_length": 36},
+        {"name": "occurred_at", "type": "datetime", "required": True, "personal": False},
+    ],
+}
 # Where tests/city_db.py puts its networks.
 OSLO = Location("NO", "Oslo", "Oslo", 59.9139, 10.7522)
 STOCKHOLM = Location("SE", "Stockholm County", "Stockholm", 59.3293, 18.0686)
@@ -401,3 +435,26 @@ def application_certificate(name: str = "packcloud-app", key_size: int = 2048) -
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return (key_pem + certificate.public_bytes(serialization.Encoding.PEM)).decode()
+
+
+# Tracked links (the Powers pack): every field a link dataset may declare, the contact as its subject.
+ASSETS_ORIGIN = "https://assets.contoso.example"
+LINKS: dict[str, Any] = {
+    "capability": "link",
+    "purpose": "Follow up on contacts who open the brochures we share with them",
+    "legal_basis": "legitimate_interest",
+    "retention_days": 10,
+    "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+    "subject_field": "contact_id",
+    "fields": [
+        {"name": "link_id", "type": "string", "personal": False},
+        {"name": "contact_id", "type": "string", "max_length": 128},
+        {"name": "visited_at", "type": "datetime", "personal": False},
+        {"name": "target_url", "type": "url", "personal": False},
+        {"name": "referrer", "type": "url"},
+        {"name": "ip", "type": "ip"},
+        {"name": "user_agent", "type": "string"},
+    ],
+    "allowed_origins": [ASSETS_ORIGIN],
+}
+CONTACT = "7f3c1e2a-5b6d-4e8f-9a0b-1c2d3e4f5a6b"

@@ -20,7 +20,7 @@ from shared.capture.counts import CaptureCounts
 from shared.capture.subjects import subject_field, subject_tag
 from shared.core.clock import Clock
 from shared.core.errors import NotFound, StorageUnavailable, field_problems
-from shared.core.fieldtypes import InvalidValue, StoredValue, normalise
+from shared.core.fieldtypes import InvalidValue, StoredValue
 from shared.core.ids import check_id, new_record_id
 from shared.core.settings import Settings
 from shared.registry.models import Capability, DatasetDoc, Record, Tenant
@@ -130,9 +130,15 @@ class CaptureStore:
         )
         return Captured(record, dropped)
 
-    def commit(self, target: Target, record: Record) -> None:
-        """Store a prepared record: one request."""
-        self._write(record, self._tags(record, target.dataset))
+    def commit(self, target: Target, record: Record, *, subject: str | None = None) -> None:
+        """Store a prepared record: one request. `subject`: the record's `sub` tag where the capability, not the
+        dataset's subject_field, says who the record is about (sms: the other party's number)."""
+        tags = self._tags(record, target.dataset)
+        if subject is not None:
+            tags = index_tags(
+                record.tenant, record.dataset, captured=record.captured_at, expires=record.expires_at, subject=subject
+            )
+        self._write(record, tags)
         if self._counts is not None:
             self._counts.add(record.tenant, record.dataset, record.captured_at)
 
@@ -186,7 +192,7 @@ def keep_declared(
                 problems.append({"field": spec.name, "reason": "is required"})
             continue
         try:
-            kept[spec.name] = normalise(spec.type, raw, max_length=spec.max_length, options=spec.options or ())
+            kept[spec.name] = spec.normalise(raw)
         except InvalidValue as reason:
             if spec.required or not lenient:
                 problems.append({"field": spec.name, "reason": str(reason)})

@@ -1,7 +1,8 @@
 """The one way a data subject's identifier becomes its `sub` index tag.
 
-A value is normalised with the type (and options) of the field it is a value of, exactly as the capture
-store stores it (a phone `+47 22 33 44 55` is stored, and tagged, as `+4722334455`), written as canonical
+A value is normalised by the field it is a value of (`FieldSpec.normalise`: its type, options and, for a phone,
+its `default_region`), exactly as the capture store stores it (a phone `+47 22 33 44 55`, or `22 33 44 55` where
+the field's default_region is NO, is stored, and tagged, as `+4722334455`), written as canonical
 text, and hashed with the tenant's keyed hash (`shared/core/keys.py`). Capture's record tags, the per-person state
 (geo-login last sign-ins, web-form submission markers) and data-subject requests all go through
 `subject_tag`, so a request finds what capture stored whatever spelling of the value either was given.
@@ -11,12 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared.core.fieldtypes import InvalidValue, StoredValue, normalise
+from shared.core.fieldtypes import InvalidValue, StoredValue
 from shared.core.keys import subject_hash
-from shared.registry.models import DatasetDoc, FieldSpec
+from shared.registry.models import LINK_SUBJECT, DatasetDoc, FieldSpec
 
 # A geo-login user, whatever the dataset declares: the last-sign-in state is kept per user id.
 USER_ID = FieldSpec(name="user_id", type="string", required=True)
+# An SMS correspondent, whatever the dataset declares: sms records and opt-outs are tagged by the other party's number.
+SMS_PARTY = FieldSpec(name="phone", type="phone", required=True)
+# A tracked link's contact, whatever the dataset declares: a link made for a contact is tagged with it.
+CONTACT_ID = FieldSpec(name=LINK_SUBJECT, type="string", required=True, max_length=128)
 
 
 def canonical_text(value: StoredValue) -> str:
@@ -34,7 +39,7 @@ def subject_tag(master_key: str, tenant: str, field: FieldSpec, raw: object) -> 
     """The `sub` tag of a value of `field`: normalised as capture stores it, then keyed-hashed.
 
     Raises InvalidValue when the value is not a valid value of the field (no record can hold it)."""
-    stored = normalise(field.type, raw, max_length=field.max_length, options=field.options or ())
+    stored = field.normalise(raw)
     return subject_hash(master_key, tenant, canonical_text(stored))
 
 
@@ -47,6 +52,10 @@ def identifying_fields(dataset: DatasetDoc) -> tuple[FieldSpec, ...]:
     fields = [spec for spec in (subject_field(dataset),) if spec is not None]
     if dataset.capability == "geologin":
         fields.append(USER_ID)
+    if dataset.capability == "sms":
+        fields.append(SMS_PARTY)
+    if dataset.capability == "link":
+        fields.append(CONTACT_ID)
     return tuple(fields)
 
 

@@ -5,21 +5,15 @@ Every capability that records a visit (the pixel, tracked links) asks these two 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
-# Declared crawlers, link previewers, monitors and HTTP libraries. Mail image proxies (Gmail, Outlook)
-# fetch on behalf of a person opening the mail, so they are not bots here.
-_BOTS = re.compile(
-    r"bot\b|bot/|crawl|spider|slurp|facebookexternalhit|embedly|quora link preview|bitlybot|"
-    r"headlesschrome|phantomjs|lighthouse|pingdom|uptime|monitor|curl/|wget/|python-requests|"
-    r"python-httpx|python-urllib|aiohttp|go-http-client|java/|okhttp|libwww|httpclient|scrapy",
-    re.IGNORECASE,
-)
+from shared.capture.bot_list import BOT_MATCHER
 
 
 def is_bot(user_agent: str | None) -> bool:
-    return not user_agent or _BOTS.search(user_agent) is not None
+    """Declared crawlers, link previewers, monitors, HTTP libraries and headless browsers (see bot_list.py);
+    mail image proxies (Gmail, Yahoo, Outlook) fetch for a person opening a mail, so they are not bots here."""
+    return not user_agent or BOT_MATCHER.search(user_agent) is not None
 
 
 def tracking_refused(headers: Mapping[str, str]) -> bool:

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Literal, get_args
 from urllib.parse import urlsplit
 
+import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 FieldType = Literal[
@@ -25,8 +26,12 @@ StoredValue = str | int | float | bool
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
+# What a person types for a phone number: digits, one leading +, and the usual separators. Letters (vanity
+# numbers, "ext.") are refused rather than read: E.164 has no room for an extension.
+_PHONE_TEXT = re.compile(r"[0-9+\s().\-/]{1,64}")
 _PHONE_NOISE = re.compile(r"[\s().\-/]")
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+# The regions whose national formats libphonenumber knows (ISO 3166 alpha-2), for a phone field's default_region.
+PHONE_REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)
 _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 _LARGEST_INTEGER = 10**18 - 1
 # ASCII only and of bounded length: float() alone also reads "١٢", "1_000" and a thousand digits.
@@ -59,9 +64,15 @@ def _text(raw: object) -> str:
 
 
 def normalise(
-    field_type: str, raw: object, *, max_length: int | None = None, options: tuple[str, ...] = ()
+    field_type: str,
+    raw: object,
+    *,
+    max_length: int | None = None,
+    options: tuple[str, ...] = (),
+    default_region: str | None = None,
 ) -> StoredValue:
-    """The value as stored, or InvalidValue with the reason."""
+    """The value as stored, or InvalidValue with the reason. `default_region` (phone only) reads national
+    numbers as that region's."""
     if field_type in LENGTH_TYPES:
         text = _text(raw)
         limit = max_length or DEFAULT_MAX_LENGTH[field_type]
@@ -72,7 +83,7 @@ def normalise(
         if field_type == "email":
             return _email(text)
         if field_type == "phone":
-            return _phone(text)
+            return _phone(text, default_region)
         return _url(text)
     if field_type == "integer":
         return _integer(raw)
@@ -105,13 +116,27 @@ def _email(text: str) -> str:
     return result.normalized
 
 
-def _phone(text: str) -> str:
+def _phone(text: str, default_region: str | None) -> str:
+    """E.164, and a number libphonenumber knows as valid (not only well-formed) for its country."""
+    # The reason shows the form, with no example digits that a submitted value could share.
+    expected = "international (E.164: +, country code, number)"
+    if default_region is not None:
+        expected += f" or national for {default_region}"
+    reason = f"is not a valid phone number: expected {expected}"
+    if not _PHONE_TEXT.fullmatch(text):
+        raise InvalidValue(reason)
     compact = _PHONE_NOISE.sub("", text)
     if compact.startswith("00"):
-        compact = "+" + compact[2:]
-    if not _E164.fullmatch(compact):
-        raise InvalidValue("is not a phone number in international format (E.164, such as +4722334455)")
-    return compact
+        compact = "+" + compact[2:]  # the international prefix of most of the world, wherever the form is
+    if "+" in compact[1:] or (not compact.startswith("+") and default_region is None):
+        raise InvalidValue(reason)
+    try:
+        number = phonenumbers.parse(compact, default_region)
+    except phonenumbers.NumberParseException:
+        raise InvalidValue(reason) from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidValue(reason)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _url(text: str) -> str:

@@ -20,6 +20,7 @@ REQUEST_LOGGERS: dict[str, int] = {
     "requests": logging.WARNING,
     "httpx": logging.WARNING,
     "httpcore": logging.WARNING,
+    "twilio": logging.WARNING,  # twilio.http_client logs each request's URL and headers at INFO
 }
 
 

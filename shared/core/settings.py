@@ -143,6 +143,16 @@ class Settings(BaseSettings):
         "cloud).",
     )
 
+    dpo_schedule: str = Field(
+        default="30 * * * * *",
+        description="NCRONTAB schedule of the DPO notifications' drain (events are also sent as soon as written).",
+    )
+    dpo_webhook_dev_networks: Annotated[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode] = Field(
+        default=(),
+        description="Local development only: comma-separated CIDRs a DPO webhook may reach although they are not "
+        "public (a receiver on this machine); refused where Azure storage or Key Vault is configured.",
+    )
+
     @field_validator("mailchimp_api_base")
     @classmethod
     def _mailchimp_base(cls, value: str) -> str:
@@ -181,7 +191,7 @@ class Settings(BaseSettings):
         # Checked as text, before pydantic's URL type repairs it: a token or key is sent to this host.
         return service_base_url(value) if isinstance(value, str) else value
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "dpo_webhook_dev_networks", mode="before")
     @classmethod
     def _split_cidrs(cls, value: object) -> object:
         if isinstance(value, str):
@@ -222,6 +232,9 @@ class Settings(BaseSettings):
             )
         if not self.role:
             raise ValueError(f"{ENV_PREFIX}ROLE names no role")
+        # The SSRF guard of DPO webhooks is whole in Azure: its development exception is for this machine only.
+        if self.dpo_webhook_dev_networks and (self.storage_account_url or self.key_vault_url):
+            raise ValueError(f"{ENV_PREFIX}DPO_WEBHOOK_DEV_NETWORKS is for local development only")
         return self
 
 

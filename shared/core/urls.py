@@ -151,3 +151,10 @@ def dynamics_url(url: str, patterns: tuple[str, ...]) -> str:
     if not any(fnmatch.fnmatchcase(parsed.host, pattern) for pattern in patterns):
         raise ValueError(f"must be on a Dynamics 365 host ({', '.join(patterns)})")
     return f"https://{parsed.host}/"
+
+
+def without_query(url: str) -> str:
+    """The URL up to its query or fragment, which often carry e-mail addresses, tokens and campaign ids.
+
+    Cut at the first `?` or `#`, as no parser is needed for that: neither may appear unescaped before them."""
+    return re.split(r"[?#]", url, maxsplit=1)[0]

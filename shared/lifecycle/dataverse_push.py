@@ -40,6 +40,7 @@ import requests
 
 from shared.core.clock import Clock
 from shared.core.errors import StorageUnavailable
+from shared.core.events import DELIVERY_STOPPED, NO_EVENTS, Events
 from shared.core.ids import is_record_id, record_id_time
 from shared.dataverse import dead_letters, receipts
 from shared.dataverse.client import (
@@ -227,6 +228,7 @@ class Deliverer:
         backoff_s: tuple[float, ...] = BACKOFF_S,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        events: Events = NO_EVENTS,
     ) -> None:
         self._storage = storage
         self._registry = registry
@@ -241,6 +243,7 @@ class Deliverer:
         self._backoff_s = backoff_s
         self._session = session or make_session()
         self._sleep = sleep
+        self._events = events
         # Tokens outlive a run (the deliverer is built once per process): one source per target version.
         self._token_sources: dict[tuple[str, str], TokenSource] = {}
         self._tokens_lock = threading.Lock()
@@ -551,9 +554,10 @@ class Deliverer:
         with contextlib.suppress(StorageUnavailable):
             self._targets.set_status(target, new)
             if new.state == "stopped" and status.state != "stopped":
-                self._audit.append(
-                    target.tenant, "delivery_stopped", reason=problem.code if problem else None, version=target.version
-                )
+                reason = problem.code if problem else None
+                self._audit.append(target.tenant, "delivery_stopped", reason=reason, version=target.version)
+                facts = {"reason": reason, "target_version": target.version, "stopped_at": now.isoformat()}
+                self._events.emit(target.tenant, DELIVERY_STOPPED, facts)
 
     def _audit_dataset(self, tenant: str, dataset: str, counts: DatasetPush) -> None:
         if not (counts.delivered or counts.refused):

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.core.clock import Clock
+from shared.core.events import NO_EVENTS, PURGE_FAILED, PURGE_PAST_RETENTION, Events
 from shared.core.ids import is_record_id, record_id_time
 from shared.registry.store import Registry
 from shared.storage.audit import SYSTEM, AuditLog
@@ -99,6 +100,7 @@ class Purger:
         *,
         region: str,
         audit_retention_days: int,
+        events: Events = NO_EVENTS,
         budget_s: float = DEFAULT_BUDGET_S,
     ) -> None:
         self._storage = storage
@@ -107,6 +109,7 @@ class Purger:
         self._clock = clock
         self._region = region
         self._audit_retention_days = audit_retention_days
+        self._events = events
         self._budget_s = budget_s
 
     def run(self, *, dry_run: bool = False) -> PurgeReport:
@@ -114,11 +117,13 @@ class Purger:
         now = self._clock.now()
         report = PurgeReport(started_at=now, dry_run=dry_run)
         deadline = started + self._budget_s
+        retention: dict[tuple[str, str], int] = {}
         try:
             with storage_errors():
                 expired = tag_query(expired_by=now)
                 self._delete_matching(RECORDS, expired, report, deadline, "deleted_expired")
                 for tenant, dataset, retention_days in self._local_datasets():
+                    retention[(tenant, dataset)] = retention_days
                     cutoff = now - timedelta(days=retention_days)
                     where = tag_query(tenant=tenant, dataset=dataset, captured_by=cutoff)
                     self._delete_matching(RECORDS, where, report, deadline, "deleted_over_retention")
@@ -130,11 +135,41 @@ class Purger:
                 self._measure_remaining(report, now)
         except _OutOfTime:
             report.complete = False
+        except Exception as error:
+            if not dry_run:
+                facts = {"started_at": now.isoformat(), "error": type(error).__name__}
+                self._events.emit(SYSTEM, PURGE_FAILED, facts)
+            raise
         report.duration_s = time.monotonic() - started
         if not dry_run:
             self._count_deliveries(report)
             self._write_audit(report)
+            self._tell_past_retention(report, retention)
         return report
+
+    def _tell_past_retention(self, report: PurgeReport, retention: dict[tuple[str, str], int]) -> None:
+        """One event per tenant whose datasets held records past their retention: deleted by this run because the
+        retention was lowered, or still there after it (a run out of time, or records the tags did not find)."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for (tenant, dataset), counts in sorted(report.datasets.items()):
+            days = retention.get((tenant, dataset))
+            if days is None:
+                continue
+            left = counts.oldest_remaining_age_s
+            remaining = left is not None and left > days * 86400
+            if counts.deleted_over_retention or remaining:
+                found.setdefault(tenant, []).append(
+                    {
+                        "dataset": dataset,
+                        "retention_days": days,
+                        "deleted_past_retention": counts.deleted_over_retention,
+                        "oldest_remaining_age_s": left if remaining else None,
+                    }
+                )
+        for tenant, datasets in found.items():
+            self._events.emit(
+                tenant, PURGE_PAST_RETENTION, {"started_at": report.started_at.isoformat(), "datasets": datasets}
+            )
 
     def _local_datasets(self) -> list[tuple[str, str, int]]:
         found: list[tuple[str, str, int]] = []

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from shared.capture.personal_state import parse_state_name
 from shared.capture.subjects import request_tags
 from shared.core.errors import BadRequest
+from shared.core.events import NO_EVENTS, SUBJECT_ERASED, SUBJECT_EXPORTED, Events
 from shared.core.keys import derive_key
 from shared.lifecycle.generations import Generations, drop_stale
 from shared.registry.store import Registry
@@ -132,6 +134,7 @@ class SubjectRequests:
         master_key: str,
         *,
         page_items: int = PAGE_ITEMS,
+        events: Events = NO_EVENTS,
     ) -> None:
         if not 1 <= page_items <= 5000:  # blobs one call reads or deletes: more would be no page
             raise ValueError("page_items must be from 1 to 5000")
@@ -140,6 +143,7 @@ class SubjectRequests:
         self._audit = audit
         self._master_key = master_key
         self._page_items = page_items
+        self._events = events
 
     def export(self, tenant: str, subject: str, cursor: str | None = None) -> dict[str, Any]:
         check_cursor_shape(cursor)
@@ -158,6 +162,7 @@ class SubjectRequests:
             self._dataset_entry(datasets, tenant, dataset_id)["state"].append(item)
         self._audit.append(tenant, "export", request=request_id, records=len(records), state=len(state))
         next_cursor = self._seal(tenant, "export", tags, found.rest)
+        self._told(tenant, SUBJECT_EXPORTED, request_id, tags, len(records), len(state), next_cursor)
         return {
             "tenant": tenant,
             "request_id": request_id,
@@ -177,8 +182,27 @@ class SubjectRequests:
         found = self._find(tenant, tags, start)
         records, _ = self._storage.delete_each(RECORDS, found.records)
         state, _ = self._storage.delete_each(STATE, found.state)
-        self._audit.append(tenant, "erasure", request=request_id, records=records, state=state)
-        return Erased(request_id, records, state, self._seal(tenant, "erase", tags, found.rest))
+        # Per dataset, for the DPO report's charts: the records this page found and deleted (or found gone).
+        by_dataset = Counter(name.split("/")[1] for name in found.records)
+        self._audit.append(
+            tenant,
+            "erasure",
+            request=request_id,
+            records=records,
+            state=state,
+            datasets=dict(sorted(by_dataset.items())),
+        )
+        next_cursor = self._seal(tenant, "erase", tags, found.rest)
+        self._told(tenant, SUBJECT_ERASED, request_id, tags, records, state, next_cursor)
+        return Erased(request_id, records, state, next_cursor)
+
+    def _told(
+        self, tenant: str, kind: str, request_id: str, tags: list[str], records: int, state: int, cursor: str | None
+    ) -> None:
+        """The DPO event of one call: counts and the subject's keyed hashes, never the subject itself. (The audit
+        entry leaves the hashes out: it is kept 400 days; a failed event at most 30, shared/dpo/outbox.py.)"""
+        facts = {"request_id": request_id, "subject_hashes": tags, "records": records, "state": state}
+        self._events.emit(tenant, kind, {**facts, "more": cursor is not None})
 
     def _tags(self, tenant: str, subject: str) -> list[str]:
         """The subject's tags (one per distinct normalisation) in a fixed order: a position indexes them."""
@@ -264,5 +288,7 @@ class SubjectRequests:
         for name, body in zip(names, self._storage.read_json_each(STATE, names), strict=True):
             if body is not None:
                 dataset_id, kind = parse_state_name(tenant, name) or ("-", "other")
+                # A per-tenant kind (a tracked link) names its dataset in its content.
+                dataset_id = dataset_id or str(body.get("dataset") or "-")
                 held.append((dataset_id, {"kind": kind, "content": body}))
         return held

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,8 @@ from shared.core.net import client_ip
 from shared.core.numbers import LARGEST, ascii_int
 from shared.core.settings import Settings
 from shared.core.snippets import render_script
+from shared.core.urls import without_query
+from shared.pixel.events import event_values
 from shared.registry.models import DatasetDoc, origin_of_url
 
 SNIPPET = Path(__file__).with_name("snippet.js")
@@ -94,17 +95,13 @@ def origin_allowed(dataset: DatasetDoc, hit: Hit) -> bool:
     return all(origin_of_url(value) in dataset.allowed_origins for value in from_browser + claimed)
 
 
-def without_query(url: str) -> str:
-    """The URL up to its query or fragment, which often carry e-mail addresses, tokens and campaign ids.
-
-    Cut at the first `?` or `#`, as no parser is needed for that: neither may appear unescaped before them."""
-    return re.split(r"[?#]", url, maxsplit=1)[0]
-
-
-def hit_values(settings: Settings, dataset: DatasetDoc, hit: Hit) -> dict[str, str]:
-    """Values for the declared fields: from query parameters of the same name, and from the request
-    for what the request itself carries (the client address, the user agent, the page)."""
-    values = {key: value for key, value in hit.query.items() if key not in RESERVED_PARAMS}
+def hit_values(settings: Settings, dataset: DatasetDoc, hit: Hit) -> dict[str, str] | None:
+    """Values for the declared fields: from query parameters of the same name (an event's properties from its
+    `p.` parameters), and from the request for what the request itself carries (the client address, the user
+    agent, the page). None for an event the dataset does not declare."""
+    values = event_values(dataset, {key: value for key, value in hit.query.items() if key not in RESERVED_PARAMS})
+    if values is None:
+        return None
     for spec in dataset.fields:
         if spec.type == "ip":
             # Always the real client address, never a query value, so a page cannot plant one.
@@ -154,8 +151,11 @@ def record_hit(store: CaptureStore, settings: Settings, hit: Hit) -> bool:
         return not_recorded("signature_required")
     if not signed and not origin_allowed(target.dataset, hit):
         return not_recorded("origin_not_allowed")
+    values = hit_values(settings, target.dataset, hit)
+    if values is None:
+        return not_recorded("undeclared_event")
     try:
-        store.capture(target, hit_values(settings, target.dataset, hit), lenient=True)
+        store.capture(target, values, lenient=True)
     except PackCloudError as error:
         if error.status >= 500:
             raise
@@ -175,5 +175,13 @@ def render_snippet(dataset: DatasetDoc | None, endpoint: str) -> str:
             "send": sends,
             "visitorDays": dataset.retention_days,
             "keepUrlQuery": dataset.keep_url_query,
+            "events": [event.name for event in dataset.events],
+            "notice": notice_url(endpoint),
         }
     return render_script(SNIPPET, config)
+
+
+def notice_url(endpoint: str) -> str:
+    """The dataset's privacy notice (GET /api/notice/{tenant}/{dataset}), next to its pixel endpoint."""
+    base, _, ids = endpoint.rpartition("/px/")
+    return f"{base}/notice/{ids}"

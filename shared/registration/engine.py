@@ -21,8 +21,9 @@ from uuid import UUID
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, SecretStr, ValidationError
 
+from shared.core.bodies import field_errors
 from shared.core.clock import Clock
 from shared.core.errors import Conflict, NotFound, StorageUnavailable, Unauthorized, field_problems
 from shared.core.fieldtypes import InvalidValue, normalise
@@ -32,13 +33,15 @@ from shared.core.settings import Region, Settings
 from shared.core.urls import dynamics_url
 from shared.dataverse.targets import TargetCredentials, TargetIn
 from shared.registration.provisioning import Provisioner
+from shared.registry.sms_account import REGISTRATION_CREDENTIALS, SmsAccountIn
 from shared.registry.store import Registry, registration_blob
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import JSON_CONTENT, REGISTRY, Storage, only_if_unchanged, storage_errors
+from shared.storage.email_keys import VERIFICATION_KEY_CREDENTIAL, parse_verification_key
 from shared.storage.secrets import MAX_SECRET_VALUE, SecretStore, tenant_secret_name
 
 # The packs PackCloud serves; a later pack adds its name here (and to openapi.yaml).
-Pack = Literal["webtraffic", "email", "webform", "surveyplus", "autonumber", "geolog"]
+Pack = Literal["webtraffic", "email", "webform", "surveyplus", "autonumber", "geolog", "sms", "powers"]
 CREDENTIAL_NAME = re.compile(r"^[a-z](?:-?[a-z0-9]){0,39}$")
 MAX_CREDENTIALS = 20
 # A registration left half-done (the home instance stopped) may be taken over after this long.
@@ -122,6 +125,23 @@ class Registration(BaseModel):
     def public(self, base_url: str | None) -> dict[str, Any]:
         shown = self.model_dump(mode="json", exclude={"credentials", "status"})
         return {**shown, "credentials": sorted(self.credentials), "base_url": base_url}
+
+
+def _sms_account(request: RegistrationIn, *, creating: bool = False) -> SmsAccountIn | None:
+    """The Twilio account an `sms` registration carries in its credentials (shared/registry/sms_account.py): required
+    when the pack is registered, optional on an update (without credentials the account stays as it is)."""
+    if request.pack != "sms" or (request.credentials is None and not creating):
+        return None
+    try:
+        return SmsAccountIn.from_credentials(request.credentials or {})
+    except ValidationError as error:
+        names = {field: name for name, field in REGISTRATION_CREDENTIALS.items()}
+        problems = []
+        for problem in field_errors(error):
+            head, _, rest = problem["field"].partition(".")
+            where = f"credentials.{names[head]}" if head in names else "credentials"
+            problems.append({"field": where + (f".{rest}" if rest else ""), "reason": problem["reason"]})
+        raise field_problems("invalid_registration", "invalid registration", problems) from None
 
 
 def registration_tenant_id(master_key: str, organization: UUID, pack: str) -> str:
@@ -245,13 +265,14 @@ class Registrations:
         update changes who is contacted and which credentials the pack uses, so it must prove the tenant: its
         API key (`authorization`, `Bearer <key>`), checked by the tenant's region before anything changes."""
         organization = self._checked(request)
+        sms = _sms_account(request, creating=True)
         base_url = self._base_url(request.region)
         tenant = registration_tenant_id(self._settings.master_key.get_secret_value(), organization.id, request.pack)
         existing, etag = self._store.get(tenant)
         now = self._clock.now()
         if existing is not None and existing.status == "active":
             self._provisioner.check_tenant_key(existing.region, existing.tenant, authorization)
-            return 200, self._update(existing, etag, request, organization, base_url)
+            return 200, self._update(existing, etag, request, organization, base_url, _sms_account(request))
         if existing is not None and now - existing.updated_at < PROVISIONING_TIMEOUT:
             raise _in_progress()
         # New, or an attempt that stopped half-way: claim it, then create the tenant afresh in its region.
@@ -270,6 +291,9 @@ class Registrations:
         try:
             keys = self._provisioner.create_fresh(request.region, tenant, organization.name)
             self._give_target(request, organization, tenant)
+            if sms is not None:
+                self._provisioner.give_sms_account(request.region, tenant, sms)
+            self._give_email_key(request, tenant)
             credentials, written, _ = self._write_credentials(tenant, request.credentials, {})
             done = claim.model_copy(
                 update={"status": "active", "credentials": credentials, "updated_at": self._clock.now()}
@@ -298,6 +322,7 @@ class Registrations:
         request: RegistrationIn,
         organization: Organization,
         base_url: str,
+        sms: SmsAccountIn | None = None,
     ) -> dict[str, Any]:
         if existing.region != request.region:
             raise Conflict(
@@ -307,6 +332,9 @@ class Registrations:
             )
         self._provisioner.update(existing.region, existing.tenant, organization.name)
         self._give_target(request, organization, existing.tenant)
+        if sms is not None:
+            self._provisioner.give_sms_account(existing.region, existing.tenant, sms)
+        self._give_email_key(request, existing.tenant)
         credentials, written, dropped = self._write_credentials(
             existing.tenant, request.credentials, existing.credentials
         )
@@ -337,6 +365,13 @@ class Registrations:
             target = TargetIn(organization_url=organization.url, **dict(request.delivery))
             self._provisioner.give_target(request.region, tenant, target)
 
+    def _give_email_key(self, request: RegistrationIn, tenant: str) -> None:
+        """The `email` pack's SendGrid verification key, set where the tenant's e-mail events arrive (that region's
+        secret store), besides the registration's own copy among the credentials."""
+        key = _email_key(request)
+        if key is not None:
+            self._provisioner.give_email_key(request.region, tenant, key)
+
     def get(self, tenant: str) -> dict[str, Any]:
         doc = self._require(tenant)
         return doc.public(self._settings.region_url(doc.region))
@@ -360,6 +395,15 @@ class Registrations:
         return doc
 
     def _checked(self, request: RegistrationIn) -> Organization:
+        key = _email_key(request)
+        if key is not None:
+            try:
+                parse_verification_key(key)
+            except ValueError as reason:
+                where = f"credentials.{VERIFICATION_KEY_CREDENTIAL}"
+                raise field_problems(
+                    "invalid_registration", "invalid registration", [{"field": where, "reason": str(reason)}]
+                ) from None
         try:
             url = dynamics_url(request.organization.url, self._settings.dynamics_host_patterns)
         except ValueError as reason:
@@ -411,3 +455,9 @@ class Registrations:
         for secret in secrets.values():
             with contextlib.suppress(StorageUnavailable):
                 self._secrets.delete(secret)
+
+
+def _email_key(request: RegistrationIn) -> str | None:
+    """The verification key of SendGrid's signed Event Webhook, which the `email` pack takes as a credential."""
+    given = (request.credentials or {}).get(VERIFICATION_KEY_CREDENTIAL) if request.pack == "email" else None
+    return given.get_secret_value() if given is not None else None

@@ -21,9 +21,11 @@ from shared.core.settings import Region, Settings
 from shared.dataverse.targets import TargetIn, Targets
 from shared.registry.auth import authenticate_tenant, bearer_token
 from shared.registry.models import TenantIn
+from shared.registry.sms_account import SmsAccountIn, SmsAccounts
 from shared.registry.store import Registry
 from shared.registry.tenants import delete_tenant, put_tenant
 from shared.storage.audit import AuditLog
+from shared.storage.email_keys import store_verification_key, verification_key_secret
 from shared.storage.secrets import SecretStore, region_key_secret_name
 
 log = logging.getLogger("packcloud.provisioning")
@@ -63,12 +65,14 @@ class Provisioner:
         secrets: SecretStore,
         session: requests.Session | None = None,
         targets: Targets | None = None,
+        sms_accounts: SmsAccounts | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._audit = audit
         self._secrets = secrets
         self._targets = targets
+        self._sms_accounts = sms_accounts
         self._session = session or requests.Session()
         # Nothing from the environment may add to these requests: a .netrc entry would replace the tenant's
         # Authorization header, a proxy setting would route the keys elsewhere.
@@ -112,10 +116,38 @@ class Provisioner:
                 errors=[{"field": "delivery", "reason": reason}],
             )
 
+    def give_sms_account(self, region: Region, tenant: str, account: SmsAccountIn) -> None:
+        """The tenant's Twilio account (the `sms` pack), in its region's secret store: in process here, else through
+        the region's manage API (`PUT .../sms`), as the delivery target travels."""
+        if region == self._settings.region:
+            found = self._registry.get_tenant(tenant, fresh=True)
+            if found is None or self._sms_accounts is None:
+                raise NotFound("unknown_tenant", "no such tenant in this deployment")
+            self._sms_accounts.put(found, account)
+            return
+        body = {
+            **account.model_dump(exclude_none=True, exclude={"auth_token", "api_key_secret"}),
+            "auth_token": account.auth_token.get_secret_value(),
+        }
+        if account.api_key_secret is not None:
+            body["api_key_secret"] = account.api_key_secret.get_secret_value()
+        self._call(region, "PUT", tenant, body, path="sms")
+
+    def give_email_key(self, region: Region, tenant: str, key: str) -> None:
+        """The tenant's SendGrid verification key, in its region's secret store: here directly, else through the
+        region's manage API (it travels once, over https, and is kept there)."""
+        if region == self._settings.region:
+            store_verification_key(self._secrets, tenant, key)
+            return
+        self._call(region, "PUT", tenant, {"verification_key": key}, path="email-events/key", expected=(200,))
+
     def delete(self, region: Region, tenant: str) -> bool:
         if region == self._settings.region:
+            self._secrets.delete(verification_key_secret(tenant))  # the e-mail events key goes with the tenant
             if self._targets is not None:
                 self._targets.delete(tenant)  # the delivery target, and its secret, go with the tenant
+            if self._sms_accounts is not None:
+                self._sms_accounts.delete(tenant)  # and so does its Twilio account
             return delete_tenant(self._registry, self._audit, tenant)
         answer = self._call(region, "DELETE", tenant)
         return answer.status_code == 204

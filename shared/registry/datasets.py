@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.core.errors import Conflict, NotFound
+from shared.core.events import DATASET_CHANGED, DATASET_DECLARED, DATASET_DELETED, NO_EVENTS, Events
 from shared.registry.models import Dataset, DatasetDoc, Tenant
 from shared.registry.residency import Residency
 from shared.registry.store import Registry, dataset_blob
@@ -13,12 +16,19 @@ MAX_DATASETS_PER_TENANT = 100
 
 
 def put_dataset(
-    registry: Registry, residency: Residency, audit: AuditLog, tenant: Tenant, dataset: str, declaration: Dataset
+    registry: Registry,
+    residency: Residency,
+    audit: AuditLog,
+    tenant: Tenant,
+    dataset: str,
+    declaration: Dataset,
+    events: Events = NO_EVENTS,
 ) -> tuple[DatasetDoc, bool]:
     """The dataset as stored, and whether it was created."""
     # Datasets are declared where the tenant's data lives, never in another region.
     residency.require_home(tenant)
     _check_room(registry, tenant.id, dataset)
+    before = registry.get_dataset(tenant.id, dataset, fresh=True)
     doc, created = registry.put_dataset(tenant.id, dataset, declaration)
     # Ids and the retention only: the declaration names the controller's and DPO's contacts.
     audit.append(
@@ -31,7 +41,41 @@ def put_dataset(
         generation=doc.generation,
         declaration_revision=doc.declaration_revision,
     )
+    if before is None:
+        events.emit(tenant.id, DATASET_DECLARED, declared(doc))
+    elif changes := declaration_changes(before, doc):
+        events.emit(tenant.id, DATASET_CHANGED, {**declared(doc), "changes": changes})
     return doc, created
+
+
+def declared(doc: DatasetDoc) -> dict[str, Any]:
+    """What a DPO event says of a declaration: never the controller's or DPO's contacts, never a value."""
+    return {
+        "dataset": doc.id,
+        "capability": doc.capability,
+        "legal_basis": doc.legal_basis,
+        "retention_days": doc.retention_days,
+        "declaration_revision": doc.declaration_revision,
+        "fields": [{"name": f.name, "type": f.type, "personal": f.personal} for f in doc.fields],
+    }
+
+
+def declaration_changes(before: DatasetDoc, after: DatasetDoc) -> dict[str, Any]:
+    """The retention, legal basis and fields that changed, as before and after (field names and types only)."""
+    changes: dict[str, Any] = {}
+    for name in ("retention_days", "legal_basis"):
+        if getattr(before, name) != getattr(after, name):
+            changes[name] = {"before": getattr(before, name), "after": getattr(after, name)}
+    old = {f.name: f for f in before.fields}
+    new = {f.name: f for f in after.fields}
+    fields = {
+        "added": sorted(new.keys() - old.keys()),
+        "removed": sorted(old.keys() - new.keys()),
+        "changed": sorted(name for name in old.keys() & new.keys() if old[name] != new[name]),
+    }
+    if any(fields.values()):
+        changes["fields"] = fields
+    return changes
 
 
 def require_dataset(registry: Registry, tenant: str, dataset: str, *, fresh: bool = False) -> DatasetDoc:
@@ -42,11 +86,12 @@ def require_dataset(registry: Registry, tenant: str, dataset: str, *, fresh: boo
     return doc
 
 
-def delete_dataset(registry: Registry, audit: AuditLog, tenant: str, dataset: str) -> None:
+def delete_dataset(registry: Registry, audit: AuditLog, tenant: str, dataset: str, events: Events = NO_EVENTS) -> None:
     """The dataset, its records and state; its audit entries stay. 404 when there is no such dataset."""
     if not registry.delete_dataset(tenant, dataset):
         raise _unknown_dataset()
     audit.append(tenant, "dataset", dataset=dataset, change="deleted")
+    events.emit(tenant, DATASET_DELETED, {"dataset": dataset})
 
 
 def _unknown_dataset() -> NotFound:

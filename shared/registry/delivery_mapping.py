@@ -24,12 +24,15 @@ MAX_COLUMNS = 100
 Column = Annotated[str, Field(pattern=COLUMN_PATTERN)]
 # What a record carries besides its declared fields, and which capability has it.
 META_VALUES: dict[str, tuple[str, ...]] = {
-    "captured_at": ("pixel", "webform", "geologin"),
-    "expires_at": ("pixel", "webform", "geologin"),
+    "captured_at": ("pixel", "webform", "geologin", "link", "emailevent"),
+    "expires_at": ("pixel", "webform", "geologin", "link", "emailevent"),
     "consent": ("webform",),  # the version of the consent text the person agreed to
     "consent_at": ("webform",),  # when consent was given
     "impossible_travel": ("geologin",),  # true when the sign-in raised an impossible-travel alert
 }
+# sms records (shared/sms/) have their capture and expiry times too.
+META_VALUES["captured_at"] += ("sms",)
+META_VALUES["expires_at"] += ("sms",)
 MetaValue = Literal["captured_at", "expires_at", "consent", "consent_at", "impossible_travel"]
 
 

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.core.fieldtypes import LENGTH_TYPES, FieldType, StoredValue
+from shared.core.fieldtypes import LENGTH_TYPES, PHONE_REGIONS, FieldType, StoredValue, normalise
 from shared.core.keys import GENERATION_PATTERN
 from shared.core.settings import Region
 from shared.core.urls import is_loopback, parse_web_url
@@ -31,7 +31,7 @@ MAX_SIGNING_GRACE_DAYS = MAX_RETENTION_DAYS
 # Retired signing keys still in their grace that a tenant keeps; more rotations end the oldest grace early.
 MAX_RETIRED_SIGNING_KEYS = 10
 
-Capability = Literal["pixel", "webform", "geologin", "mailchimp", "mailchimpevent"]
+Capability = Literal["pixel", "webform", "geologin", "sms", "link", "emailevent", "mailchimp", "mailchimpevent"]
 LegalBasis = Literal["consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interest"]
 
 FIELD_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -64,6 +64,48 @@ GEOLOGIN_FIELDS: dict[str, str] = {
     "user_agent": "string",
 }
 
+# The fields an sms dataset may declare, with the type each must have: the message and its delivery, nothing
+# more. `body` must declare its max_length (a message is kept only up to what the controller decided).
+SMS_FIELDS: dict[str, str] = {
+    "direction": "string",
+    "from": "phone",
+    "to": "phone",
+    "body": "string",
+    "status": "string",
+    "error_code": "integer",
+    "activity_id": "string",
+    "occurred_at": "datetime",
+}
+
+SMS_ALWAYS = ("direction", "occurred_at")  # what every sms record has
+
+# The fields a link dataset may declare, with the type each must have: one visit of a tracked link
+# (shared/links/), nothing more. `ip` is stored truncated, `target_url` and `referrer` without their query.
+LINK_FIELDS: dict[str, str] = {
+    "link_id": "string",
+    "contact_id": "string",
+    "visited_at": "datetime",
+    "target_url": "url",
+    "referrer": "url",
+    "ip": "ip",
+    "user_agent": "string",
+}
+# The subject of a link dataset: the contact a link was made for (so an erasure finds links and visits alike).
+LINK_SUBJECT = "contact_id"
+
+# The fields an emailevent dataset may declare, with the type each must have: one delivery event of an e-mail
+# (SendGrid Event Webhook, shared/emailevents/), nothing more.
+EMAILEVENT_FIELDS: dict[str, str] = {
+    "event": "string",
+    "email": "email",
+    "occurred_at": "datetime",
+    "activity_id": "string",
+    "reason": "string",
+    "url": "url",
+    "ip": "ip",
+    "user_agent": "string",
+}
+
 # The fields a mailchimpevent dataset may declare: what Mailchimp's webhook and campaign reports say happened.
 MAILCHIMP_EVENT_FIELDS: dict[str, str] = {
     "event": "string",
@@ -81,6 +123,13 @@ AUDIENCE_ID_PATTERN = r"^[0-9a-z]{1,32}$"
 AudienceId = Annotated[str, Field(pattern=AUDIENCE_ID_PATTERN)]
 
 FORM_OPTIONS = ("redirect_url", "honeypot_field", "consent_field", "consent_text_version")
+
+# Pixel custom events: the declared field that names a hit's event, and the fields the pixel fills itself, which
+# no event property may be (a property is what the page says; these come from the page view or the request).
+EVENT_FIELD = "event"
+PIXEL_OWN_FIELDS = frozenset({EVENT_FIELD, "page_url", "referrer", "title", "visitor", "user_agent"})
+MAX_EVENTS = 50
+MAX_EVENT_PROPERTIES = 20
 
 
 def origin_of_url(url: str | None) -> str | None:
@@ -108,6 +157,22 @@ class FieldSpec(Strict):
         default=None, min_length=1, max_length=200
     )
     description: str | None = Field(default=None, max_length=500)
+    # Phone only: the region (ISO 3166 alpha-2) in whose national format a number without its country code is read.
+    default_region: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$")
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, region: str | None) -> str | None:
+        if region is not None and region.upper() not in PHONE_REGIONS:
+            raise ValueError("is not a region whose phone numbers are known (ISO 3166 alpha-2, such as NO)")
+        return region.upper() if region is not None else None
+
+    def normalise(self, raw: object) -> StoredValue:
+        """A value of this field as stored, or InvalidValue with the reason: the one way capture stores a value
+        and a data-subject request reads one."""
+        return normalise(
+            self.type, raw, max_length=self.max_length, options=self.options or (), default_region=self.default_region
+        )
 
     @model_validator(mode="after")
     def _type_options(self) -> FieldSpec:
@@ -119,12 +184,55 @@ class FieldSpec(Strict):
             raise ValueError(f"field {self.name}: options repeat")
         if self.max_length is not None and self.type not in LENGTH_TYPES:
             raise ValueError(f"field {self.name}: max_length is only for {', '.join(sorted(LENGTH_TYPES))} fields")
+        if self.default_region is not None and self.type != "phone":
+            raise ValueError(f"field {self.name}: default_region is only for phone fields")
         return self
+
+
+class EventSpec(Strict):
+    """A custom event a pixel dataset accepts, and which declared fields are its properties."""
+
+    name: str = Field(pattern=FIELD_NAME_PATTERN)
+    properties: tuple[Annotated[str, Field(pattern=FIELD_NAME_PATTERN)], ...] = Field(
+        default=(), max_length=MAX_EVENT_PROPERTIES
+    )
+    description: str | None = Field(default=None, max_length=500)
 
 
 class Party(Strict):
     name: str = Field(min_length=1, max_length=200)
     email: EmailStr
+
+
+# A language tag (BCP 47, RFC 5646) as browsers send them in Accept-Language: a language, then an optional
+# script, region and variants; no private-use or grandfathered tags. Tags compare without regard to case.
+LANGUAGE_TAG_PATTERN = (
+    r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-([A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*$"
+)
+MAX_NOTICE_LANGUAGES = 20
+LanguageTag = Annotated[str, Field(max_length=35, pattern=LANGUAGE_TAG_PATTERN)]
+
+
+class NoticeWording(Strict):
+    """The controller's own wording of the public notice in one language: the purpose, and words for fields."""
+
+    purpose: str = Field(min_length=3, max_length=1000)
+    fields: dict[
+        Annotated[str, Field(pattern=FIELD_NAME_PATTERN)], Annotated[str, Field(min_length=1, max_length=300)]
+    ] = Field(default_factory=dict, max_length=100)
+
+
+class NoticeOptions(Strict):
+    """`notice` of a dataset: the public notice's wording per language (English is built in, shared/notice/)."""
+
+    languages: dict[LanguageTag, NoticeWording] = Field(min_length=1, max_length=MAX_NOTICE_LANGUAGES)
+
+    @field_validator("languages")
+    @classmethod
+    def _distinct(cls, languages: dict[str, NoticeWording]) -> dict[str, NoticeWording]:
+        if len({tag.lower() for tag in languages}) != len(languages):
+            raise ValueError("notice languages repeat (tags compare without regard to case)")
+        return languages
 
 
 class Dataset(Strict):
@@ -142,11 +250,15 @@ class Dataset(Strict):
     require_signature: bool = False
     # Pixel only: keep the query and fragment of URL fields, which are cut off by default.
     keep_url_query: bool = False
+    # Pixel only: the custom events kept (each with its properties); any other event is not stored.
+    events: tuple[EventSpec, ...] = Field(default=(), max_length=MAX_EVENTS)
     # Web forms only: where a plain HTML post goes after success, the spam trap, and the proof of consent.
     redirect_url: str | None = Field(default=None, max_length=2048)
     honeypot_field: str | None = Field(default=None, pattern=FIELD_NAME_PATTERN)
     consent_field: str | None = Field(default=None, pattern=FIELD_NAME_PATTERN)
     consent_text_version: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[\w.:-]+$")
+    # The public notice's wording in other languages (shared/notice/): optional, English is built in.
+    notice: NoticeOptions | None = None
     # Mailchimp only: the audiences (list ids) members may be pushed to; the events' own dataset may also take
     # the campaign activity (opens, clicks, bounces) read by the timer.
     mailchimp_audiences: tuple[AudienceId, ...] = Field(default=(), max_length=20)
@@ -185,15 +297,89 @@ class Dataset(Strict):
         if self.subject_field is not None and self.subject_field not in names:
             raise ValueError("subject_field must name a declared field")
         if self.capability == "geologin":
-            self._check_fixed_fields(GEOLOGIN_FIELDS)
+            self._check_geologin_fields()
+        if self.capability == "sms":
+            self._check_sms_fields()
+        if self.capability == "link":
+            self._check_link_fields()
+        if self.capability == "emailevent":
+            self._check_fixed_fields("an emailevent", EMAILEVENT_FIELDS)
         if self.capability == "webform":
             self._check_form_options()
         elif any(getattr(self, name) is not None for name in FORM_OPTIONS):
             raise ValueError(f"{', '.join(FORM_OPTIONS)} are options of webform datasets only")
         if self.keep_url_query and self.capability != "pixel":
             raise ValueError("keep_url_query is an option of pixel datasets only")
+        if self.notice is not None:
+            for tag, wording in self.notice.languages.items():
+                if unknown := sorted(set(wording.fields) - set(names)):
+                    raise ValueError(f"notice {tag}: fields {', '.join(unknown)} are not declared")
+        if self.events:
+            self._check_events()
         self._check_mailchimp_options()
         return self
+
+    def _check_events(self) -> None:
+        if self.capability != "pixel":
+            raise ValueError("events are an option of pixel datasets only")
+        names = [event.name for event in self.events]
+        if len(set(names)) != len(names):
+            raise ValueError("event names repeat")
+        marker = self.field(EVENT_FIELD)
+        if marker is None or marker.type != "string" or marker.required:
+            raise ValueError(f"a dataset with events needs an optional string field {EVENT_FIELD}: each record's event")
+        for event in self.events:
+            if len(set(event.properties)) != len(event.properties):
+                raise ValueError(f"event {event.name}: properties repeat")
+            for name in event.properties:
+                spec = self.field(name)
+                if spec is None:
+                    raise ValueError(f"event {event.name}: property {name} must be a declared field")
+                if name in PIXEL_OWN_FIELDS or spec.type == "ip":
+                    raise ValueError(f"event {event.name}: {name} is filled by the pixel, it cannot be a property")
+                if spec.required:
+                    raise ValueError(f"event {event.name}: property {name} must not be a required field")
+
+    def event(self, name: str) -> EventSpec | None:
+        return next((event for event in self.events if event.name == name), None)
+
+    @property
+    def event_properties(self) -> frozenset[str]:
+        """Every field that is some event's property: such a field is kept only on a hit of an event that lists it."""
+        return frozenset(name for event in self.events for name in event.properties)
+
+    def _check_geologin_fields(self) -> None:
+        self._check_fixed_fields("a geologin", GEOLOGIN_FIELDS)
+
+    def _check_fixed_fields(self, kind: str, fixed: dict[str, str]) -> None:
+        """A capability whose fields come from a fixed set, each with its one type."""
+        for spec in self.fields:
+            expected = fixed.get(spec.name)
+            if expected is None:
+                raise ValueError(f"field {spec.name}: {kind} dataset may declare only {', '.join(fixed)}")
+            if spec.type != expected:
+                raise ValueError(f"field {spec.name}: in {kind} dataset it has type {expected}")
+
+    def _check_sms_fields(self) -> None:
+        self._check_fixed_fields("an sms", SMS_FIELDS)
+        for spec in self.fields:
+            if spec.name == "body" and spec.max_length is None:
+                raise ValueError("field body: an sms dataset declares the body's max_length")
+            if spec.required and spec.name not in SMS_ALWAYS:
+                # A status callback has no body, an inbound message no activity: required, they would be refused.
+                raise ValueError(f"field {spec.name}: in an sms dataset only {', '.join(SMS_ALWAYS)} can be required")
+        if self.subject_field is not None:
+            # The subject is always the other party's number (`to` going out, `from` coming in): shared/sms/.
+            raise ValueError("an sms dataset has no subject_field: its records are indexed by the other party's number")
+
+    def _check_link_fields(self) -> None:
+        self._check_fixed_fields("a link", LINK_FIELDS)
+        # A visit that keeps the contact must be found by a data-subject request for that contact.
+        declares_contact = LINK_SUBJECT in self.field_names
+        if self.subject_field not in (None, LINK_SUBJECT) or declares_contact != (self.subject_field is not None):
+            raise ValueError(f"a link dataset that declares {LINK_SUBJECT} has subject_field {LINK_SUBJECT}, else none")
+        if self.require_signature:
+            raise ValueError("require_signature is an option of pixel datasets only")
 
     def _check_mailchimp_options(self) -> None:
         if self.capability == "mailchimp":
@@ -205,18 +391,9 @@ class Dataset(Strict):
         elif self.mailchimp_audiences:
             raise ValueError("mailchimp_audiences is an option of mailchimp datasets only")
         if self.capability == "mailchimpevent":
-            self._check_fixed_fields(MAILCHIMP_EVENT_FIELDS)
+            self._check_fixed_fields("a mailchimpevent", MAILCHIMP_EVENT_FIELDS)
         elif self.campaign_activity:
             raise ValueError("campaign_activity is an option of mailchimpevent datasets only")
-
-    def _check_fixed_fields(self, allowed: dict[str, str]) -> None:
-        for spec in self.fields:
-            expected = allowed.get(spec.name)
-            if expected is None:
-                names = ", ".join(allowed)
-                raise ValueError(f"field {spec.name}: a {self.capability} dataset may declare only {names}")
-            if spec.type != expected:
-                raise ValueError(f"field {spec.name}: in a {self.capability} dataset it has type {expected}")
 
     def _check_form_options(self) -> None:
         if not self.allowed_origins:

@@ -201,6 +201,9 @@ class Registry:
             return False
         self._delete_records(tag_query(tenant=tenant, dataset=dataset))
         self._delete_state(dataset_state_prefix(tenant, dataset))
+        # State kept per tenant but for this dataset (tracked links) is found by its tags.
+        where = tag_query(tenant=tenant, dataset=dataset)
+        self._storage.delete_names(STATE, self._storage.find_by_tags(STATE, where))
         self._delete_blob(dataset_blob(tenant, dataset))
         return True
 

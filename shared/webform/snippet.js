@@ -6,6 +6,10 @@
  * once), field errors from a 422 are shown next to their fields, and success goes to the dataset's
  * redirect_url or shows a thank-you note. Without it, the browser's plain post still works: PackCloud
  * answers with a redirect. The form fires "packcloud:submitted" (detail: id, dropped_fields) on success.
+ * It also shows a "How we use your data" link to the dataset's public notice (…/api/notice/TENANT/DATASET):
+ * inside an element marked data-packcloud-notice, else right after the consent checkbox (the checkbox marked
+ * data-packcloud-consent, or named "consent"), else under the form; data-packcloud-notice="off" on the form
+ * leaves it out (for a page that links the notice itself).
  */
 (function () {
   "use strict";
@@ -57,10 +61,38 @@
     if (first && first.focus) first.focus();
   }
 
+  function noticeLink(form, tenant, dataset) {
+    if (form.getAttribute("data-packcloud-notice") === "off" || form.querySelector(".packcloud-notice-link")) return;
+    var link = document.createElement("a");
+    link.href = config.endpoint.replace(/\/forms$/, "/notice") + "/" + tenant + "/" + dataset;
+    link.className = "packcloud-notice-link";
+    link.target = "_blank";  // a new tab: what was typed into the form stays
+    link.rel = "noopener";
+    link.textContent = "How we use your data";
+    var slot = form.querySelector("[data-packcloud-notice]");
+    var consent = form.querySelector("input[type=checkbox][data-packcloud-consent]") ||
+      form.querySelector("input[type=checkbox][name=consent]");
+    if (slot) {
+      slot.appendChild(link);
+    } else if (consent) {
+      var after = (consent.labels && consent.labels[0]) || consent;
+      var box = document.createElement("span");
+      box.className = "packcloud-notice";
+      box.appendChild(link);
+      after.parentNode.insertBefore(box, after.nextSibling);
+    } else {
+      var line = document.createElement("p");
+      line.className = "packcloud-notice";
+      line.appendChild(link);
+      form.appendChild(line);
+    }
+  }
+
   function enhance(form) {
     var match = ID.exec(form.getAttribute("data-packcloud-form") || "");
     if (!match || form.getAttribute("data-packcloud-ready")) return;
     form.setAttribute("data-packcloud-ready", "true");
+    noticeLink(form, match[1], match[2]);
     var endpoint = config.endpoint + "/" + match[1] + "/" + match[2];
     var submission = newSubmissionId();
     var busy = false;

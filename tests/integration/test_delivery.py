@@ -33,9 +33,11 @@ from shared.registry.models import Dataset, Tenant, TenantIn
 from shared.services import Services
 from tests.factories import (
     CLIENT_SECRET,
+    CONTACT,
     FORM_DELIVERED,
     LEAD_COLUMNS,
     LEADS,
+    LINKS,
     PIXEL_DELIVERED,
     RECORD_KEY,
     ROOT,
@@ -180,6 +182,33 @@ def test_records_become_rows_once_and_are_deleted_with_a_receipt(dv, world, azur
     again = dv.deliverer.run()
     assert (again.delivered, again.requests, org.batch_count()) == (0, 0, 1)
     assert len(org.rows[LEADS]) == 5
+
+
+def test_link_visits_are_delivered_like_every_record(dv, world, azurite, tenant_id):
+    from shared.links.tracked import LinkRequest, Visit
+
+    mapping = {
+        "mode": "dataverse",
+        "table": LEADS,
+        "key": RECORD_KEY,
+        "columns": {"target_url": "pc_page", "contact_id": "pc_visitor"},
+        "meta": {"captured_at": "pc_capturedat"},
+    }
+    org = world.orgs[0]
+    connect(dv, world, org, tenant_id, {**LINKS, "delivery": mapping}, dataset="assets")
+    target = dv.capture.resolve(tenant_id, "assets", "link")
+    request = LinkRequest(target_url="https://assets.contoso.example/b.pdf?t=1", contact_id=CONTACT)
+    link = dv.links.create(target, request)
+    assert dv.links.record_visit(dv.links.open(tenant_id, link.id), Visit({"user-agent": "Mozilla/5.0 (X11)"}))
+    settle(dv)
+
+    report = dv.deliverer.run()
+
+    assert (report.delivered, report.deleted) == (1, 1)
+    (row,) = org.rows[LEADS].values()
+    assert row["pc_page"] == "https://assets.contoso.example/b.pdf" and row["pc_visitor"] == CONTACT
+    assert set(row) == {"id", RECORD_KEY, "pc_page", "pc_visitor", "pc_capturedat"}  # mapped columns only
+    assert held_records(azurite, tenant_id) == set()
 
 
 def test_the_deleted_record_is_gone_for_the_pull_feed_and_export_too(dv, world, tenant_id):

@@ -283,12 +283,22 @@ def every_endpoint(key: str) -> list[tuple[str, str, str, dict]]:
             f"/geologin/{TENANT}/signins",
             {"json": {"user_id": str(uuid.uuid4())}, "headers": tenant_key},
         ),
+        (
+            "pixel beacon",
+            "POST",
+            f"/px/{TENANT}/visits",
+            {
+                "content": json.dumps({"page_url": ORIGIN + "/pricing", "visitor": "beacon"}),
+                "headers": {**form, "content-type": "text/plain"},
+            },
+        ),
         ("autonumber", "POST", f"/autonumber/{TENANT}/invoice/next", {"headers": tenant_key}),
         ("sync", "GET", f"/sync/{TENANT}/contact", {"headers": tenant_key}),
         ("ack", "POST", f"/sync/{TENANT}/contact/ack", {"json": {"ids": [UNKNOWN_RECORD]}, "headers": tenant_key}),
         ("export", "POST", f"/privacy/{TENANT}/subjects/export", {"json": subject, "headers": tenant_key}),
         ("erase", "POST", f"/privacy/{TENANT}/subjects/erase", {"json": subject, "headers": tenant_key}),
         ("report", "GET", f"/privacy/{TENANT}/report", {"headers": tenant_key}),
+        ("notice", "GET", f"/notice/{TENANT}/visits", {"params": {"format": "json"}}),
         ("tenant get", "GET", f"/manage/tenants/{TENANT}", {"headers": manage}),
         ("tenant put", "PUT", f"/manage/tenants/{TENANT}", {"json": {}, "headers": manage}),
         # The signing key only: the clients still running keep their API key.
@@ -341,6 +351,10 @@ def test_storage_stopped_under_load_is_503_everywhere_loses_nothing_and_recovers
                     assert answer.status_code == 503, (name, answer.status_code, answer.text)
                     assert answer.headers["retry-after"].isdigit(), name
                     assert answer.json()["error"] == "storage_unavailable", name
+                # A reader's notice in a browser: a page that says so, with Retry-After, never cached.
+                notice = client.get(f"/notice/{TENANT}/visits")
+                assert notice.status_code == 503 and notice.headers["content-type"].startswith("text/html")
+                assert notice.headers["retry-after"].isdigit() and notice.headers["cache-control"] == "no-store"
 
             current.start_storage()
             with current.client() as client:

@@ -35,20 +35,37 @@ from schemathesis.specs.openapi.checks import (
 from shared.core.bodies import MAX_JSON_DEPTH, MAX_NUMBER_CHARS
 from tests.factories import (
     BROWSER_UA,
+    EMAIL_EVENTS,
     FORM,
     FUNCTION_KEY,
+    LINKS,
     ORIGIN,
     PIXEL,
     REGISTRATION_KEY,
     ROOT,
     SIGNINS,
+    SMS_TEXTS,
     home_host_env,
 )
 
 EXAMPLES = int(os.environ.get("PACKCLOUD_FUZZ_EXAMPLES", "25"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 TENANT = "fuzz-tenant"
-DATASETS = {"pixel": ("visits", PIXEL), "webform": ("contact", FORM), "geologin": ("signins", SIGNINS)}
+DATASETS = {
+    "pixel": ("visits", PIXEL),
+    "webform": ("contact", FORM),
+    "geologin": ("signins", SIGNINS),
+    "emailevent": ("mail-events", EMAIL_EVENTS),
+    "sms": ("texts", SMS_TEXTS),
+    "link": ("assets", LINKS),
+}
+PATH_CAPABILITIES = {
+    "/px": "pixel",
+    "/forms": "webform",
+    "/email/events": "emailevent",
+    "/sms/": "sms",
+    "/links": "link",
+}
 
 # Loaded at collection, from the file: one test per operation (the pytest plugin of schemathesis does not
 # follow pytest 9's node ids, so each test drives Hypothesis itself).
@@ -93,7 +110,7 @@ def _aim(case) -> None:
         parameters["tenant"] = TENANT
     if "dataset" in parameters:
         path = case.operation.path
-        capability = "pixel" if path.startswith("/px") else "webform" if path.startswith("/forms") else "geologin"
+        capability = next((c for prefix, c in PATH_CAPABILITIES.items() if path.startswith(prefix)), "geologin")
         parameters["dataset"] = DATASETS[capability][0]
     if "sequence" in parameters:
         parameters["sequence"] = "numbers"
@@ -149,6 +166,10 @@ def _query_numbers(label: str) -> list[str]:
 
 def _takes_body(label: str) -> bool:
     return "requestBody" in OPERATIONS[label].definition.raw
+
+
+def _takes_json(label: str) -> bool:
+    return "application/json" in OPERATIONS[label].definition.raw["requestBody"]["content"]
 
 
 HOSTILE_LABELS = sorted(label for label in OPERATIONS if _takes_body(label) or _query_numbers(label))
@@ -245,6 +266,10 @@ def _assert_refused(label: str, hostile: HostileRequest, response: httpx.Respons
     """An otherwise valid request with a hostile shape: the pixel still answers its GIF, all else a 400."""
     if label.startswith("GET /px/"):
         assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
+        return
+    if hostile.content is not None and not _takes_json(label):
+        # A route whose body is a form only (Twilio's webhooks): JSON, hostile or not, is the wrong media type.
+        assert response.status_code == 415 and response.json()["error"] == "unsupported_media_type", label
         return
     expected = {"invalid_json"} if hostile.content is not None else {"invalid_limit"}
     assert response.status_code == 400, (label, response.status_code, response.text[:300])

@@ -115,3 +115,43 @@ def test_the_report_names_the_personal_state_held(client, tenant):
     assert state == {"callback": {"submission_marker": 1}, "signins": {"last_sign_in": 1}}
     page = client.get(f"/privacy/{tenant_id}/report", params={"format": "html"}).text
     assert "submission_marker" in page and "last_sign_in" in page
+
+
+def test_a_national_number_captured_under_a_default_region_is_found_by_its_international_spellings(
+    manage, client, tenant, azurite
+):
+    tenant_id, _ = tenant
+    national = {**CALLBACK, "fields": [{"name": "phone", "type": "phone", "required": True, "default_region": "NO"}]}
+    declared = manage.put(f"/manage/tenants/{tenant_id}/datasets/callback-no", json=national)
+    assert declared.status_code == 201, declared.text
+    shown = manage.get(f"/manage/tenants/{tenant_id}/datasets/callback-no").json()
+    assert shown["fields"][0]["default_region"] == "NO"
+
+    stored = client.post(f"/forms/{tenant_id}/callback-no", json={"phone": "22 33 44 55"}, headers={"origin": ORIGIN})
+    assert stored.status_code == 201, stored.text
+    (record,) = [json.loads(b) for b in all_blobs(azurite, "records", f"{tenant_id}/callback-no/").values()]
+    assert record["fields"]["phone"] == "+4722334455"
+    impossible = client.post(
+        f"/forms/{tenant_id}/callback-no", json={"phone": "+4700000000000"}, headers={"origin": ORIGIN}
+    )
+    assert impossible.status_code == 422
+    (problem,) = impossible.json()["errors"]
+    assert problem["field"] == "phone" and "E.164" in problem["reason"] and "national for NO" in problem["reason"]
+    assert "4700000000000" not in impossible.text
+
+    exported = client.post(f"/privacy/{tenant_id}/subjects/export", json={"subject": "+47 22 33 44 55"}).json()
+    assert [r["id"] for r in exported["datasets"]["callback-no"]["records"]] == [stored.json()["id"]]
+    erased = client.post(f"/privacy/{tenant_id}/subjects/erase", json={"subject": "0047 22334455"}).json()
+    assert erased["erased"] == 1
+    assert all_blobs(azurite, "records", f"{tenant_id}/callback-no/") == {}
+
+
+def test_default_region_is_for_phone_fields_and_known_regions_only(manage, tenant):
+    tenant_id, _ = tenant
+    for field, named in (
+        ({"name": "name", "type": "string", "default_region": "NO"}, "fields"),
+        ({"name": "phone", "type": "phone", "default_region": "ZZ"}, "fields.0.default_region"),
+    ):
+        answer = manage.put(f"/manage/tenants/{tenant_id}/datasets/bad-region", json={**CALLBACK, "fields": [field]})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"][0]["field"].startswith(named)

@@ -32,7 +32,12 @@ CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 # Settings of shared/core/settings.py that the Bicep must NOT set. PACKCLOUD_STORAGE_CONNECTION_STRING is for
 # local development with Azurite only: in Azure the app reaches the capture account with its managed
 # identity through PACKCLOUD_STORAGE_ACCOUNT_URL, and no connection string or account key may exist.
-LOCAL_ONLY_SETTINGS = {"PACKCLOUD_STORAGE_CONNECTION_STRING", "PACKCLOUD_LOCAL_SECRETS_PATH"}
+# PACKCLOUD_DPO_WEBHOOK_DEV_NETWORKS opens the DPO webhooks' SSRF guard to named networks: never in Azure.
+LOCAL_ONLY_SETTINGS = {
+    "PACKCLOUD_STORAGE_CONNECTION_STRING",
+    "PACKCLOUD_LOCAL_SECRETS_PATH",
+    "PACKCLOUD_DPO_WEBHOOK_DEV_NETWORKS",
+}
 
 # The only other app settings allowed: identity-based host storage and Entra-authenticated telemetry.
 # (In Flex Consumption the runtime and its version are in functionAppConfig, not app settings.)

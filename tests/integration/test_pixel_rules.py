@@ -208,6 +208,8 @@ def test_snippet_is_configured_from_the_declaration(services, tenant):
         "send": ["page_url", "visitor"],
         "visitorDays": 14,
         "keepUrlQuery": False,
+        "events": [],
+        "notice": "https://x.example/api/notice/t1/pricing",
     }
     no_visitor = doc.model_copy(update={"fields": tuple(f for f in doc.fields if f.name != "visitor")})
     assert snippet_config(render_snippet(no_visitor, "https://x.example/p"))["send"] == ["page_url"]
@@ -216,3 +218,61 @@ def test_snippet_is_configured_from_the_declaration(services, tenant):
     assert snippet_config(render_snippet(None, "https://x.example/p")) == {"enabled": False}
     hostile = render_snippet(doc, "https://x.example/</script><script>alert(1)//")
     assert "</script>" not in re.search(r"var config = (\{.*?\});", hostile).group(1)
+
+
+EVENT_DATASET = variant(
+    fields=[
+        {"name": "page_url", "type": "url", "required": True, "personal": False, "max_length": 2048},
+        {"name": "event", "type": "string", "personal": False, "max_length": 40},
+        {"name": "plan", "type": "choice", "options": ["free", "pro"], "personal": False},
+        {"name": "url", "type": "url", "personal": False},
+    ],
+    subject_field=None,
+    events=[{"name": "signup", "properties": ["plan"]}, {"name": "outbound", "properties": ["url"]}],
+)
+
+
+@pytest.fixture
+def events_tenant(services, tenant_id):
+    services.registry.put_tenant(tenant_id, TenantIn())
+    services.registry.put_dataset(tenant_id, "site", Dataset.model_validate(EVENT_DATASET))
+    return tenant_id
+
+
+def test_a_declared_event_is_stored_with_its_declared_properties_and_the_others_counted(
+    services, settings, azurite, events_tenant
+):
+    query = {
+        "page_url": PAGE + "?step=2",
+        "event": "signup",
+        "p.plan": "pro",
+        "p.colour": "crimson-value",
+        "p.url": PAGE,
+    }
+    assert record_hit(services.capture, settings, hit(events_tenant, "site", query))
+    (record,) = stored(azurite, events_tenant)
+    assert record["fields"] == {"page_url": PAGE, "event": "signup", "plan": "pro"}  # page URL rules as for page views
+    assert record["dropped_fields"] == 2
+    assert "crimson-value" not in json.dumps(record)
+
+
+def test_an_undeclared_event_or_one_from_another_site_stores_nothing(services, settings, azurite, events_tenant):
+    assert not record_hit(services.capture, settings, hit(events_tenant, "site", {"page_url": PAGE, "event": "buy"}))
+    foreign = {"page_url": "https://evil.example/", "event": "signup", "p.plan": "pro"}
+    assert not record_hit(services.capture, settings, hit(events_tenant, "site", foreign))
+    gpc = {"page_url": PAGE, "event": "signup"}
+    assert not record_hit(services.capture, settings, hit(events_tenant, "site", gpc, {"sec-gpc": "1"}))
+    assert stored(azurite, events_tenant) == []
+
+
+def test_an_event_property_on_a_page_view_is_dropped(services, settings, azurite, events_tenant):
+    assert record_hit(services.capture, settings, hit(events_tenant, "site", {"page_url": PAGE, "plan": "pro"}))
+    (record,) = stored(azurite, events_tenant)
+    assert record["fields"] == {"page_url": PAGE} and record["dropped_fields"] == 1
+
+
+def test_an_outbound_link_loses_its_query_as_every_url_field(services, settings, azurite, events_tenant):
+    query = {"page_url": PAGE, "event": "outbound", "p.url": "https://other.example/a?token=secret#x"}
+    assert record_hit(services.capture, settings, hit(events_tenant, "site", query))
+    (record,) = stored(azurite, events_tenant)
+    assert record["fields"]["url"] == "https://other.example/a" and record["fields"]["event"] == "outbound"

@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 
 from shared.capture.subjects import USER_ID, subject_tag
-from shared.lifecycle.report import processing_record, render_html
+from shared.lifecycle.report import processing_record
+from shared.lifecycle.report_page import render_html
 from shared.lifecycle.subject_requests import SubjectRequests
 from shared.registry.models import Dataset, TenantIn
 from shared.storage.blobs import AUDIT, STATE

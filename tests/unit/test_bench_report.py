@@ -83,3 +83,24 @@ def test_the_delivery_row_has_its_three_targets():
     row = next(line for line in report.render({"delivery": delivery}).splitlines() if line.startswith("| delivery"))
     assert "ratio 0.95 (>= 0.7: met)" in row and "Dataverse requests per record 0.001 (<= 0.01: met)" in row
     assert "capture-to-deleted p99 / interval 2.167 (<= 2: **missed**)" in row
+
+
+def test_one_browser_taken_for_a_bot_is_a_miss_of_the_bots_benchmark():
+    bots = {
+        "list_version": "1.67.0",
+        "recall": 1.0,
+        "recall_all_examples": 0.998,
+        "examples": 2123,
+        "bot_examples": 2119,
+        "missed_patterns": [],
+        "browsers": 130,
+        "false_positives": ["Mozilla/5.0 ... Firefox/150.0"],
+        "per_call_us": 30.0,
+        "plain_per_call_us": 900.0,
+        "cost_ratio": 0.033,
+        "build_ms": 40.0,
+        **MACHINE,
+    }
+    row = next(line for line in report.render({"bots": bots}).splitlines() if line.startswith("| bots"))
+    assert "recall 1.0 (>= 0.99: met)" in row and "false positives 1 (<= 0: **missed**)" in row
+    assert "cost ratio 0.033 (<= 0.1: met)" in row

@@ -8,8 +8,10 @@ from shared.core.fieldtypes import InvalidValue, normalise, truncate_ip
     [
         ("string", "  Jane  ", "Jane"),
         ("email", "Jane.Doe@Example.COM", "Jane.Doe@example.com"),
-        ("phone", "+47 (123) 45-678", "+4712345678"),
-        ("phone", "0047 123 45 678", "+4712345678"),
+        ("phone", "+47 (223) 34-455", "+4722334455"),
+        ("phone", "0047 22 33 44 55", "+4722334455"),
+        ("phone", "(+47) 22 33 44 55", "+4722334455"),
+        ("phone", "+1 (650) 253-0000", "+16502530000"),
         ("url", "https://www.contoso.example/pricing?plan=pro", "https://www.contoso.example/pricing?plan=pro"),
         ("integer", "42", 42),
         ("integer", 7, 7),
@@ -34,6 +36,12 @@ def test_valid_values_are_normalised(field_type, raw, stored):
         ("string", {"nested": 1}),
         ("email", "not-an-address"),
         ("phone", "12345"),
+        ("phone", "22 33 44 55"),  # national, and the field declares no default_region
+        ("phone", "+4700000000000"),  # well-formed, but no Norwegian number
+        ("phone", "+4712345678"),  # Norwegian numbers do not start with 1
+        ("phone", "+47 22 33 44 55 ext. 12"),
+        ("phone", "+47 22 33 44 55 +1"),
+        ("phone", "1-800-FLOWERS"),
         ("url", "javascript:alert(1)"),
         ("url", "https://exa mple.com"),
         ("integer", "4.2"),
@@ -67,3 +75,28 @@ def test_choice_accepts_declared_options_only():
 def test_truncated_ip_keeps_no_host_part():
     assert truncate_ip("192.0.2.255") == "192.0.2.0"
     assert truncate_ip("2001:db8:1:2:3:4:5:6") == "2001:db8:1::"
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "stored"),
+    [
+        ("22 33 44 55", "NO", "+4722334455"),
+        ("412 34 567", "NO", "+4741234567"),
+        ("+47 22 33 44 55", "NO", "+4722334455"),
+        ("0047 22 33 44 55", "NO", "+4722334455"),
+        ("+46 8 123 456 78", "NO", "+46812345678"),  # international: its own country, whatever the default
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("(650) 253-0000", "US", "+16502530000"),
+    ],
+)
+def test_a_phone_field_with_a_default_region_reads_national_numbers_of_that_region(raw, region, stored):
+    assert normalise("phone", raw, default_region=region) == stored
+
+
+@pytest.mark.parametrize(("raw", "region"), [("+4700000000000", "NO"), ("22 33 44", "NO"), ("22 33 44 55", "GB")])
+def test_an_invalid_phone_number_names_the_expected_form_never_the_value(raw, region):
+    with pytest.raises(InvalidValue) as caught:
+        normalise("phone", raw, default_region=region)
+    reason = str(caught.value)
+    assert f"national for {region}" in reason and "E.164" in reason
+    assert raw not in reason and raw.replace(" ", "") not in reason

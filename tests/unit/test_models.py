@@ -39,6 +39,10 @@ def test_retention_over_30_days_names_the_limit():
         variant(allowed_origins=["http://www.contoso.example"]),
         variant(controller={"name": "Contoso", "email": "nope"}),
         variant(capability="webform", legal_basis="contract", keep_url_query=True),  # a pixel option
+        variant(fields=[{"name": "x", "type": "string", "default_region": "NO"}]),  # phone fields only
+        variant(fields=[{"name": "x", "type": "phone", "default_region": "XX"}]),  # no such region
+        variant(fields=[{"name": "x", "type": "phone", "default_region": "NOR"}]),  # alpha-2 only
+        variant(fields=[{"name": "x", "type": "phone", "default_region": "001"}]),
     ],
 )
 def test_invalid_declarations_are_refused(bad):
@@ -55,3 +59,23 @@ def test_keep_url_query_is_off_unless_declared():
 def test_origins_are_normalised():
     dataset = Dataset.model_validate(variant(allowed_origins=["https://WWW.Contoso.Example/", "http://localhost:8080"]))
     assert dataset.allowed_origins == ("https://www.contoso.example", "http://localhost:8080")
+
+
+def test_a_phone_fields_default_region_is_a_known_region_and_its_refusal_names_the_field():
+    dataset = Dataset.model_validate(
+        variant(subject_field=None, fields=[{"name": "tel", "type": "phone", "default_region": "no"}])
+    )
+    assert dataset.fields[0].default_region == "NO"
+    assert dataset.fields[0].normalise("22 33 44 55") == "+4722334455"
+    plain = Dataset.model_validate(variant(subject_field=None, fields=[{"name": "tel", "type": "phone"}]))
+    assert plain.fields[0].default_region is None
+    with pytest.raises(Unprocessable) as caught:
+        validate_model(
+            Dataset,
+            variant(subject_field=None, fields=[{"name": "tel", "type": "phone", "default_region": "QQ"}]),
+            "invalid_dataset",
+            "x",
+        )
+    error = caught.value.body()["errors"][0]
+    assert error["field"] == "fields.0.default_region" and "ISO 3166 alpha-2" in error["reason"]
+    assert "QQ" not in caught.value.body()["detail"] + error["reason"]

@@ -167,7 +167,11 @@ def test_openapi_documents_the_rule_once_for_every_route_that_takes_the_key():
         for parameter in operation.get("parameters", [])
         if parameter.get("name") == "Idempotency-Key" or "IdempotencyKey" in parameter.get("$ref", "")
     }
-    assert taking == {("/autonumber/{tenant}/{sequence}/next", "post"), ("/forms/{tenant}/{dataset}", "post")}
+    assert taking == {
+        ("/autonumber/{tenant}/{sequence}/next", "post"),
+        ("/forms/{tenant}/{dataset}", "post"),
+        ("/sms/{tenant}/{dataset}/messages", "post"),
+    }
     for path, method in taking:
         assert {"$ref": "#/components/parameters/IdempotencyKey"} in spec["paths"][path][method]["parameters"]
 

@@ -35,10 +35,16 @@ def test_openapi_paths_and_methods_match_the_function_app():
 
 
 NOT_JSON_EVEN_IN_ERROR = {"pixel": "image/gif", "pixel_snippet": "application/javascript"}
+# Pages people open in a browser: an error is a page there too, and the error JSON for a program that asks for JSON.
+PAGES = {"notice"}
+# What a person opens in a browser answers its errors as a page: a followed link.
+HTML_PAGES = {"links_go": ("404", "503")}
 
 
 def test_every_documented_error_uses_the_error_schema():
     spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+    page_error = spec["components"]["responses"]["PageError"]["content"]
+    assert page_error["application/json"] == spec["components"]["responses"]["Error"]["content"]["application/json"]
     for item in spec["paths"].values():
         for method, operation in item.items():
             if method not in HTTP_METHODS:
@@ -48,6 +54,10 @@ def test_every_documented_error_uses_the_error_schema():
                     # What a page embeds answers in its own type even then: a GIF, a do-nothing script.
                     assert list(response["content"]) == [NOT_JSON_EVEN_IN_ERROR[operation["operationId"]]]
                     assert "Retry-After" in response["headers"]
+                elif status.startswith(("4", "5")) and operation["operationId"] in PAGES:
+                    assert response == {"$ref": "#/components/responses/PageError"}, (method, status)
+                elif status in HTML_PAGES.get(operation["operationId"], ()):
+                    assert list(response["content"]) == ["text/html"]
                 elif status.startswith(("4", "5")):
                     assert response == {"$ref": "#/components/responses/Error"}, (method, status)
 

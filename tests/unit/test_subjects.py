@@ -45,3 +45,37 @@ def doc(dataset_id: str, field_type: str):
     return DatasetDoc.model_validate(
         {**declaration(field_type), "tenant": "t-one", "id": dataset_id, "created_at": now, "updated_at": now}
     )
+
+
+def test_a_national_spelling_finds_the_number_in_a_dataset_with_a_default_region():
+    from shared.registry.models import FieldSpec
+
+    national = FieldSpec(name="who", type="phone", default_region="NO")
+    captured = subject_tag(MASTER_KEY, "t-one", national, "22 33 44 55")
+    assert subject_tag(MASTER_KEY, "t-one", national, "+47 22334455") == captured
+    assert subject_tag(MASTER_KEY, "t-one", spec("phone"), "0047 22 33 44 55") == captured
+    with pytest.raises(InvalidValue):
+        subject_tag(MASTER_KEY, "t-one", spec("phone"), "22 33 44 55")  # without a region, no national form
+    norwegian = doc_of("callbacks", national)
+    international = doc("phones", "phone")
+    assert request_tags(MASTER_KEY, "t-one", [norwegian, international], "22 33 44 55") == {captured}
+    assert request_tags(MASTER_KEY, "t-one", [norwegian, international], "+4722334455") == {captured}
+
+
+def doc_of(dataset_id: str, field):
+    from datetime import UTC, datetime
+
+    from shared.registry.models import DatasetDoc
+    from tests.factories import variant
+
+    now = datetime.now(UTC)
+    fields = [field.model_dump(exclude_none=True), {"name": "page", "type": "string", "personal": False}]
+    return DatasetDoc.model_validate(
+        {
+            **variant(subject_field="who", fields=fields),
+            "tenant": "t-one",
+            "id": dataset_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )

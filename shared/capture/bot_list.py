@@ -1,0 +1,206 @@
+"""The one regular expression that tells a bot's user agent: the `crawler-user-agents` list plus PackCloud's own.
+
+The list is the community's (about 1,500 patterns, kept up to date upstream); its version is pinned in
+requirements.txt and raised on purpose, with `bench/bots.py` run again. Joined as one alternation, Python's
+`re` tries every pattern at every position of a user agent (about 1 ms a call); `combine` factors the patterns'
+literal prefixes into a tree first, so each position tries only the patterns whose first characters match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from crawleruseragents import CRAWLER_USER_AGENTS_DATA  # type: ignore[import-untyped]  # JSON data, no types
+
+# Mail image proxies fetch a message's images when a person opens it: for a pixel in an e-mail, they are that
+# person opening it, so PackCloud counts them as people. The list files them as bots.
+MAIL_IMAGE_PROXIES = frozenset({"GoogleImageProxy", "YahooMailProxy", "FastmailUA", "Shortwave Image Fetcher"})
+
+# PackCloud's own additions, matched case-insensitively: HTTP libraries, headless and automated browsers, link
+# previewers and the generic words bots name themselves with, which catch bots the list does not know yet.
+ADDITIONS = (
+    # generic (Cubot is a phone maker whose models' user agents say CUBOT)
+    r"bot\b(?<!cubot)",
+    r"bot/",
+    r"crawl",
+    r"spider",
+    r"scraper",
+    r"slurp",
+    r"feedfetcher",  # Google documents FeedFetcher-Google, the list has Feedfetcher-Google
+    r"uptime",
+    r"monitor",
+    # HTTP libraries and command-line clients
+    r"curl/",
+    r"wget/",
+    r"python-",
+    r"python/",
+    r"aiohttp",
+    r"httpx",
+    r"go-http-client",
+    r"java/",
+    r"okhttp",
+    r"libwww",
+    r"httpclient",
+    r"scrapy",
+    r"node-fetch",
+    r"undici",
+    r"axios/",
+    r"got \(",
+    r"guzzlehttp",
+    r"httpie",
+    r"postmanruntime",
+    r"insomnia/",
+    r"ruby",
+    r"faraday",
+    r"rest-client",
+    r"php/",
+    r"perl/",
+    r"dart:io",
+    r"reqwest",
+    r"winhttp",
+    r"windowspowershell",
+    r"restsharp",
+    # headless and automated browsers
+    r"headless",
+    r"phantomjs",
+    r"lighthouse",
+    r"playwright",
+    r"puppeteer",
+    r"selenium",
+    r"webdriver",
+    # link previewers
+    r"facebookexternalhit",
+    r"embedly",
+    r"iframely",
+    r"quora link preview",
+    r"link ?preview",
+    r"url ?preview",
+    r"unfurl",
+    r"slackbot",
+    r"slack-imgproxy",
+    r"skypeuripreview",
+    r"whatsapp",
+    r"vkshare",
+    r"redditbot",
+)
+
+_QUANTIFIERS = frozenset("?*+{")
+# One character that stands for itself: any but the metacharacters, or a metacharacter escaped.
+_LITERAL_UNIT = re.compile(r"[^.^$*+?{}\[\]()|\\]|\\[^A-Za-z0-9]")
+_LITERAL_UNITS = re.compile(rf"(?:{_LITERAL_UNIT.pattern})*")
+_ESCAPED = re.compile(r"\\(.)")
+
+
+def _top_level_alternatives(pattern: str) -> list[str]:
+    """`a|b(c|d)` -> `a`, `b(c|d)`: the parts of an alternation that no group encloses."""
+    if "|" not in pattern:
+        return [pattern]
+    parts, start, depth, escaped, in_class = [], 0, 0, False, False
+    for at, char in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            parts.append(pattern[start:at])
+            start = at + 1
+    return [*parts, pattern[start:]]
+
+
+_LEADING_CLASS = re.compile(r"\[([A-Za-z0-9]{2,4})\](?![?*+{])")
+
+
+def _alternatives(pattern: str) -> list[str]:
+    """The pattern as alternatives that each may start with literal text: its top-level alternation split, and a
+    leading class of letters (`[wW]get`) written out (`wget`, `Wget`)."""
+    expanded = []
+    for part in _top_level_alternatives(pattern):
+        leading = _LEADING_CLASS.match(part)
+        if leading:
+            expanded += [char + part[leading.end() :] for char in leading.group(1)]
+        else:
+            expanded.append(part)
+    return expanded
+
+
+def literal_prefix(pattern: str) -> tuple[str, str]:
+    """The literal text a pattern without top-level alternation starts with, and the pattern that follows it."""
+    units = _LITERAL_UNITS.match(pattern)  # matches always, if only the empty text
+    text = units.group() if units else ""
+    if text and len(text) < len(pattern) and pattern[len(text)] in _QUANTIFIERS:
+        text = text[: -len(_LITERAL_UNIT.findall(text)[-1])]  # the quantifier applies to its last character alone
+    return _ESCAPED.sub(r"\1", text), pattern[len(text) :]
+
+
+def _common_prefix(texts: list[str]) -> str:
+    first, last = min(texts), max(texts)  # what the first and last in order share, all share
+    length = 0
+    while length < len(first) and first[length] == last[length]:
+        length += 1
+    return first[:length]
+
+
+def _tree(items: list[tuple[str, str]]) -> str:
+    by_first: dict[str, list[tuple[str, str]]] = {}
+    rests: list[str] = []
+    for literal, rest in items:
+        if literal:
+            by_first.setdefault(literal[0], []).append((literal, rest))
+        else:
+            rests.append(rest)
+    if "" in rests:
+        return ""  # one pattern ends here, so whatever the others need, this prefix matches
+    branches = []
+    for _, group in sorted(by_first.items()):
+        shared = _common_prefix([literal for literal, _ in group])  # one step down a chain, not a step a character
+        branches.append(re.escape(shared) + _tree([(literal[len(shared) :], rest) for literal, rest in group]))
+    branches += [f"(?:{rest})" for rest in rests]
+    return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+
+def _any_case(pattern: str) -> list[str]:
+    """The pattern, case-insensitive, as alternatives that start with a literal character of either case:
+    inside the tree, an alternative whose first character differs is skipped at once, a case-insensitive one not."""
+    literal, rest = literal_prefix(pattern)
+    if not literal:
+        return [f"(?i:{pattern})"]
+    tail = f"(?i:{re.escape(literal[1:])}{rest})"
+    return [re.escape(first) + tail for first in sorted({literal[0].lower(), literal[0].upper()})]
+
+
+def combine(patterns: Iterable[str], ignore_case: Iterable[str] = ()) -> str:
+    """One pattern that matches where any of `patterns` (case-sensitive) or of `ignore_case` matches, with their
+    common literal prefixes factored.
+
+    Patterns anchored at the start share one `^`, which fails at once everywhere but the first position."""
+    alternatives = [part for pattern in patterns for part in _alternatives(pattern)]
+    alternatives += [
+        variant for pattern in ignore_case for part in _alternatives(pattern) for variant in _any_case(part)
+    ]
+    anchored = [part[1:] for part in alternatives if part.startswith("^")]
+    anywhere = _tree([literal_prefix(part) for part in alternatives if not part.startswith("^")])
+    if not anchored:
+        return anywhere
+    return f"{anywhere}|^{_tree([literal_prefix(part) for part in anchored])}"
+
+
+def list_patterns() -> list[str]:
+    """The list's patterns that PackCloud counts as bots (all but the mail image proxies)."""
+    return [entry["pattern"] for entry in CRAWLER_USER_AGENTS_DATA if entry["pattern"] not in MAIL_IMAGE_PROXIES]
+
+
+def build_matcher() -> re.Pattern[str]:
+    # The list is case-sensitive by design (its patterns tell "Bot" from "bot"); the additions are not.
+    return re.compile(combine(list_patterns(), ADDITIONS))
+
+
+BOT_MATCHER = build_matcher()

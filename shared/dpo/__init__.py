@@ -1,0 +1,1 @@
+"""DPO notifications: a tenant's webhook, signed events about its datasets, an outbox drained with retries."""

@@ -1,0 +1,1 @@
+"""PowerEmail delivery events: SendGrid's Event Webhook, verified, minimised, deduplicated, stored as records."""
