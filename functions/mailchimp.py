@@ -172,4 +172,4 @@ def mailchimp_activity(timer: func.TimerRequest) -> None:
         log.info("mailchimp activity: %d page(s), %d record(s), %d dataset(s)", run.pages, run.stored, run.datasets)
     for tenant, problems in run.problems.items():
         # Mailchimp's problem titles and codes only: never an address or the key.
-        log.warning("mailchimp activity for tenant %s: %s", tenant, "; ".join(problems[:5]))
+        log.warning("mailchimp activity for tenant %s: %s", tenant, "; ".join(problems))

@@ -19,13 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from shared.core.clock import Clock
 from shared.core.errors import StorageUnavailable
 from shared.mailchimp.client import MailchimpApi, MailchimpApis, data_centre
-from shared.registry.models import Tenant
+from shared.registry.models import MAILCHIMP_API_KEY_PATTERN, Tenant
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import JSON_CONTENT, REGISTRY, Storage, storage_errors
 from shared.storage.secrets import SecretStore, tenant_secret_name
-
-# A Mailchimp API key: 32 hex digits, a dash, the data centre (`us21`).
-API_KEY_PATTERN = r"^[0-9a-f]{32}-[a-z]{2,4}[0-9]{1,3}$"
 
 
 def connection_blob(tenant: str) -> str:
@@ -40,7 +37,7 @@ class ConnectionIn(BaseModel):
     @field_validator("api_key")
     @classmethod
     def _key_shape(cls, value: SecretStr) -> SecretStr:
-        if not re.fullmatch(API_KEY_PATTERN, value.get_secret_value()):
+        if not re.fullmatch(MAILCHIMP_API_KEY_PATTERN, value.get_secret_value()):
             raise ValueError("is not a Mailchimp API key (32 hex digits, '-', the data centre such as us21)")
         return value
 

@@ -120,6 +120,8 @@ MAILCHIMP_EVENT_FIELDS: dict[str, str] = {
 # Mailchimp merge tags are at most 10 of A-Z, 0-9 and _; a mailchimp dataset's field `fname` is the tag FNAME.
 MERGE_FIELD_PATTERN = r"^[a-z][a-z0-9_]{0,9}$"
 AUDIENCE_ID_PATTERN = r"^[0-9a-z]{1,32}$"
+# A Mailchimp API key: 32 hex digits, a dash, the data centre (`us21`); the manage API and the `mailchimp` pack.
+MAILCHIMP_API_KEY_PATTERN = r"^[0-9a-f]{32}-[a-z]{2,4}[0-9]{1,3}$"
 AudienceId = Annotated[str, Field(pattern=AUDIENCE_ID_PATTERN)]
 
 FORM_OPTIONS = ("redirect_url", "honeypot_field", "consent_field", "consent_text_version")
