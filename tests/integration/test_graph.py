@@ -329,3 +329,15 @@ def test_no_file_name_or_content_in_logs_or_errors(connect, world, caplog):
     assert "graph throttled" in logged and "session expired" in logged  # the log was really read
     for text in (logged, str(refused.value), repr(refused.value)):
         assert "Payslip" not in text and "CONTENT-MARKER" not in text and "zebra" not in text
+
+
+def test_no_answer_at_all_is_a_transient_refusal(connect, world):
+    connected = connect()
+    # The same application and token, for a Graph that is not listening (nothing serves port 1).
+    client = GraphClient(
+        make_session(), "https://127.0.0.1:1/v1.0", connected.client._tokens, sleep=connected.waits.append
+    )
+    with pytest.raises(GraphRefused) as caught:
+        client.find_item(DRIVE, "lead/x/a.bin")
+    assert (caught.value.status, caught.value.code, caught.value.transient) == (0, "connection_failed", True)
+    assert connected.waits == [1.0, 2.0] and client.requests == 3
