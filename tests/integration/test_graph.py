@@ -341,3 +341,19 @@ def test_no_answer_at_all_is_a_transient_refusal(connect, world):
         client.find_item(DRIVE, "lead/x/a.bin")
     assert (caught.value.status, caught.value.code, caught.value.transient) == (0, "connection_failed", True)
     assert connected.waits == [1.0, 2.0] and client.requests == 3
+
+
+@pytest.mark.parametrize(("size", "kind"), [(3 * KIB, "api"), (12 * MIB, "upload")])
+def test_an_answer_lost_after_the_bytes_arrived_sends_nothing_twice(connect, world, size, kind):
+    connected = connect()
+    world.graph.fail_next(502, kind=kind, applied=True)
+    data = random_bytes(size, seed=12)
+    source = Source(data)
+    path = f"lead/{uuid.uuid4()}/lost-answer.bin"
+    item = connected.client.upload(DRIVE, path, source, size)
+    assert_arrived(world.graph, item, path, data)
+    if kind == "api":  # the simple upload is sent again, finds its own item there (409) and returns it
+        assert world.graph.count("PUT", "api", 409) == 1
+    else:  # the session is asked what it misses: the fragment is not sent again
+        assert world.graph.count("GET", "upload", 200) == 1
+        assert [offset for offset, _ in world.graph.fragments] == [0, 5 * MIB, 10 * MIB]
