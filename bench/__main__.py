@@ -10,6 +10,7 @@ from bench import (
     delivery,
     email_events,
     geologin,
+    graph_upload,
     links,
     parsers,
     pixel,
@@ -31,6 +32,7 @@ def main() -> None:
     bots.main()
     links.main()
     email_events.main()
+    graph_upload.main()
     print(report.update_readme())
 
 

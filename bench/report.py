@@ -158,6 +158,18 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
         ),
         (Check("ratio", "ratio", ">=", 0.6),),
     ),
+    "graph_upload": (
+        lambda r: (
+            f"{r['files']} files, {r['megabytes']} MB (1 KB to 40 MB): {r['mb_per_s']} MB/s through GraphClient vs "
+            f"{r['raw_mb_per_s']} MB/s of plain requests PUTs to the same fake Graph; {r['requests_per_round']} "
+            f"requests; a {r['large_mb']} MB file read from disk by ranges: RSS {r['idle_rss_mb']} MB idle, "
+            f"{r['peak_rss_mb']} MB at peak, {r['large_mb_per_s']} MB/s"
+        ),
+        (
+            Check("ratio", "ratio", ">=", 0.7),
+            Check("peak RSS above idle (MB)", "rss_growth_mb", "<=", 64),
+        ),
+    ),
     "load": (
         lambda r: (
             f"{r['requests']:,} requests in {r['seconds']} s, {r['concurrency']} clients, {r['tenants']} "
