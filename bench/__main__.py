@@ -3,7 +3,7 @@ results table of bench/README.md. (`make load` runs the load and its reconciliat
 
 import sys
 
-from bench import autonumber, cold_start, delivery, geologin, parsers, pixel, purge, report, webform
+from bench import autonumber, cold_start, concurrency, cost, delivery, geologin, parsers, pixel, purge, report, webform
 
 
 def main() -> None:
@@ -15,6 +15,8 @@ def main() -> None:
     parsers.main()
     purge.main(sys.argv[1:])
     delivery.main(sys.argv[1:])
+    concurrency.main()
+    cost.main()  # after concurrency: it reads its CPU and wall times
     print(report.update_readme())
 
 
