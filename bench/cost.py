@@ -42,6 +42,7 @@ from shared.storage.blobs import RECORDS
 from shared.webform.intake import FormPost
 
 BICEP = ROOT / "infra" / "modules" / "function-app.bicep"
+DOC = ROOT / "docs" / "capacity.md"
 MEASURED_OPS = 100
 TIMER_RECORDS = 500
 RETENTION_DAYS = 30  # the most a dataset may keep a record: the worst case of the capacity term
@@ -205,6 +206,37 @@ def model(operations: list[Operation], prices: Prices, deployment: Deployment) -
             }
         )
     return rows
+
+
+def render_inputs(inputs: dict[str, dict[str, Any]]) -> str:
+    """The measured inputs of each operation, as docs/capacity.md shows them."""
+    lines = [
+        "| operation | storage requests by kind | bytes kept | index tags | executions | wall ms | CPU ms | from |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, op in inputs.items():
+        requests = ", ".join(f"{kind} {count:g}" for kind, count in op["requests"].items()) or "none"
+        lines.append(
+            f"| {name} | {requests} | {op['record_bytes']:.0f} | {op['tags']:g} | {op['executions']:g} | "
+            f"{op['wall_ms']:.2f} | {op['cpu_ms']:.2f} | {op['source']} |"
+        )
+    return "\n".join(lines)
+
+
+def update_doc(result: dict[str, Any]) -> None:
+    """docs/capacity.md's generated tables: the inputs, the model at the Bicep's settings and at concurrency 1."""
+    text = DOC.read_text()
+    blocks = {
+        "inputs": render_inputs(result["inputs"]),
+        "model": render(result["rows"]),
+        "model-at-1": render(result["rows_at_concurrency_1"]),
+    }
+    for name, block in blocks.items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        before, rest = text.split(start, 1)
+        _, after = rest.split(end, 1)
+        text = f"{before}{start}\n{block}\n{end}{after}"
+    DOC.write_text(text)
 
 
 # ---------------------------------------------------------------- measuring the inputs
@@ -384,6 +416,7 @@ def main() -> dict[str, Any]:
         "rows_at_concurrency_1": at_one,
     }
     write_results("cost", result)
+    update_doc(result)
     print(render(rows))
     return result
 
