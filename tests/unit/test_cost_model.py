@@ -65,3 +65,28 @@ def test_the_table_shows_each_term_and_the_dominant_one():
         }
     ]
     assert "| capture | 1.10 | 33.00 | 5.02 | 39.12 | storage operations | 2,000 requests/s |" in render(rows)
+
+
+def test_the_results_table_shows_the_concurrency_targets_and_the_model_without_one():
+    import bench.report as report
+
+    machine = {"measured_at": "2026-11-27T09:00:00+00:00", "machine": "x86_64, 2 cores, Python 3.11.7"}
+    point = {"captures_per_s": 100.0, "cpu_ms_per_capture": 2.0, "p50_ms": 5.0, "p99_ms": 9.0}
+    concurrency = {
+        "levels": {"pixel": {"1": point, "8": point}, "form": {"1": point, "8": point}},
+        "bicep_concurrency": 8,
+        "knee": {"pixel": 8, "form": 4},
+        "min_speedup": 8.5,
+        "max_p99_ratio": 2.5,
+        **machine,
+    }
+    rows = model([CAPTURE], PRICES, DEPLOYMENT)
+    cost = {"deployment": {"max_instances": 10, "concurrency": 4, "memory_gb": 2.0}, "prices": {"looked_up": "x"}}
+    table = report.render({"concurrency": concurrency, "cost": {**cost, "rows": rows, **machine}})
+    line = next(row for row in table.splitlines() if row.startswith("| concurrency"))
+    assert (
+        "captures/s vs concurrency 1 8.5 (>= 8: met)" in line and "p99 vs concurrency 1 2.5 (<= 2: **missed**)" in line
+    )
+    cost_line = next(row for row in table.splitlines() if row.startswith("| cost"))
+    assert "no target: a model" in cost_line and "capture 39.12 (storage operations)" in cost_line
+    assert "concurrency p99 vs concurrency 1" in table.splitlines()[-1]
