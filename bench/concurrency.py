@@ -59,33 +59,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def pixel_worker(api: str) -> Callable[[], Callable[[], None]]:
+def client_worker(
+    api: str, headers: dict[str, str], send: Callable[[httpx.Client], httpx.Response], expected: int
+) -> Callable[[], Callable[[], None]]:
+    """Each client thread its own connection; a request answered other than `expected` ends the run."""
+
     def worker() -> Callable[[], None]:
-        client = httpx.Client(base_url=api, headers={"user-agent": BROWSER_UA, "referer": ORIGIN + "/"}, timeout=30)
-        params = {"page_url": PAGE, "visitor": uuid.uuid4().hex}
+        client = httpx.Client(base_url=api, headers={"user-agent": BROWSER_UA, **headers}, timeout=30)
 
-        def hit() -> None:
-            answer = client.get("/px/bench/pricing", params=params)
-            if answer.status_code != 200:
-                raise RuntimeError(f"pixel answered {answer.status_code}")
+        def call() -> None:
+            answer = send(client)
+            if answer.status_code != expected:
+                raise RuntimeError(f"{answer.request.url.path} answered {answer.status_code}")
 
-        return hit
+        return call
 
     return worker
+
+
+def pixel_worker(api: str) -> Callable[[], Callable[[], None]]:
+    # One visitor per request: every hit is a new capture, as a page view of a new visitor is.
+    return client_worker(
+        api,
+        {"referer": ORIGIN + "/"},
+        lambda client: client.get("/px/bench/pricing", params={"page_url": PAGE, "visitor": uuid.uuid4().hex}),
+        200,
+    )
 
 
 def form_worker(api: str) -> Callable[[], Callable[[], None]]:
-    def worker() -> Callable[[], None]:
-        client = httpx.Client(base_url=api, headers={"user-agent": BROWSER_UA, "origin": ORIGIN}, timeout=30)
-
-        def submit() -> None:
-            answer = client.post("/forms/bench/contact", json=SUBMISSION)
-            if answer.status_code != 201:
-                raise RuntimeError(f"form answered {answer.status_code}")
-
-        return submit
-
-    return worker
+    return client_worker(
+        api, {"origin": ORIGIN}, lambda client: client.post("/forms/bench/contact", json=SUBMISSION), 201
+    )
 
 
 def measure(pid: int, make_worker: Callable[[], Callable[[], None]], level: int) -> dict[str, float]:

@@ -7,6 +7,7 @@ import logging
 import azure.functions as func
 
 from functions._http import base_url, lower_headers
+from shared.core.clock import Clock
 from shared.core.errors import PackCloudError
 from shared.core.ids import is_valid_id
 from shared.pixel.hits import GIF, Hit, record_hit, render_snippet
@@ -25,17 +26,21 @@ GIF_HEADERS = {
 }
 
 
-@bp.function_name("pixel")
-@bp.route(route="px/{tenant}/{dataset}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-def pixel(req: func.HttpRequest) -> func.HttpResponse:
-    services = get_services()
-    hit = Hit(
+def hit_of(req: func.HttpRequest, clock: Clock) -> Hit:
+    return Hit(
         tenant=req.route_params.get("tenant", ""),
         dataset=req.route_params.get("dataset", ""),
         query=dict(req.params),
         headers=lower_headers(req),
-        now_epoch=int(services.clock.now().timestamp()),
+        now_epoch=int(clock.now().timestamp()),
     )
+
+
+@bp.function_name("pixel")
+@bp.route(route="px/{tenant}/{dataset}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def pixel(req: func.HttpRequest) -> func.HttpResponse:
+    services = get_services()
+    hit = hit_of(req, services.clock)
     try:
         record_hit(services.capture, services.settings, hit)
     except Exception as error:

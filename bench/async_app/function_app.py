@@ -15,10 +15,9 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 from azure.storage.blob.aio import ContainerClient as AsyncContainerClient
 
-from functions._http import lower_headers
-from functions.tracking_pixel import GIF_HEADERS
+from functions.tracking_pixel import GIF_HEADERS, hit_of
 from shared.capture.store import CaptureStore, Target, record_blob
-from shared.pixel.hits import GIF, Hit, record_hit
+from shared.pixel.hits import GIF, record_hit
 from shared.registry.models import Record
 from shared.services import get_services
 from shared.storage.blobs import JSON_CONTENT, RECORDS
@@ -58,13 +57,7 @@ async def pixel(req: func.HttpRequest) -> func.HttpResponse:
     if not _stores:
         _stores.append(_store())
     store = _stores[0]
-    hit = Hit(
-        tenant=req.route_params.get("tenant", ""),
-        dataset=req.route_params.get("dataset", ""),
-        query=dict(req.params),
-        headers=lower_headers(req),
-        now_epoch=int(services.clock.now().timestamp()),
-    )
+    hit = hit_of(req, services.clock)
     _prepared.set([])
     record_hit(store, services.settings, hit)
     for target, record in _prepared.get():
