@@ -7,6 +7,8 @@ from bench import (
     autonumber,
     bots,
     cold_start,
+    concurrency,
+    cost,
     delivery,
     email_events,
     geologin,
@@ -33,6 +35,8 @@ def main() -> None:
     links.main()
     email_events.main()
     graph_upload.main()
+    concurrency.main()
+    cost.main()  # after concurrency: it reads its CPU and wall times
     print(report.update_readme())
 
 
