@@ -7,9 +7,12 @@ from bench import (
     autonumber,
     bots,
     cold_start,
+    concurrency,
+    cost,
     delivery,
     email_events,
     geologin,
+    graph_upload,
     links,
     parsers,
     pixel,
@@ -31,6 +34,9 @@ def main() -> None:
     bots.main()
     links.main()
     email_events.main()
+    graph_upload.main()
+    concurrency.main()
+    cost.main()  # after concurrency: it reads its CPU and wall times
     print(report.update_readme())
 
 

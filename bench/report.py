@@ -14,11 +14,13 @@ from typing import Any
 
 from bench.bots import MAX_COST_RATIO, MIN_RECALL
 from bench.common import RESULTS
+from bench.cost import render as render_cost
 from bench.parsers import MAX_RATIO
 from devenv.azurite import ROOT
 
 README = ROOT / "bench" / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+COST_START, COST_END = "<!-- cost:start -->", "<!-- cost:end -->"  # bench/cost.py's table, from the same results
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,47 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
         ),
         (Check("ratio", "ratio", ">=", 0.6),),
     ),
+    "graph_upload": (
+        lambda r: (
+            f"{r['files']} files, {r['megabytes']} MB (1 KB to 40 MB): {r['mb_per_s']} MB/s through GraphClient vs "
+            f"{r['raw_mb_per_s']} MB/s of plain requests PUTs to the same fake Graph; {r['requests_per_round']} "
+            f"requests; a {r['large_mb']} MB file read from disk by ranges: RSS {r['idle_rss_mb']} MB idle, "
+            f"{r['peak_rss_mb']} MB at peak, {r['large_mb_per_s']} MB/s"
+        ),
+        (
+            Check("ratio", "ratio", ">=", 0.7),
+            Check("peak RSS above idle (MB)", "rss_growth_mb", "<=", 64),
+        ),
+    ),
+    "concurrency": (
+        lambda r: (
+            f"one host, as many worker threads as clients, at the Bicep's perInstanceConcurrency "
+            f"{r['bicep_concurrency']} (knee: pixel {r['knee']['pixel']}, form {r['knee']['form']}); "
+            + "; ".join(
+                f"{kind} "
+                + ", ".join(
+                    f"{level}: {p['captures_per_s']:.0f}/s {p['cpu_ms_per_capture']:.2f} CPU ms "
+                    f"p50 {p['p50_ms']:.0f} p99 {p['p99_ms']:.0f} ms"
+                    for level, p in sorted(curve.items(), key=lambda item: int(item[0]))
+                )
+                for kind, curve in r["levels"].items()
+            )
+        ),
+        (
+            Check("captures/s vs concurrency 1", "min_speedup", ">=", 8),
+            Check("p99 vs concurrency 1", "max_p99_ratio", "<=", 2),
+        ),
+    ),
+    "cost": (
+        lambda r: (
+            f"$ per million operations at {r['deployment']['max_instances']} instances x "
+            f"{r['deployment']['concurrency']} at once, {r['deployment']['memory_gb'] * 1024:.0f} MB, prices of "
+            f"{r['prices']['looked_up']}: "
+            + ", ".join(f"{row['name']} {row['total']:.2f} ({row['dominant']})" for row in r["rows"])
+            + " (the table below, and docs/capacity.md)"
+        ),
+        (),
+    ),
     "load": (
         lambda r: (
             f"{r['requests']:,} requests in {r['seconds']} s, {r['concurrency']} clients, {r['tenants']} "
@@ -196,23 +239,27 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             lines.append(f"| {key} | not run yet | | |")
             continue
         result = _flatten(key, results[key])
-        lines.append(
-            f"| {key} | {'; '.join(check.render(result) for check in checks)} | {details(result)} | "
-            f"{result['measured_at'][:10]}, {result['machine']} |"
-        )
+        verdicts = "; ".join(check.render(result) for check in checks) or "no target: a model"
+        lines.append(f"| {key} | {verdicts} | {details(result)} | {result['measured_at'][:10]}, {result['machine']} |")
         misses += [f"{key} {check.label}" for check in checks if check.met(result) is False]
     lines.append("")
     lines.append("Missed on these runs: " + (", ".join(misses) if misses else "none") + ".")
     return "\n".join(lines)
 
 
+def _replace_block(text: str, start: str, end: str, block: str) -> str:
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    return f"{before}{start}\n{block}\n{end}{after}"
+
+
 def update_readme() -> str:
     results = json.loads(RESULTS.read_text())
     table = render(results)
-    text = README.read_text()
-    before, rest = text.split(START, 1)
-    _, after = rest.split(END, 1)
-    README.write_text(f"{before}{START}\n{table}\n{END}{after}")
+    text = _replace_block(README.read_text(), START, END, table)
+    if "cost" in results and COST_START in text:
+        text = _replace_block(text, COST_START, COST_END, render_cost(results["cost"]["rows"]))
+    README.write_text(text)
     return table
 
 

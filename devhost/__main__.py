@@ -13,7 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from devhost.routes import http_routes, timer_functions
-from devhost.server import FunctionHost
+from devhost.server import FunctionHost, worker_threads
 
 
 def load_local_settings(root: Path) -> None:
@@ -60,7 +60,13 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(root))
     module_name, _, attribute = args.app.partition(":")
     app = getattr(importlib.import_module(module_name), attribute or "app")
-    host = FunctionHost(http_routes(app), timer_functions(app), route_prefix(root), function_key, master_key)
+    try:
+        threads = worker_threads(os.environ)
+    except ValueError as error:
+        raise SystemExit(f"devhost: {error}") from None
+    host = FunctionHost(
+        http_routes(app), timer_functions(app), route_prefix(root), function_key, master_key, threads=threads
+    )
     print(
         f"devhost: serving {len(host.routes)} HTTP function(s) on http://{args.host}:{args.port}/{route_prefix(root)}",
         flush=True,

@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -21,12 +21,23 @@ from devhost.timers import TimerRunner
 
 MAX_BODY_BYTES = 100 * 1024 * 1024  # the Azure Functions host's own request limit
 MAX_HEADER_BYTES = 32 * 1024  # Kestrel's MaxRequestHeadersTotalSize, which the Functions host runs on: a 431
-WORKER_THREADS = 32
+WORKER_THREADS = 32  # when PYTHON_THREADPOOL_THREAD_COUNT is not set
+THREAD_COUNT_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"  # the Azure Python worker's own setting, read the same way
 
 log = logging.getLogger("devhost")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def worker_threads(environ: Mapping[str, str]) -> int:
+    """The sync functions' thread pool size: PYTHON_THREADPOOL_THREAD_COUNT (1 to 32, as Azure allows), else 32."""
+    value = environ.get(THREAD_COUNT_SETTING, "").strip()
+    if not value:
+        return WORKER_THREADS
+    if not value.isdigit() or not 1 <= int(value) <= 32:
+        raise ValueError(f"{THREAD_COUNT_SETTING} must be a whole number from 1 to 32")
+    return int(value)
 
 
 def _json(status: int, error: str, detail: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -42,12 +53,13 @@ class FunctionHost:
         route_prefix: str,
         function_key: str,
         master_key: str,
+        threads: int = WORKER_THREADS,
     ) -> None:
         self.routes = routes
         self.prefix = "/" + route_prefix.strip("/") if route_prefix.strip("/") else ""
         self.function_key = function_key
         self.master_key = master_key
-        self.pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="function")
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="function")
         self.timers = TimerRunner(timers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

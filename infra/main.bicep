@@ -90,6 +90,9 @@ param deliveryBatchSize int = 1000
 @description('NCRONTAB schedule of the DPO notifications\' drain (every minute; events also go out as soon as written).')
 param dpoSchedule string = '30 * * * * *'
 
+@description('Microsoft Graph base URL where PowerAttachment uploads to SharePoint (a national cloud has its own).')
+param graphUrl string = 'https://graph.microsoft.com/v1.0'
+
 @description('NCRONTAB schedule of the reading of Mailchimp campaign activity (every 10 minutes).')
 param mailchimpActivitySchedule string = '0 */10 * * * *'
 
@@ -226,6 +229,7 @@ var packcloudSettings = {
   PACKCLOUD_MAILCHIMP_ACTIVITY_PAGES: string(mailchimpActivityPages)
   // Microsoft Entra ID of the cloud this deployment is in (tokens for Dynamics 365 come from there).
   PACKCLOUD_ENTRA_AUTHORITY: environment().authentication.loginEndpoint
+  PACKCLOUD_GRAPH_URL: graphUrl
 }
 
 module functionApp 'modules/function-app.bicep' = {

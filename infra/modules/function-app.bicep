@@ -38,6 +38,11 @@ param packcloudSettings object
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+@description('HTTP requests one instance serves at once; the Python worker gets as many threads (PYTHON_THREADPOOL_THREAD_COUNT). Chosen from bench/concurrency.py: see infra/README.md.')
+@minValue(1)
+@maxValue(32)
+param perInstanceConcurrency int = 8
+
 @description('Memory of one instance, in MB.')
 @allowed([
   2048
@@ -57,6 +62,8 @@ var platformSettings = {
   AzureWebJobsStorage__clientId: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // One worker thread per request the instance admits: sync functions run in this pool.
+  PYTHON_THREADPOOL_THREAD_COUNT: string(perInstanceConcurrency)
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -125,6 +132,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        triggers: {
+          http: {
+            perInstanceConcurrency: perInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'

@@ -37,6 +37,7 @@ from shared.storage.blobs import (
 CACHE_MAX_ENTRIES = 10_000  # bounds memory when someone probes random ids (absences are cached too)
 
 T = TypeVar("T", bound=BaseModel)
+_MISSING = object()
 
 
 def tenant_state_prefix(tenant: str) -> str:
@@ -88,6 +89,7 @@ class Registry:
         self._clock = clock
         self._region = region
         self._lock = threading.Lock()
+        self._changes = 0  # raised by every write through this registry, so a slower read cannot undo it
         self._cache: TTLCache[str, BaseModel | None] | None = (
             TTLCache(maxsize=CACHE_MAX_ENTRIES, ttl=cache_ttl_seconds) if cache_ttl_seconds > 0 else None
         )
@@ -113,6 +115,7 @@ class Registry:
         if self._cache is not None:
             with self._lock:
                 self._cache.pop(registration_blob(tenant), None)
+                self._changes += 1
 
     def list_tenants(self) -> list[Tenant]:
         """Every tenant of this deployment, read afresh (the purge and reports; not a hot path)."""
@@ -223,6 +226,7 @@ class Registry:
         if self._cache is not None:
             with self._lock:
                 self._cache.clear()
+                self._changes += 1
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -230,11 +234,17 @@ class Registry:
         if self._cache is None:
             return self._read(name, model)
         with self._lock:
-            if name in self._cache:
-                return self._cache[name]  # type: ignore[return-value]  # a blob name holds one model: `model`
+            # One lookup: `in` then `[]` could see an entry expire in between (a KeyError, a 500).
+            found = self._cache.get(name, _MISSING)
+            changes = self._changes
+        if found is not _MISSING:
+            return found  # type: ignore[return-value]  # a blob name holds one model: `model`
         value = self._read(name, model)
         with self._lock:
-            self._cache[name] = value
+            # A write or deletion on this instance while the read was under way may have cached a newer
+            # document: the older one read here must not replace it (the instance that made a change sees it).
+            if self._changes == changes:
+                self._cache[name] = value
         return value
 
     def _fresh(self, name: str, model: type[T]) -> T | None:
@@ -291,6 +301,7 @@ class Registry:
         if self._cache is not None:
             with self._lock:
                 self._cache[name] = value
+                self._changes += 1
 
 
 def _next_revision(existing: DatasetDoc | None, declaration: Dataset) -> int:

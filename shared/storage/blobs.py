@@ -10,12 +10,14 @@ import contextlib
 import json
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from azure.core import MatchConditions
@@ -108,6 +110,33 @@ def index_tags(
     return tags
 
 
+# The kinds of storage request the price list bills apart (docs/capacity.md): Put Blob and Put Block List are
+# writes, Get Blob a read, List Blobs and Create Container "list and create container", Find Blobs by Tags is
+# billed as a list but counted apart here, Delete Blob is free; the rest (properties, tags, leases) is "other".
+WRITE_COMPS = {"", "block", "blocklist", "appendblock", "page"}
+
+
+def request_kind(method: str, url: str) -> str:
+    """One of write, read, list, tag_query, delete, batch, other: what a storage request is billed as."""
+    query = parse_qs(urlsplit(url).query)
+    comp = query.get("comp", [""])[0]
+    container = query.get("restype", [""])[0] == "container"
+    method = method.upper()
+    if method == "PUT":
+        return "list" if container and not comp else "write" if comp in WRITE_COMPS and not container else "other"
+    if method == "GET":
+        if comp == "blobs":
+            return "tag_query"
+        if comp == "list":
+            return "list"
+        return "read" if not comp and not container else "other"
+    if method == "DELETE":
+        return "delete"
+    if method == "POST" and comp == "batch":
+        return "batch"
+    return "other"
+
+
 # azure.core exports RequestsTransport through a module __getattr__, which mypy reads as Any.
 class CountingTransport(RequestsTransport):  # type: ignore[misc]  # subclassing Any: see the line above
     """Counts the HTTP requests the SDK sends: benchmarks and tests check storage round trips."""
@@ -120,10 +149,13 @@ class CountingTransport(RequestsTransport):  # type: ignore[misc]  # subclassing
         super().__init__(session=session, session_owner=True, **kwargs)
         self._lock = threading.Lock()
         self.sent = 0
+        self.kinds: Counter[str] = Counter()  # by request_kind, for the cost model (bench/cost.py)
 
     def send(self, request: HttpRequest | RestHttpRequest, **kwargs: Any) -> HttpResponse | RestHttpResponse:
+        kind = request_kind(request.method, request.url)
         with self._lock:
             self.sent += 1
+            self.kinds[kind] += 1
         response: HttpResponse | RestHttpResponse = super().send(request, **kwargs)
         return response
 

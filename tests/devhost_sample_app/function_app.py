@@ -66,7 +66,7 @@ def together(req: func.HttpRequest) -> func.HttpResponse:
     with _barriers_lock:
         barrier = _barriers.setdefault(req.params["group"], threading.Barrier(int(req.params["n"])))
     try:
-        barrier.wait(timeout=60)
+        barrier.wait(timeout=float(req.params.get("timeout", "60")))
     except threading.BrokenBarrierError:
         return func.HttpResponse("the calls were not in progress together", status_code=503)
     return func.HttpResponse(json.dumps({"thread": threading.get_ident()}))

@@ -144,3 +144,41 @@ def test_refuses_to_start_without_keys():
 
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
+
+
+def test_the_thread_pool_has_python_threadpool_thread_count_threads(tmp_path):
+    """As the Azure Python worker: PYTHON_THREADPOOL_THREAD_COUNT sync functions run at once, the next one waits."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DEVHOST_FUNCTION_KEY": KEY,
+        "DEVHOST_MASTER_KEY": MASTER,
+        "PYTHON_THREADPOOL_THREAD_COUNT": "3",
+    }
+    env.update({"SAMPLE_TIMER_FILE": str(tmp_path / "t"), "SAMPLE_SETTING_FILE": str(tmp_path / "s")})
+    env["SAMPLE_SCHEDULE"] = "0 0 0 1 1 *"
+    command = [sys.executable, "-m", "devhost", "--root", str(SAMPLE), "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, 60, process)
+        base = f"http://127.0.0.1:{port}/api/together"
+
+        def call(group: str, n: int, timeout: int) -> int:
+            return httpx.get(base, params={"group": group, "n": n, "timeout": timeout}, timeout=90).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            three = list(pool.map(lambda _: call("three", 3, 60), range(3)))
+            # A fourth call cannot join the three running ones while they wait for it: the pool has no thread left.
+            four = list(pool.map(lambda _: call("four", 4, 3), range(4)))
+        assert three == [200, 200, 200]
+        assert four == [503, 503, 503, 503]
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+    wrong = subprocess.run(
+        command, env={**env, "PYTHON_THREADPOOL_THREAD_COUNT": "64"}, capture_output=True, text=True, timeout=60
+    )
+    assert (
+        wrong.returncode != 0 and "PYTHON_THREADPOOL_THREAD_COUNT must be a whole number from 1 to 32" in wrong.stderr
+    )

@@ -43,7 +43,8 @@ from shared.dpo.outbox import GIVE_UP_AFTER
 from shared.dpo.webhooks import WebhookIn, Webhooks
 from shared.lifecycle.delivery import SETTLE
 from shared.lifecycle.purge import Purger
-from shared.lifecycle.report import dpo_notifications, processing_record, render_html
+from shared.lifecycle.report import dpo_notifications, processing_record
+from shared.lifecycle.report_page import render_html
 from shared.registry.datasets import delete_dataset, put_dataset
 from shared.registry.models import Dataset, TenantIn
 from shared.services import Services

@@ -47,6 +47,7 @@ PLATFORM_SETTINGS = {
     "AzureWebJobsStorage__clientId",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "PYTHON_THREADPOOL_THREAD_COUNT",
 }
 
 REGION_LOCATIONS = {"us": "eastus", "br": "brazilsouth", "eu": "westeurope", "ea": "eastasia"}
@@ -321,6 +322,27 @@ def test_function_app_is_flex_consumption_python_311_with_its_identity():
     storage = config["deployment"]["storage"]
     assert storage["authentication"] == {"type": "UserAssignedIdentity", "userAssignedIdentityResourceId": "identityId"}
     assert resolve(doc, config["scaleAndConcurrency"]["maximumInstanceCount"]) <= 100  # cost cap
+
+
+def test_http_concurrency_and_the_worker_threads_come_from_one_parameter():
+    # infra/README.md "Per-instance concurrency": the value is chosen from bench/concurrency.py, and the Python
+    # worker's thread pool must be as large as what the platform admits, or requests queue inside the instance.
+    doc = module("function-app")
+    parameter = doc["parameters"]["perInstanceConcurrency"]
+    chosen = resolve(doc, "perInstanceConcurrency")
+    assert isinstance(chosen, int) and 1 < chosen <= 32  # 1 is Flex Consumption's Python default, 32 the pool cap
+    decorators = {d["type"]: d["argument"] for d in parameter["decorators"] if d["type"] in ("min_value", "max_value")}
+    assert decorators == {"min_value": 1, "max_value": 32}
+    http = function_app()["properties"]["functionAppConfig"]["scaleAndConcurrency"]["triggers"]["http"]
+    assert http == {"perInstanceConcurrency": "perInstanceConcurrency"}
+    threads = platform_settings()["PYTHON_THREADPOOL_THREAD_COUNT"]
+    assert threads["function"]["type"] == "string"
+    assert list(threads["function"]["parameters"].values()) == ["perInstanceConcurrency"]
+    # The figure the benchmark checks its targets at is the one deployed, and the README states it.
+    from bench.concurrency import bicep_concurrency
+
+    assert bicep_concurrency() == chosen
+    assert f"perInstanceConcurrency: {chosen}" in (INFRA / "README.md").read_text()
 
 
 def test_function_app_transport_and_publishing_are_locked_down():

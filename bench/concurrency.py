@@ -1,0 +1,169 @@
+"""Captures per instance-second at HTTP concurrency 1, 4, 8, 16 and 32: the curve the Bicep's per-instance
+concurrency is chosen from (infra/README.md, "Per-instance concurrency").
+
+One host process stands for one instance with one Python worker: the local host, which runs sync functions in a
+thread pool of PYTHON_THREADPOOL_THREAD_COUNT threads as the Azure Python worker does, started anew for each level
+with as many threads as the level (the Bicep sets both from one number). At each level as many clients as the level
+send pixel hits, then form posts, each waiting for its answer before the next, to one Azurite. For each level and
+kind the run reports captures per second of the instance, the host process's CPU milliseconds per capture (from
+/proc/<pid>/stat, all its threads) and the p50 and p99 latency.
+
+The knee is the lowest level that reaches 90% of the best captures per instance-second: more concurrency there buys
+latency, not throughput. The targets are checked at the level the Bicep holds: >= 8 x the captures per
+instance-second of concurrency 1, with a p99 no more than 2 x concurrency 1's. The clients, Azurite and the host
+share this machine's cores, so the host's CPU milliseconds per capture is the figure that carries over to Azure
+(bench/cost.py projects an instance from it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import BROWSER_UA, Load, local_stack, run_concurrently, write_results
+from devenv.azurite import ROOT, free_port
+from devenv.demo import demo_dataset, demo_form_dataset
+from devenv.local_host import start_local_host, stop_local_host
+
+LEVELS = (1, 4, 8, 16, 32)
+KINDS = ("pixel", "form")
+REQUESTS_AT_ONE = 400  # per kind at concurrency 1; higher levels send at least 25 per client
+ROUNDS = 2  # the better round of each level counts: the machine is shared
+KNEE_SHARE = 0.9
+TARGET_SPEEDUP = 8.0
+TARGET_P99_RATIO = 2.0
+ORIGIN = "https://www.contoso.example"
+PAGE = ORIGIN + "/pricing"
+SUBMISSION = {"email": "jane.roe@example.com", "name": "Jane Roe", "topic": "support", "rating": 9, "consent": "yes"}
+BICEP = ROOT / "infra" / "modules" / "function-app.bicep"
+
+
+def bicep_concurrency() -> int:
+    """The per-instance HTTP concurrency the Bicep deploys (the default of its parameter)."""
+    found = re.search(r"param perInstanceConcurrency int = (\d+)", BICEP.read_text())
+    if found is None:
+        raise RuntimeError(f"no perInstanceConcurrency parameter in {BICEP.relative_to(ROOT)}")
+    return int(found.group(1))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process, all its threads (fields 14 and 15 of /proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces; fields after it are fixed
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def client_worker(
+    api: str, headers: dict[str, str], send: Callable[[httpx.Client], httpx.Response], expected: int
+) -> Callable[[], Callable[[], None]]:
+    """Each client thread its own connection; a request answered other than `expected` ends the run."""
+
+    def worker() -> Callable[[], None]:
+        client = httpx.Client(base_url=api, headers={"user-agent": BROWSER_UA, **headers}, timeout=30)
+
+        def call() -> None:
+            answer = send(client)
+            if answer.status_code != expected:
+                raise RuntimeError(f"{answer.request.url.path} answered {answer.status_code}")
+
+        return call
+
+    return worker
+
+
+def pixel_worker(api: str) -> Callable[[], Callable[[], None]]:
+    # One visitor per request: every hit is a new capture, as a page view of a new visitor is.
+    return client_worker(
+        api,
+        {"referer": ORIGIN + "/"},
+        lambda client: client.get("/px/bench/pricing", params={"page_url": PAGE, "visitor": uuid.uuid4().hex}),
+        200,
+    )
+
+
+def form_worker(api: str) -> Callable[[], Callable[[], None]]:
+    return client_worker(
+        api, {"origin": ORIGIN}, lambda client: client.post("/forms/bench/contact", json=SUBMISSION), 201
+    )
+
+
+def measure(pid: int, make_worker: Callable[[], Callable[[], None]], level: int) -> dict[str, float]:
+    per_client = max(25, REQUESTS_AT_ONE // level)
+    run_concurrently(make_worker, level, 5)  # warm-up: connections, imports, the registry cache
+    before = cpu_seconds(pid)
+    load: Load = run_concurrently(make_worker, level, per_client)
+    cpu = cpu_seconds(pid) - before
+    return {
+        "captures_per_s": round(load.rate, 1),
+        "cpu_ms_per_capture": round(cpu * 1000 / load.count, 3),
+        "wall_ms": round(sum(load.latencies_ms) / load.count, 2),
+        "p50_ms": round(load.percentile(0.5), 2),
+        "p99_ms": round(load.percentile(0.99), 2),
+        "requests": load.count,
+    }
+
+
+def knee(curve: dict[int, dict[str, float]]) -> int:
+    best = max(point["captures_per_s"] for point in curve.values())
+    return min(level for level, point in curve.items() if point["captures_per_s"] >= KNEE_SHARE * best)
+
+
+def summarise(levels: dict[str, dict[int, dict[str, float]]], chosen: int) -> dict[str, Any]:
+    """The ratios the targets are about, at the Bicep's level, for the worse of the two kinds."""
+    speedups = {kind: curve[chosen]["captures_per_s"] / curve[1]["captures_per_s"] for kind, curve in levels.items()}
+    p99_ratios = {kind: curve[chosen]["p99_ms"] / curve[1]["p99_ms"] for kind, curve in levels.items()}
+    return {
+        "bicep_concurrency": chosen,
+        "knee": {kind: knee(curve) for kind, curve in levels.items()},
+        "speedup": {kind: round(value, 2) for kind, value in speedups.items()},
+        "p99_ratio": {kind: round(value, 2) for kind, value in p99_ratios.items()},
+        "min_speedup": round(min(speedups.values()), 2),
+        "max_p99_ratio": round(max(p99_ratios.values()), 2),
+    }
+
+
+def main() -> dict[str, Any]:
+    levels: dict[str, dict[int, dict[str, float]]] = {kind: {} for kind in KINDS}
+    with local_stack({"PACKCLOUD_FORM_RATE_PER_MINUTE": "0"}) as stack:
+        with httpx.Client(base_url=stack.api, headers={"x-functions-key": stack.function_key}, timeout=30) as manage:
+            manage.put("/manage/tenants/bench", json={}).raise_for_status()
+            manage.put("/manage/tenants/bench/datasets/pricing", json=demo_dataset(ORIGIN)).raise_for_status()
+            manage.put("/manage/tenants/bench/datasets/contact", json=demo_form_dataset(ORIGIN)).raise_for_status()
+        for level in LEVELS:
+            port = free_port()
+            host = start_local_host(port, {**stack.env, "PYTHON_THREADPOOL_THREAD_COUNT": str(level)})
+            api = f"http://127.0.0.1:{port}/api"
+            try:
+                for kind, worker in (("pixel", pixel_worker(api)), ("form", form_worker(api))):
+                    rounds = [measure(host.pid, worker, level) for _ in range(ROUNDS)]
+                    levels[kind][level] = max(rounds, key=lambda point: point["captures_per_s"])
+                    point = levels[kind][level]
+                    print(
+                        f"concurrency {level:2d} {kind:5s}: {point['captures_per_s']:6.1f} captures/s, "
+                        f"{point['cpu_ms_per_capture']:.2f} CPU ms each, p50 {point['p50_ms']:.1f} ms, "
+                        f"p99 {point['p99_ms']:.1f} ms",
+                        flush=True,
+                    )
+            finally:
+                stop_local_host(host)
+    result: dict[str, Any] = {
+        "levels": {kind: {str(level): point for level, point in curve.items()} for kind, curve in levels.items()},
+        **summarise(levels, bicep_concurrency()),
+    }
+    write_results("concurrency", result)
+    print(
+        f"concurrency: knee {result['knee']}; at the Bicep's {result['bicep_concurrency']}: "
+        f"{result['speedup']} x concurrency 1 (target >= {TARGET_SPEEDUP:g}), p99 {result['p99_ratio']} x "
+        f"(target <= {TARGET_P99_RATIO:g})"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()
