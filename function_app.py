@@ -15,6 +15,7 @@ from functions import (
     email_events,
     geo_login,
     links,
+    mailchimp,
     manage,
     notice,
     privacy,
@@ -51,6 +52,7 @@ app.register_functions(sms.bp)
 app.register_functions(dpo_webhook.bp)
 app.register_functions(links.bp)
 app.register_functions(email_events.bp)
+app.register_functions(mailchimp.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:
     app.register_functions(registration.bp)

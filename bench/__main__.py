@@ -14,6 +14,7 @@ from bench import (
     geologin,
     graph_upload,
     links,
+    mailchimp,
     parsers,
     pixel,
     purge,
@@ -35,6 +36,7 @@ def main() -> None:
     links.main()
     email_events.main()
     graph_upload.main()
+    mailchimp.main()
     concurrency.main()
     cost.main()  # after concurrency: it reads its CPU and wall times
     print(report.update_readme())

@@ -201,6 +201,14 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
         ),
         (),
     ),
+    "mailchimp": (
+        lambda r: (
+            f"{r['members']:,} members pushed at {r['rate']:.0f}/s through PackCloud vs {r['raw_rate']:.0f}/s raw PUTs "
+            f"of the same bodies, both at 10 connections, the fake answering after {r['latency_ms']:.0f} ms "
+            f"(ratio {r['ratio_without_latency']} with none); most at once {r['max_in_flight']}"
+        ),
+        (Check("ratio", "ratio", ">=", 0.8), Check("connections at once", "max_in_flight", "<=", 10)),
+    ),
     "load": (
         lambda r: (
             f"{r['requests']:,} requests in {r['seconds']} s, {r['concurrency']} clients, {r['tenants']} "

@@ -20,7 +20,6 @@ from shared.registry.datasets import delete_dataset, put_dataset, require_datase
 from shared.registry.models import Dataset, DatasetDoc, KeyRotation, TenantIn
 from shared.registry.tenants import delete_tenant, put_tenant, rotate_keys
 from shared.services import get_services
-from shared.storage.email_keys import verification_key_secret
 
 bp = func.Blueprint()
 
@@ -39,9 +38,7 @@ def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
     if req.method == "GET":
         return json_response(require_tenant(services.registry, tenant_id).public())
     if req.method == "DELETE":
-        services.delivery_targets.delete(tenant_id)  # the target, and its secret, go with the tenant
-        services.sms_accounts.delete(tenant_id)  # so does its Twilio account
-        services.secrets.delete(verification_key_secret(tenant_id))  # and the e-mail events key
+        services.forget_tenant_credentials(tenant_id)
         if not delete_tenant(services.registry, services.audit, tenant_id):
             raise NotFound("unknown_tenant", "no such tenant in this deployment")
         return func.HttpResponse(status_code=204)

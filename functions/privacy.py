@@ -9,33 +9,37 @@ GET  /api/privacy/{tenant}/report[?format=html]   record of processing activitie
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import azure.functions as func
 
 from functions._http import SECURITY_HEADERS, handles_errors, json_model, json_response
 from shared.core.errors import BadRequest
 from shared.lifecycle.report import dpo_notifications, processing_record
 from shared.lifecycle.report_page import render_html
-from shared.lifecycle.subject_requests import SubjectRequest, SubjectRequests
+from shared.lifecycle.subject_requests import ErasureRequest, SubjectRequest, SubjectRequests
 from shared.registry.access import tenant_access
+from shared.registry.models import Tenant
 from shared.services import Services, get_services
 
 bp = func.Blueprint()
+R = TypeVar("R", bound=SubjectRequest)
 
 
-def _subject(req: func.HttpRequest, services: Services) -> tuple[str, SubjectRequests, SubjectRequest]:
+def _subject(req: func.HttpRequest, services: Services, model: type[R]) -> tuple[Tenant, SubjectRequests, R]:
     # Fresh, not cached: a rotated key or a deleted tenant counts at once where personal data is handed out.
     access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"), fresh=True)
     max_bytes = services.settings.max_body_bytes
-    request = json_model(req, SubjectRequest, "invalid_subject_request", "subject request", max_bytes)
-    return access.tenant.id, services.subject_requests(), request
+    request = json_model(req, model, "invalid_subject_request", "subject request", max_bytes)
+    return access.tenant, services.subject_requests(), request
 
 
 @bp.function_name("privacy_export")
 @bp.route(route="privacy/{tenant}/subjects/export", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def privacy_export(req: func.HttpRequest) -> func.HttpResponse:
-    tenant, requests, request = _subject(req, get_services())
-    return json_response(requests.export(tenant, request.subject, request.cursor))
+    tenant, requests, request = _subject(req, get_services(), SubjectRequest)
+    return json_response(requests.export(tenant.id, request.subject, request.cursor))
 
 
 @bp.function_name("privacy_erase")
@@ -43,19 +47,22 @@ def privacy_export(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 def privacy_erase(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
-    tenant, requests, request = _subject(req, services)
-    erased = requests.erase(tenant, request.subject, request.cursor)
-    services.links.forget(tenant)  # an erased contact's link stops here at once, elsewhere within the cache TTL
-    return json_response(
-        {
-            "tenant": tenant,
-            "request_id": erased.request_id,
-            "erased": erased.records,
-            "state_erased": erased.state,
-            "more": erased.more,
-            "next_cursor": erased.next_cursor,
-        }
-    )
+    tenant, requests, request = _subject(req, services, ErasureRequest)
+    forget_in_mailchimp = request.mailchimp_delete_permanent and request.cursor is None
+    address = services.mailchimp.erasure_address(request.subject) if forget_in_mailchimp else None
+    erased = requests.erase(tenant.id, request.subject, request.cursor)
+    services.links.forget(tenant.id)  # an erased contact's link stops here at once, elsewhere within the cache TTL
+    answer: dict[str, Any] = {
+        "tenant": tenant.id,
+        "request_id": erased.request_id,
+        "erased": erased.records,
+        "state_erased": erased.state,
+        "more": erased.more,
+        "next_cursor": erased.next_cursor,
+    }
+    if address is not None:
+        answer["mailchimp"] = services.mailchimp.erase_subject(tenant, address)
+    return json_response(answer)
 
 
 @bp.function_name("privacy_report")

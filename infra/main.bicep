@@ -93,6 +93,14 @@ param dpoSchedule string = '30 * * * * *'
 @description('Microsoft Graph base URL where PowerAttachment uploads to SharePoint (a national cloud has its own).')
 param graphUrl string = 'https://graph.microsoft.com/v1.0'
 
+@description('NCRONTAB schedule of the reading of Mailchimp campaign activity (every 10 minutes).')
+param mailchimpActivitySchedule string = '0 */10 * * * *'
+
+@description('Pages of Mailchimp campaign activity (100 members each) read per run at most.')
+@minValue(1)
+@maxValue(1000)
+param mailchimpActivityPages int = 20
+
 @description('Most instances the app scales out to (cost cap).')
 @minValue(40)
 @maxValue(1000)
@@ -216,6 +224,9 @@ var packcloudSettings = {
   PACKCLOUD_DELIVERY_SCHEDULE: deliverySchedule
   PACKCLOUD_DELIVERY_BATCH_SIZE: string(deliveryBatchSize)
   PACKCLOUD_DPO_SCHEDULE: dpoSchedule
+  PACKCLOUD_MAILCHIMP_API_BASE: 'https://{dc}.api.mailchimp.com/3.0'
+  PACKCLOUD_MAILCHIMP_ACTIVITY_SCHEDULE: mailchimpActivitySchedule
+  PACKCLOUD_MAILCHIMP_ACTIVITY_PAGES: string(mailchimpActivityPages)
   // Microsoft Entra ID of the cloud this deployment is in (tokens for Dynamics 365 come from there).
   PACKCLOUD_ENTRA_AUTHORITY: environment().authentication.loginEndpoint
   PACKCLOUD_GRAPH_URL: graphUrl

@@ -5,6 +5,7 @@ python -m shared.audit verify TENANT|_system check a tenant's (or the deployment
 python -m shared.cli purge|audit ...         the same two, by name
 python -m shared.cli deliver [--dry-run]     deliver the records of dataverse datasets into Dynamics 365 once
                                              (dry run: print each record that would be upserted, send nothing)
+python -m shared.cli mailchimp-activity      read Mailchimp campaign activity into mailchimpevent datasets once
 """
 
 from __future__ import annotations
@@ -105,7 +106,29 @@ def audit(argv: list[str]) -> int:
     return 0 if result.ok else 1
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"purge": purge, "audit": audit, "deliver": deliver}
+def mailchimp_activity(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.cli mailchimp-activity",
+        description="Read Mailchimp campaign activity (opens, clicks, bounces) into mailchimpevent datasets once.",
+    )
+    parser.parse_args(argv)
+    wired = services()
+    run = wired.mailchimp.read_activity(wired.settings.mailchimp_activity_pages)
+    for tenant, problems in sorted(run.problems.items()):
+        print(f"{tenant}: {'; '.join(problems)}", file=sys.stderr)
+    print(
+        f"read {run.pages} page(s): {run.stored} record(s) stored, {run.skipped} skipped, in {run.datasets} dataset(s)",
+        file=sys.stderr,
+    )
+    return 1 if run.problems else 0
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "purge": purge,
+    "audit": audit,
+    "deliver": deliver,
+    "mailchimp-activity": mailchimp_activity,
+}
 
 
 def run(command: str, argv: list[str]) -> int:

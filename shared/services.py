@@ -10,6 +10,7 @@ from functools import cached_property
 from typing import Any
 
 import requests
+from pydantic import SecretStr
 
 from shared.autonumber.sequences import SequenceStore
 from shared.capture.counts import CaptureCounts
@@ -28,9 +29,15 @@ from shared.lifecycle.delivery import Delivery
 from shared.lifecycle.purge import Purger
 from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
 from shared.links.tracked import Links
+from shared.mailchimp.activity import ActivityReader
+from shared.mailchimp.client import MailchimpApis
+from shared.mailchimp.connection import ConnectionIn, Connections
+from shared.mailchimp.service import Mailchimp
+from shared.mailchimp.webhook import WebhookTokens
 from shared.notice.view import Notices
 from shared.registration.engine import Registrations, RegistrationStore
 from shared.registration.provisioning import Provisioner
+from shared.registry.models import Tenant
 from shared.registry.residency import Residency
 from shared.registry.sms_account import SmsAccounts
 from shared.registry.store import Registry
@@ -38,6 +45,7 @@ from shared.sms.gateway import TwilioGateway
 from shared.sms.messages import SmsService
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import Storage
+from shared.storage.email_keys import verification_key_secret
 from shared.storage.secrets import SecretStore, secret_store
 from shared.webform.intake import FormIntake
 
@@ -79,6 +87,8 @@ class Services:
             secrets,
             targets=self.delivery_targets,
             sms_accounts=self.sms_accounts,
+            mailchimp_keys=self._give_mailchimp_key,
+            forget_credentials=self.forget_tenant_credentials,
         )
         store = RegistrationStore(self.storage, self.registry)
         return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
@@ -122,6 +132,33 @@ class Services:
     def delivery_targets(self) -> Targets:
         """Each tenant's Dynamics 365 organisation and application (secrets in the secret store)."""
         return Targets(self.storage, self.secrets, self.audit, self.clock, self.settings)
+
+    @cached_property
+    def mailchimp(self) -> Mailchimp:
+        """PowerMailChimp: one connection pool per Mailchimp API key for the life of the process."""
+        apis = MailchimpApis(self.settings.mailchimp_api_base)
+        master_key = self.settings.master_key.get_secret_value()
+        return Mailchimp(
+            Connections(self.storage, self.secrets, self.audit, self.clock, apis),
+            WebhookTokens(self.storage, self.audit, self.clock),
+            ActivityReader(self.storage, self.capture, self.clock, master_key),
+            self.registry,
+            self.capture,
+            self.audit,
+            self.settings.region,
+        )
+
+    def forget_tenant_credentials(self, tenant_id: str) -> None:
+        """What a tenant was given besides its data goes with it: the delivery target, the Twilio account, the
+        e-mail events key, the Mailchimp connection, each with its secret. One list, for the manage API's delete
+        and the registration engine's deregistration."""
+        self.delivery_targets.delete(tenant_id)
+        self.sms_accounts.delete(tenant_id)
+        self.secrets.delete(verification_key_secret(tenant_id))
+        self.mailchimp.connections.remove(tenant_id)
+
+    def _give_mailchimp_key(self, tenant: Tenant, key: str) -> None:
+        self.mailchimp.connections.put(tenant, ConnectionIn(api_key=SecretStr(key)))
 
     @cached_property
     def email_events(self) -> EmailEvents:

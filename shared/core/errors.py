@@ -70,6 +70,12 @@ class TooManyRequests(PackCloudError):
     status = 429
 
 
+class UpstreamUnavailable(PackCloudError):
+    """A third-party service the customer chose (Mailchimp, ...) is overloaded or down: retry the whole call."""
+
+    status = 503
+
+
 class StorageUnavailable(PackCloudError):
     status = 503
 

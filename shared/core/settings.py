@@ -36,6 +36,10 @@ ENTRA_AUTHORITY = "https://login.microsoftonline.com"
 GRAPH_URL = "https://graph.microsoft.com/v1.0"
 
 
+# Mailchimp's Marketing API; {dc} is the data centre an API key ends with.
+MAILCHIMP_API_BASE = "https://{dc}.api.mailchimp.com/3.0"
+
+
 class SettingsError(RuntimeError):
     """A setting is missing or invalid; the message names it (never its value)."""
 
@@ -125,6 +129,16 @@ class Settings(BaseSettings):
     delivery_batch_size: int = Field(
         default=1000, ge=1, le=1000, description="Upserts per Dataverse $batch request (Dataverse takes 1,000 at most)."
     )
+    mailchimp_api_base: str = Field(
+        default=MAILCHIMP_API_BASE,
+        description="Mailchimp's Marketing API, {dc} standing for the API key's data centre (a local fake in tests).",
+    )
+    mailchimp_activity_schedule: str = Field(
+        default="0 */10 * * * *", description="NCRONTAB schedule of the reading of Mailchimp campaign activity."
+    )
+    mailchimp_activity_pages: int = Field(
+        default=20, ge=1, le=1000, description="Pages of campaign activity (100 members each) read per run at most."
+    )
     entra_authority: str = Field(
         default=ENTRA_AUTHORITY,
         description="The Microsoft Entra ID authority that issues the Dynamics 365 tokens (another one for a national "
@@ -145,6 +159,14 @@ class Settings(BaseSettings):
         description="Local development only: comma-separated CIDRs a DPO webhook may reach although they are not "
         "public (a receiver on this machine); refused where Azure storage or Key Vault is configured.",
     )
+
+    @field_validator("mailchimp_api_base")
+    @classmethod
+    def _mailchimp_base(cls, value: str) -> str:
+        if "{dc}" not in value:
+            raise ValueError("must contain {dc}, where the API key's data centre goes")
+        service_base_url(value.replace("{dc}", "us1"))  # the key goes there: https, or http on this machine
+        return value.rstrip("/")
 
     @field_validator("role", mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from shared.capture.personal_state import parse_state_name
 from shared.capture.subjects import request_tags
@@ -57,6 +57,14 @@ class SubjectRequest(BaseModel):
     subject: str = Field(min_length=1, max_length=1024, description="the value of the datasets' subject field")
     cursor: str | None = Field(
         default=None, description="the next_cursor of the previous answer to the same request, to go on"
+    )
+
+
+class ErasureRequest(SubjectRequest):
+    mailchimp_delete_permanent: StrictBool = Field(
+        default=False,
+        description="also delete the person (the subject, an e-mail address) permanently from every Mailchimp "
+        "audience of the tenant's mailchimp datasets; done with the first page of the erasure",
     )
 
 

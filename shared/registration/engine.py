@@ -33,6 +33,7 @@ from shared.core.settings import Region, Settings
 from shared.core.urls import dynamics_url
 from shared.dataverse.targets import TargetCredentials, TargetIn
 from shared.registration.provisioning import Provisioner
+from shared.registry.models import MAILCHIMP_API_KEY_PATTERN
 from shared.registry.sms_account import REGISTRATION_CREDENTIALS, SmsAccountIn
 from shared.registry.store import Registry, registration_blob
 from shared.storage.audit import AuditLog
@@ -41,7 +42,9 @@ from shared.storage.email_keys import VERIFICATION_KEY_CREDENTIAL, parse_verific
 from shared.storage.secrets import MAX_SECRET_VALUE, SecretStore, tenant_secret_name
 
 # The packs PackCloud serves; a later pack adds its name here (and to openapi.yaml).
-Pack = Literal["webtraffic", "email", "webform", "surveyplus", "autonumber", "geolog", "sms", "powers"]
+Pack = Literal["webtraffic", "email", "webform", "surveyplus", "autonumber", "geolog", "sms", "powers", "mailchimp"]
+# The `mailchimp` pack's credential: the API key, which becomes the tenant's Mailchimp connection.
+MAILCHIMP_KEY_CREDENTIAL = "mailchimp-api-key"
 CREDENTIAL_NAME = re.compile(r"^[a-z](?:-?[a-z0-9]){0,39}$")
 MAX_CREDENTIALS = 20
 # A registration left half-done (the home instance stopped) may be taken over after this long.
@@ -294,6 +297,7 @@ class Registrations:
             if sms is not None:
                 self._provisioner.give_sms_account(request.region, tenant, sms)
             self._give_email_key(request, tenant)
+            self._give_mailchimp_key(request, tenant)
             credentials, written, _ = self._write_credentials(tenant, request.credentials, {})
             done = claim.model_copy(
                 update={"status": "active", "credentials": credentials, "updated_at": self._clock.now()}
@@ -335,6 +339,7 @@ class Registrations:
         if sms is not None:
             self._provisioner.give_sms_account(existing.region, existing.tenant, sms)
         self._give_email_key(request, existing.tenant)
+        self._give_mailchimp_key(request, existing.tenant)
         credentials, written, dropped = self._write_credentials(
             existing.tenant, request.credentials, existing.credentials
         )
@@ -364,6 +369,13 @@ class Registrations:
         if request.delivery is not None:
             target = TargetIn(organization_url=organization.url, **dict(request.delivery))
             self._provisioner.give_target(request.region, tenant, target)
+
+    def _give_mailchimp_key(self, request: RegistrationIn, tenant: str) -> None:
+        """The `mailchimp` pack's API key, as the tenant's Mailchimp connection in its region (that region's secret
+        store), besides the registration's own copy among the credentials."""
+        key = _mailchimp_key(request)
+        if key is not None:
+            self._provisioner.give_mailchimp_key(request.region, tenant, key)
 
     def _give_email_key(self, request: RegistrationIn, tenant: str) -> None:
         """The `email` pack's SendGrid verification key, set where the tenant's e-mail events arrive (that region's
@@ -395,6 +407,11 @@ class Registrations:
         return doc
 
     def _checked(self, request: RegistrationIn) -> Organization:
+        mailchimp_key = _mailchimp_key(request)
+        if mailchimp_key is not None and not re.fullmatch(MAILCHIMP_API_KEY_PATTERN, mailchimp_key):
+            where = f"credentials.{MAILCHIMP_KEY_CREDENTIAL}"
+            reason = "is not a Mailchimp API key (32 hex digits, '-', the data centre such as us21)"
+            raise field_problems("invalid_registration", "invalid registration", [{"field": where, "reason": reason}])
         key = _email_key(request)
         if key is not None:
             try:
@@ -455,6 +472,12 @@ class Registrations:
         for secret in secrets.values():
             with contextlib.suppress(StorageUnavailable):
                 self._secrets.delete(secret)
+
+
+def _mailchimp_key(request: RegistrationIn) -> str | None:
+    """The Mailchimp API key the `mailchimp` pack takes as a credential."""
+    given = (request.credentials or {}).get(MAILCHIMP_KEY_CREDENTIAL) if request.pack == "mailchimp" else None
+    return given.get_secret_value().strip() if given is not None else None
 
 
 def _email_key(request: RegistrationIn) -> str | None:

@@ -11,6 +11,7 @@ send the function key or the tenant's key to wherever the redirect points.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from shared.core.errors import Forbidden, NotFound, PackCloudError, StorageUnava
 from shared.core.settings import Region, Settings
 from shared.dataverse.targets import TargetIn, Targets
 from shared.registry.auth import authenticate_tenant, bearer_token
-from shared.registry.models import TenantIn
+from shared.registry.models import Tenant, TenantIn
 from shared.registry.sms_account import SmsAccountIn, SmsAccounts
 from shared.registry.store import Registry
 from shared.registry.tenants import delete_tenant, put_tenant
@@ -66,6 +67,8 @@ class Provisioner:
         session: requests.Session | None = None,
         targets: Targets | None = None,
         sms_accounts: SmsAccounts | None = None,
+        mailchimp_keys: Callable[[Tenant, str], None] | None = None,
+        forget_credentials: Callable[[str], None] | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -73,6 +76,10 @@ class Provisioner:
         self._secrets = secrets
         self._targets = targets
         self._sms_accounts = sms_accounts
+        # The tenant's Mailchimp connection is a capability's (shared/mailchimp/, a sibling layer): the composition
+        # root hands the way to set it.
+        self._mailchimp_keys = mailchimp_keys
+        self._forget_credentials = forget_credentials
         self._session = session or requests.Session()
         # Nothing from the environment may add to these requests: a .netrc entry would replace the tenant's
         # Authorization header, a proxy setting would route the keys elsewhere.
@@ -133,6 +140,17 @@ class Provisioner:
             body["api_key_secret"] = account.api_key_secret.get_secret_value()
         self._call(region, "PUT", tenant, body, path="sms")
 
+    def give_mailchimp_key(self, region: Region, tenant: str, key: str) -> None:
+        """The tenant's Mailchimp API key as its connection, in its region: here directly, else through the region's
+        manage API (`PUT .../mailchimp`; it travels once, over https, and is kept there)."""
+        if region == self._settings.region:
+            found = self._registry.get_tenant(tenant, fresh=True)
+            if found is None or self._mailchimp_keys is None:
+                raise NotFound("unknown_tenant", "no such tenant in this deployment")
+            self._mailchimp_keys(found, key)
+            return
+        self._call(region, "PUT", tenant, {"api_key": key}, path="mailchimp")
+
     def give_email_key(self, region: Region, tenant: str, key: str) -> None:
         """The tenant's SendGrid verification key, in its region's secret store: here directly, else through the
         region's manage API (it travels once, over https, and is kept there)."""
@@ -143,11 +161,14 @@ class Provisioner:
 
     def delete(self, region: Region, tenant: str) -> bool:
         if region == self._settings.region:
-            self._secrets.delete(verification_key_secret(tenant))  # the e-mail events key goes with the tenant
-            if self._targets is not None:
-                self._targets.delete(tenant)  # the delivery target, and its secret, go with the tenant
-            if self._sms_accounts is not None:
-                self._sms_accounts.delete(tenant)  # and so does its Twilio account
+            if self._forget_credentials is not None:
+                self._forget_credentials(tenant)  # what the tenant was given (target, accounts, keys) goes with it
+            else:  # a provisioner built without the composition root (tests): what it was given
+                self._secrets.delete(verification_key_secret(tenant))
+                if self._targets is not None:
+                    self._targets.delete(tenant)
+                if self._sms_accounts is not None:
+                    self._sms_accounts.delete(tenant)
             return delete_tenant(self._registry, self._audit, tenant)
         answer = self._call(region, "DELETE", tenant)
         return answer.status_code == 204

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -30,7 +31,7 @@ MAX_SIGNING_GRACE_DAYS = MAX_RETENTION_DAYS
 # Retired signing keys still in their grace that a tenant keeps; more rotations end the oldest grace early.
 MAX_RETIRED_SIGNING_KEYS = 10
 
-Capability = Literal["pixel", "webform", "geologin", "sms", "link", "emailevent"]
+Capability = Literal["pixel", "webform", "geologin", "sms", "link", "emailevent", "mailchimp", "mailchimpevent"]
 LegalBasis = Literal["consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interest"]
 
 FIELD_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -104,6 +105,24 @@ EMAILEVENT_FIELDS: dict[str, str] = {
     "ip": "ip",
     "user_agent": "string",
 }
+
+# The fields a mailchimpevent dataset may declare: what Mailchimp's webhook and campaign reports say happened.
+MAILCHIMP_EVENT_FIELDS: dict[str, str] = {
+    "event": "string",
+    "email": "email",
+    "occurred_at": "datetime",
+    "list_id": "string",
+    "campaign_id": "string",
+    "reason": "string",
+    "new_email": "email",
+    "url": "url",
+}
+# Mailchimp merge tags are at most 10 of A-Z, 0-9 and _; a mailchimp dataset's field `fname` is the tag FNAME.
+MERGE_FIELD_PATTERN = r"^[a-z][a-z0-9_]{0,9}$"
+AUDIENCE_ID_PATTERN = r"^[0-9a-z]{1,32}$"
+# A Mailchimp API key: 32 hex digits, a dash, the data centre (`us21`); the manage API and the `mailchimp` pack.
+MAILCHIMP_API_KEY_PATTERN = r"^[0-9a-f]{32}-[a-z]{2,4}[0-9]{1,3}$"
+AudienceId = Annotated[str, Field(pattern=AUDIENCE_ID_PATTERN)]
 
 FORM_OPTIONS = ("redirect_url", "honeypot_field", "consent_field", "consent_text_version")
 
@@ -242,6 +261,10 @@ class Dataset(Strict):
     consent_text_version: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[\w.:-]+$")
     # The public notice's wording in other languages (shared/notice/): optional, English is built in.
     notice: NoticeOptions | None = None
+    # Mailchimp only: the audiences (list ids) members may be pushed to; the events' own dataset may also take
+    # the campaign activity (opens, clicks, bounces) read by the timer.
+    mailchimp_audiences: tuple[AudienceId, ...] = Field(default=(), max_length=20)
+    campaign_activity: bool = False
     # How records reach Dynamics 365 (registry/delivery_mapping.py); last, so that its check sees the rest.
     delivery: DeliveryMapping = DeliveryMapping()
 
@@ -295,6 +318,7 @@ class Dataset(Strict):
                     raise ValueError(f"notice {tag}: fields {', '.join(unknown)} are not declared")
         if self.events:
             self._check_events()
+        self._check_mailchimp_options()
         return self
 
     def _check_events(self) -> None:
@@ -358,6 +382,20 @@ class Dataset(Strict):
             raise ValueError(f"a link dataset that declares {LINK_SUBJECT} has subject_field {LINK_SUBJECT}, else none")
         if self.require_signature:
             raise ValueError("require_signature is an option of pixel datasets only")
+
+    def _check_mailchimp_options(self) -> None:
+        if self.capability == "mailchimp":
+            if not self.mailchimp_audiences:
+                raise ValueError("a mailchimp dataset needs mailchimp_audiences: the audiences members may go to")
+            for spec in self.fields:
+                if not re.fullmatch(MERGE_FIELD_PATTERN, spec.name):
+                    raise ValueError(f"field {spec.name}: a merge field's name has at most 10 of a-z, 0-9 and _")
+        elif self.mailchimp_audiences:
+            raise ValueError("mailchimp_audiences is an option of mailchimp datasets only")
+        if self.capability == "mailchimpevent":
+            self._check_fixed_fields("a mailchimpevent", MAILCHIMP_EVENT_FIELDS)
+        elif self.campaign_activity:
+            raise ValueError("campaign_activity is an option of mailchimpevent datasets only")
 
     def _check_form_options(self) -> None:
         if not self.allowed_origins:

@@ -45,12 +45,13 @@ from shared.core.fieldtypes import InvalidValue, normalise
 from shared.core.idempotency import check_idempotency_key
 from shared.core.ids import new_record_id
 from shared.core.keys import derive_key
+from shared.core.names import shown_name
 from shared.core.net import client_ip
 from shared.core.settings import Settings
 from shared.core.snippets import render_script
 from shared.registry.models import DatasetDoc, Record, origin_of_url
 from shared.storage.blobs import JSON_CONTENT, STATE, Storage, index_tags, only_if_unchanged, storage_errors
-from shared.webform.body import FormValue, parse_form, shown_name
+from shared.webform.body import FormValue, parse_form
 from shared.webform.rate_limit import RateLimiter
 
 SNIPPET = Path(__file__).with_name("snippet.js")
