@@ -22,6 +22,9 @@ from tests.factories import BROWSER_UA, ROOT
 
 pytestmark = pytest.mark.browser
 
+# The installs are linked from this checkout, and current: `-o` keeps make from redoing them (`npm ci` through the link
+# would empty the shared install).
+INSTALLED = ["-o", ".venv/.installed", "-o", "node_modules/.installed"]
 # The fixed ports `make run` uses (devenv/run.py): the README prints them.
 PORTS = {"host": 7071, "azurite": 10000, "page": 8080}
 
@@ -47,7 +50,12 @@ def running(tmp_path_factory) -> Iterator[tuple[Path, str]]:
     log_path = clone / "make-run.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            ["make", "run", "DEBUG=1"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            ["make", *INSTALLED, "run", "DEBUG=1"],
+            cwd=clone,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             deadline = time.monotonic() + 180
@@ -67,7 +75,9 @@ def running(tmp_path_factory) -> Iterator[tuple[Path, str]]:
 
 def make(clone: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith(("PACKCLOUD_", "DEVHOST_"))}
-    return subprocess.run(["make", "-s", *args], cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["make", "-s", *INSTALLED, *args], cwd=clone, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def shown_records(clone: Path) -> int:
