@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from devenv.run import local_settings
@@ -22,10 +23,16 @@ def main(argv: list[str]) -> int:
     )
     records = BlobServiceClient.from_connection_string(connection).get_container_client("records")
     count = 0
-    for blob in records.list_blobs(name_starts_with=f"{argv[0]}/", include=["tags"]):
-        record = json.loads(records.download_blob(blob.name).readall())
-        print(json.dumps({"blob": blob.name, "tags": blob.tags, **record}, indent=2))
-        count += 1
+    try:
+        for blob in records.list_blobs(name_starts_with=f"{argv[0]}/", include=["tags"]):
+            record = json.loads(records.download_blob(blob.name).readall())
+            print(json.dumps({"blob": blob.name, "tags": blob.tags, **record}, indent=2))
+            count += 1
+    except ResourceNotFoundError:
+        pass  # no container yet: nothing was ever captured here
+    except AzureError as error:
+        print(f"show: storage unavailable ({type(error).__name__}): is `make run` running?", file=sys.stderr)
+        return 1
     print(f"{count} record(s)", file=sys.stderr)
     return 0
 
