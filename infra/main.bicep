@@ -87,6 +87,9 @@ param deliverySchedule string = '0 * * * * *'
 @maxValue(1000)
 param deliveryBatchSize int = 1000
 
+@description('Microsoft Graph base URL where PowerAttachment uploads to SharePoint (a national cloud has its own).')
+param graphUrl string = 'https://graph.microsoft.com/v1.0'
+
 @description('Most instances the app scales out to (cost cap).')
 @minValue(40)
 @maxValue(1000)
@@ -211,6 +214,7 @@ var packcloudSettings = {
   PACKCLOUD_DELIVERY_BATCH_SIZE: string(deliveryBatchSize)
   // Microsoft Entra ID of the cloud this deployment is in (tokens for Dynamics 365 come from there).
   PACKCLOUD_ENTRA_AUTHORITY: environment().authentication.loginEndpoint
+  PACKCLOUD_GRAPH_URL: graphUrl
 }
 
 module functionApp 'modules/function-app.bicep' = {

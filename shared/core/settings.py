@@ -32,6 +32,8 @@ DYNAMICS_HOST_PATTERNS = ("*.crm.dynamics.com", "*.crm?.dynamics.com", "*.crm??.
 HOST_PATTERN = re.compile(r"[a-z0-9.*?-]*\.[a-z0-9-]+\.[a-z0-9-]+")
 # Where tokens for Dynamics 365 come from: Microsoft Entra ID of the public cloud.
 ENTRA_AUTHORITY = "https://login.microsoftonline.com"
+# Microsoft Graph of the public cloud, where PowerAttachment uploads into SharePoint.
+GRAPH_URL = "https://graph.microsoft.com/v1.0"
 
 
 class SettingsError(RuntimeError):
@@ -128,6 +130,11 @@ class Settings(BaseSettings):
         description="The Microsoft Entra ID authority that issues the Dynamics 365 tokens (another one for a national "
         "cloud).",
     )
+    graph_url: str = Field(
+        default=GRAPH_URL,
+        description="Microsoft Graph's base URL (with its version), where attachments are uploaded to SharePoint "
+        "(another one for a national cloud).",
+    )
 
     @field_validator("role", mode="before")
     @classmethod
@@ -151,6 +158,12 @@ class Settings(BaseSettings):
     @classmethod
     def _authority(cls, value: object) -> object:
         # The app's client secrets go to this host: an unambiguous https URL (http only on this machine).
+        return service_base_url(value).rstrip("/") if isinstance(value, str) else value
+
+    @field_validator("graph_url", mode="before")
+    @classmethod
+    def _graph_url(cls, value: object) -> object:
+        # The tenant application's Graph tokens and the files' bytes go to this host.
         return service_base_url(value).rstrip("/") if isinstance(value, str) else value
 
     @field_validator("key_vault_url", "storage_account_url", mode="before")

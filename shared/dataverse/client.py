@@ -106,17 +106,19 @@ def make_session() -> requests.Session:
 
 
 class TokenSource:
-    """Tokens of one target's application for its organisation, cached until TOKEN_MARGIN_S before expiry."""
+    """Tokens of one target's application for one resource, cached until TOKEN_MARGIN_S before expiry. The resource
+    is the organisation URL for Dataverse, or Microsoft Graph's origin (shared/attachments/graph.py): the scope is
+    `{resource}/.default`."""
 
     def __init__(
         self,
         credentials: AppCredentials,
-        organization_url: str,
+        resource: str,
         session: requests.Session,
         now: Callable[[], float] = time.time,
     ) -> None:
         self._credentials = credentials
-        self._scope = organization_url.rstrip("/") + "/.default"
+        self._scope = resource.rstrip("/") + "/.default"
         self._session = session
         self._now = now
         self._lock = threading.Lock()

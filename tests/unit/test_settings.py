@@ -26,6 +26,9 @@ def test_valid_settings_load(env):
         ("PACKCLOUD_GEO_CITY_DB_PATH", "/nonexistent/GeoCity.mmdb", "PACKCLOUD_GEO_CITY_DB_PATH"),
         ("PACKCLOUD_TRAVEL_SPEED_KMH", "5", "PACKCLOUD_TRAVEL_SPEED_KMH"),
         ("PACKCLOUD_STORAGE_CONNECTION_STRING", None, "PACKCLOUD_STORAGE_ACCOUNT_URL"),
+        ("PACKCLOUD_GRAPH_URL", "http://graph.example.com/v1.0", "PACKCLOUD_GRAPH_URL"),
+        ("PACKCLOUD_GRAPH_URL", "https://graph.example.com\\@evil.example/v1.0", "PACKCLOUD_GRAPH_URL"),
+        ("PACKCLOUD_GRAPH_URL", "https://graph.microsoft.com/v1.0?x=1", "PACKCLOUD_GRAPH_URL"),
     ],
 )
 def test_missing_or_invalid_setting_is_named(env, name, value, named):
@@ -37,6 +40,12 @@ def test_missing_or_invalid_setting_is_named(env, name, value, named):
         load_settings()
     if value:
         assert value not in str(caught.value)
+
+
+def test_graph_url_defaults_to_the_public_cloud_and_takes_a_loopback_fake(env):
+    assert load_settings().graph_url == "https://graph.microsoft.com/v1.0"
+    env.setenv("PACKCLOUD_GRAPH_URL", "http://127.0.0.1:8443/v1.0/")
+    assert load_settings().graph_url == "http://127.0.0.1:8443/v1.0"
 
 
 def test_both_storage_settings_are_refused(env):
