@@ -7,6 +7,7 @@ message naming it instead of failing on the first request.
 import azure.functions as func
 
 from functions import (
+    attachments,
     autonumber,
     dataverse_delivery,
     delivery_failed,
@@ -45,6 +46,7 @@ app.register_functions(delivery_failed.bp)
 app.register_functions(dataverse_delivery.bp)
 app.register_functions(notice.bp)
 app.register_functions(sms.bp)
+app.register_functions(attachments.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:
     app.register_functions(registration.bp)

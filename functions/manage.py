@@ -40,6 +40,7 @@ def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
     if req.method == "DELETE":
         services.delivery_targets.delete(tenant_id)  # the target, and its secret, go with the tenant
         services.sms_accounts.delete(tenant_id)  # so does its Twilio account
+        services.forget_attachments(tenant_id)  # and its attachment job, cursor and markers
         if not delete_tenant(services.registry, services.audit, tenant_id):
             raise NotFound("unknown_tenant", "no such tenant in this deployment")
         return func.HttpResponse(status_code=204)

@@ -63,6 +63,7 @@ def privacy_report(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
     access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"))
     report = processing_record(access.tenant, services.registry, services.storage, services.audit, services.clock)
+    report["attachments"] = services.attachments_report(access.tenant)
     output = req.params.get("format", "json")
     if output == "json":
         return json_response(report)

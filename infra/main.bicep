@@ -82,6 +82,9 @@ param dynamicsHostPatterns string = '*.crm.dynamics.com,*.crm?.dynamics.com,*.cr
 @description('NCRONTAB schedule of the delivery into Dynamics 365 of the datasets in dataverse mode (every minute).')
 param deliverySchedule string = '0 * * * * *'
 
+@description('NCRONTAB schedule of the attachment mover (Dynamics 365 files into SharePoint, every 5 minutes).')
+param attachmentSchedule string = '0 */5 * * * *'
+
 @description('Upserts per Dataverse $batch request (Dataverse takes 1,000 at most).')
 @minValue(1)
 @maxValue(1000)
@@ -211,6 +214,7 @@ var packcloudSettings = {
   PACKCLOUD_STORAGE_TIMEOUT_SECONDS: string(storageTimeoutSeconds)
   PACKCLOUD_DYNAMICS_HOST_PATTERNS: dynamicsHostPatterns
   PACKCLOUD_DELIVERY_SCHEDULE: deliverySchedule
+  PACKCLOUD_ATTACHMENT_SCHEDULE: attachmentSchedule
   PACKCLOUD_DELIVERY_BATCH_SIZE: string(deliveryBatchSize)
   // Microsoft Entra ID of the cloud this deployment is in (tokens for Dynamics 365 come from there).
   PACKCLOUD_ENTRA_AUTHORITY: environment().authentication.loginEndpoint

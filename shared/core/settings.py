@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     delivery_batch_size: int = Field(
         default=1000, ge=1, le=1000, description="Upserts per Dataverse $batch request (Dataverse takes 1,000 at most)."
     )
+    attachment_schedule: str = Field(
+        default="0 */5 * * * *",
+        description="NCRONTAB schedule of the attachment mover (Dynamics 365 files into SharePoint).",
+    )
     entra_authority: str = Field(
         default=ENTRA_AUTHORITY,
         description="The Microsoft Entra ID authority that issues the Dynamics 365 tokens (another one for a national "

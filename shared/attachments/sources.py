@@ -1,0 +1,278 @@
+"""The files in Dynamics 365: notes with a file (`annotations`) and e-mail attachments (`activitymimeattachments`).
+
+Listing: by `versionnumber` (Dataverse's row version, which every change raises), after the job's cursor, in
+pages (`Prefer: odata.maxpagesize`, then each `@odata.nextLink` as given). Notes whose link column is set, and
+e-mail attachments already replaced by a link, are left out by the query itself, so a run that died after
+recording a link never lists that file again.
+
+Reading: never the whole body in one answer. `InitializeAnnotationBlocksDownload` (or
+`InitializeAttachmentBlocksDownload`) gives a continuation token and the size, and `DownloadBlock` answers one
+range of the file, base64 in JSON: the mover reads the ranges Graph asks for, a few MiB at a time.
+
+Writing back: `PATCH` with `If-Match` on the row's ETag from the listing, so a file that someone changed after it
+was read is never cleared, and a deleted row is never created again (a PATCH without If-Match would upsert it).
+
+Throttling: a 429 is waited out for its Retry-After when that is short (MAX_WAIT_S), else the tenant's run stops
+with Throttled and the mover pauses that tenant alone. Nothing here logs: a file name only passes through.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+from uuid import UUID
+
+import requests
+
+from shared.attachments.config import LOGICAL_NAME, AttachmentJob, Source
+from shared.dataverse.client import DataverseClient, Throttled, Transient
+
+PAGE_SIZE = 100
+BLOCK_BYTES = 4 * 1024 * 1024  # DownloadBlock answers at most this much at once
+MAX_WAIT_S = 10.0
+MAX_ATTEMPTS = 5
+BACKOFF_S = (1.0, 2.0)
+DEFAULT_RETRY_AFTER_S = 5.0
+LINK_MIME = "application/internet-shortcut"
+JSON_HEADERS = {"Accept": "application/json", "OData-Version": "4.0", "OData-MaxVersion": "4.0"}
+# What each source is called in the Web API.
+ENTITY = {
+    "notes": ("annotations", "annotationid", "annotation"),
+    "email": (
+        "activitymimeattachments",
+        "activitymimeattachmentid",
+        "activitymimeattachment",
+    ),
+}
+INITIALIZE = {"notes": "InitializeAnnotationBlocksDownload", "email": "InitializeAttachmentBlocksDownload"}
+SELECT = "filename,filesize,objecttypecode,_objectid_value,versionnumber"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    source: Source
+    id: str  # a GUID, checked
+    table: str  # the logical name of the record's table (`email` for e-mail attachments)
+    record_id: str  # the GUID of the record (the note's or the attachment's e-mail)
+    size: int
+    version: int
+    etag: str = field(repr=False)
+    file_name: str = field(repr=False)  # personal data, possibly: used for the SharePoint name, never kept
+
+
+@dataclass(frozen=True)
+class OpenFile:
+    token: str = field(repr=False)
+    size: int
+
+
+class Gone(Exception):
+    """The row was deleted, or changed since it was listed: nothing is written to it."""
+
+
+def _guid(value: object) -> str | None:
+    try:
+        return str(UUID(str(value)))
+    except ValueError:
+        return None
+
+
+def _attachment(source: Source, row: dict[str, Any]) -> Attachment | None:
+    """A listed row, when its ids are GUIDs and its numbers numbers (anything else is skipped, never used in a
+    path or a name)."""
+    key = ENTITY[source][1]
+    attachment_id, record_id = _guid(row.get(key)), _guid(row.get("_objectid_value"))
+    table = row.get("objecttypecode")
+    size, version = row.get("filesize"), row.get("versionnumber")
+    if (
+        attachment_id is None
+        or record_id is None
+        or not isinstance(table, str)
+        or not re.fullmatch(LOGICAL_NAME, table)
+    ):
+        return None
+    if not isinstance(size, int) or not isinstance(version, int) or size < 0:
+        return None
+    name = row.get("filename")
+    return Attachment(
+        source=source,
+        id=attachment_id,
+        table=table.lower(),
+        record_id=record_id,
+        size=size,
+        version=version,
+        etag=str(row.get("@odata.etag") or "*"),
+        file_name=name if isinstance(name, str) else "",
+    )
+
+
+def list_query(job: AttachmentJob, source: Source, after: int) -> str:
+    """The listing's path and query: every value in it comes from the validated job, or is a number."""
+    entity_set, key, _ = ENTITY[source]
+    if source == "notes":
+        tables = " or ".join(f"objecttypecode eq '{table}'" for table in job.note_tables)
+        where = f"isdocument eq true and ({tables}) and {job.link_column} eq null and versionnumber gt {after}"
+    else:
+        where = f"objecttypecode eq 'email' and mimetype ne '{LINK_MIME}' and versionnumber gt {after}"
+    params = {"$select": f"{key},{SELECT}", "$filter": where, "$orderby": "versionnumber asc"}
+    return entity_set + "?" + "&".join(f"{name}={quote(value, safe=',()=')}" for name, value in params.items())
+
+
+def shortcut(web_url: str) -> bytes:
+    """An Internet shortcut (.url) to the SharePoint copy: what an e-mail attachment becomes in link mode."""
+    return f"[InternetShortcut]\r\nURL={web_url}\r\n".encode()
+
+
+class DataverseFiles:
+    """One organisation's attachments, through one target's Web API client."""
+
+    def __init__(
+        self,
+        client: DataverseClient,
+        *,
+        page_size: int = PAGE_SIZE,
+        max_wait_s: float = MAX_WAIT_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._page_size = page_size
+        self._max_wait_s = max_wait_s
+        self._sleep = sleep
+
+    # -- listing ----------------------------------------------------------------------------
+
+    def pages(self, job: AttachmentJob, source: Source, after: int) -> Iterator[list[Attachment]]:
+        link: str | None = list_query(job, source, after)
+        headers = {**JSON_HEADERS, "Prefer": f"odata.maxpagesize={self._page_size}"}
+        while link is not None:
+            body = self._json("GET", link, headers)
+            rows = body.get("value")
+            if not isinstance(rows, list):
+                raise Transient("answer_unreadable")
+            yield [found for row in rows if isinstance(row, dict) and (found := _attachment(source, row))]
+            next_link = body.get("@odata.nextLink")
+            link = next_link if isinstance(next_link, str) else None
+
+    def get(self, source: Source, attachment_id: str) -> Attachment | None:
+        """One attachment by id (a retry on demand), or None when it is gone."""
+        entity_set, key, _ = ENTITY[source]
+        response = self._call("GET", f"{entity_set}({attachment_id})?$select={key},{SELECT}", JSON_HEADERS)
+        if response.status_code == 404:
+            return None
+        return _attachment(source, self._read(response))
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def open(self, attachment: Attachment) -> OpenFile:
+        _, key, entity = ENTITY[attachment.source]
+        target = {key: attachment.id, "@odata.type": f"Microsoft.Dynamics.CRM.{entity}"}
+        body = self._json("POST", INITIALIZE[attachment.source], JSON_HEADERS, {"Target": target})
+        token, size = body.get("FileContinuationToken"), body.get("FileSizeInBytes")
+        if not isinstance(token, str) or not isinstance(size, int) or size < 0:
+            raise Transient("answer_unreadable")
+        return OpenFile(token, size)
+
+    def read(self, opened: OpenFile, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset + length) of the file, in DownloadBlock ranges of at most BLOCK_BYTES."""
+        parts = []
+        end = min(opened.size, offset + length)
+        while offset < end:
+            block = min(BLOCK_BYTES, end - offset)
+            body = self._json(
+                "POST",
+                "DownloadBlock",
+                JSON_HEADERS,
+                {"Offset": offset, "BlockLength": block, "FileContinuationToken": opened.token},
+            )
+            data = body.get("Data")
+            if not isinstance(data, str):
+                raise Transient("answer_unreadable")
+            chunk = base64.b64decode(data)
+            if len(chunk) != block:
+                raise Transient("short_block")
+            parts.append(chunk)
+            offset += block
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    # -- writing back -----------------------------------------------------------------------
+
+    def record_link(self, job: AttachmentJob, attachment: Attachment, web_url: str) -> bool:
+        """Record the SharePoint link and, in link mode, remove the file from Dynamics 365: one PATCH, made only
+        after the copy was verified. False when there is nothing to write (an e-mail attachment kept as it is)."""
+        entity_set, _, _ = ENTITY[attachment.source]
+        values: dict[str, Any]
+        if attachment.source == "notes":
+            assert job.link_column is not None  # the configuration requires it with notes
+            values = {job.link_column: web_url}
+            if job.mode == "link":
+                values["documentbody"] = None
+        elif job.mode == "link":
+            values = {
+                "body": base64.b64encode(shortcut(web_url)).decode(),
+                "mimetype": LINK_MIME,
+                "filename": (attachment.file_name or attachment.id)[:250] + ".url",
+            }
+        else:
+            return False  # the attachment table has no column for a link: the SharePoint name carries the id
+        headers = {**JSON_HEADERS, "Content-Type": "application/json", "If-Match": attachment.etag}
+        response = self._call("PATCH", f"{entity_set}({attachment.id})", headers, values)
+        if response.status_code in (404, 412):
+            raise Gone()
+        if response.status_code not in (200, 204):
+            raise Transient(f"dataverse_{response.status_code}")
+        return True
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _json(self, method: str, path: str, headers: dict[str, str], body: Any = None) -> dict[str, Any]:
+        response = self._call(method, path, headers, body)
+        if response.status_code == 404:
+            raise Gone()
+        return self._read(response)
+
+    @staticmethod
+    def _read(response: requests.Response) -> dict[str, Any]:
+        if response.status_code != 200:
+            raise Transient(f"dataverse_{response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise Transient("answer_unreadable") from None
+        if not isinstance(body, dict):
+            raise Transient("answer_unreadable")
+        return body
+
+    def _call(self, method: str, path: str, headers: dict[str, str], body: Any = None) -> requests.Response:
+        """The request, with this tenant's 429s waited out when short and 5xx retried twice."""
+        data = None if body is None else json.dumps(body).encode()
+        if data is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+        failures = 0
+        for _ in range(MAX_ATTEMPTS):
+            response = self._client.request(method, path, headers, data)
+            if response.status_code == 429:
+                wait = _retry_after(response)
+                if wait > self._max_wait_s:
+                    raise Throttled(wait)
+                self._sleep(wait)
+                continue
+            if response.status_code >= 500 and failures < len(BACKOFF_S):
+                self._sleep(BACKOFF_S[failures])
+                failures += 1
+                continue
+            return response
+        raise Throttled(DEFAULT_RETRY_AFTER_S)
+
+
+def _retry_after(response: requests.Response) -> float:
+    raw = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(raw)) if raw.isascii() else DEFAULT_RETRY_AFTER_S
+    except ValueError:
+        return DEFAULT_RETRY_AFTER_S
