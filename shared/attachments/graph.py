@@ -45,7 +45,7 @@ __all__ = [
     "quick_xor_hash",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("packcloud.attachments.graph")
 
 SIMPLE_UPLOAD_MAX = 4 * 1024 * 1024  # Graph's limit for a `PUT …:/content`
 FRAGMENT_UNIT = 320 * 1024  # upload session fragments are multiples of this (Graph's documentation)
