@@ -55,6 +55,7 @@ def settings_values(storage_connection_string: str, region: str = "eu") -> dict[
         "PACKCLOUD_PURGE_SCHEDULE": "0 0 0 1 1 *",
         # The same for the delivery into Dynamics 365: the tests that deliver run it, or start a host that does.
         "PACKCLOUD_DELIVERY_SCHEDULE": "0 0 0 1 1 *",
+        "PACKCLOUD_ATTACHMENT_SCHEDULE": "0 0 0 1 1 *",
     }
 
 

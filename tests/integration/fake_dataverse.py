@@ -309,7 +309,7 @@ class FakeDataverse:
     version: int = 1000
     downloads: dict[str, bytes] = field(default_factory=dict, repr=False)
     patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (set, id, values) applied
-    before_patch: Any = None  # a callable (set, id, values) run before a PATCH is applied
+    before_patch: Any = None  # a callable (set, id, values) run before a PATCH; False: not applied, 503
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _next_version(self) -> int:
@@ -520,8 +520,9 @@ class _DataverseHandler(BaseHTTPRequestHandler):
             return
         entity_set, row_id = found.group(1), found.group(2)
         values = json.loads(raw)
-        if self.org.before_patch is not None:
-            self.org.before_patch(entity_set, row_id, values)
+        if self.org.before_patch is not None and self.org.before_patch(entity_set, row_id, values) is False:
+            self._json(503, odata_error("0x80040216", "Scripted: not applied."))  # a change that never arrived
+            return
         with self.org.lock:
             rows = self.org.notes if entity_set == "annotations" else self.org.mime_attachments
             row = rows.get(row_id)
@@ -625,6 +626,8 @@ class _DataverseHandler(BaseHTTPRequestHandler):
         data = base64.b64decode(encoded)
         with self.org.lock:
             self.org.downloads[token] = data
+            while len(self.org.downloads) > 4:  # files being read now: a few at most, whatever a test moves
+                del self.org.downloads[next(iter(self.org.downloads))]
         self._json(200, {"FileContinuationToken": token, "FileSizeInBytes": len(data), "FileName": row["filename"]})
 
     # -- the batch ---------------------------------------------------------------------------
