@@ -3,7 +3,7 @@ results table of bench/README.md. (`make load` runs the load and its reconciliat
 
 import sys
 
-from bench import autonumber, bots, cold_start, delivery, geologin, parsers, pixel, purge, report, webform
+from bench import attachments, autonumber, bots, cold_start, delivery, geologin, parsers, pixel, purge, report, webform
 
 
 def main() -> None:
@@ -16,6 +16,7 @@ def main() -> None:
     purge.main(sys.argv[1:])
     delivery.main(sys.argv[1:])
     bots.main()
+    attachments.main()
     print(report.update_readme())
 
 
