@@ -51,7 +51,6 @@ MAX_RSS_GROWTH_MB = 64
 SITE = "contoso.sharepoint.com,2c712604-1370-44e7-a1f5-426573fda80a,2d2244c3-251a-49ea-93a8-39e1c3a060fe"
 DRIVE = "b!benchAttachments000"
 SECRET = "attachments-bench-client-secret-0123456789"
-LINK_COLUMN = "pc_sharepointurl"
 API = "api/data/v9.2/"
 
 
@@ -78,7 +77,6 @@ def _connect(services: Services, org: FakeDataverse, graph: FakeGraph) -> tuple[
     entra_tenant, client = str(uuid.uuid4()), str(uuid.uuid4())
     org.entra.register(entra_tenant, client, secret=SECRET)
     org.users.add(client)
-    org.note_columns.add(LINK_COLUMN)
     graph.grant(client, SITE)
     tenant_id = "bench-" + uuid.uuid4().hex[:8]
     tenant, _ = services.registry.put_tenant(tenant_id, TenantIn())
@@ -90,7 +88,6 @@ def _connect(services: Services, org: FakeDataverse, graph: FakeGraph) -> tuple[
         "site_id": SITE,
         "drive_id": DRIVE,
         "mode": "link",
-        "link_column": LINK_COLUMN,
     }
     services.attachment_jobs.put(tenant, AttachmentJobIn.model_validate(job))
     return tenant_id, AppCredentials(org.entra.url, entra_tenant, client, "client_secret", SECRET)
@@ -146,7 +143,7 @@ def throughput(services: Services, org: FakeDataverse, graph: FakeGraph) -> dict
         _raw(session, org, graph.url, tokens, raw_ids)
         raw_s.append(time.perf_counter() - started)
         for note_id in raw_ids:  # linked already, as far as the mover's listing is concerned
-            org.notes[note_id][LINK_COLUMN] = "https://raw.example/"
+            org.notes[note_id]["isdocument"] = False
         for n, data in enumerate(files):
             org.add_note("account", str(uuid.uuid4()), f"moved {n}.bin", data)
         mover = services.mover()

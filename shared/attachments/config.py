@@ -39,8 +39,6 @@ DRIVE_ID = r"^[A-Za-z0-9!_-]{8,200}$"
 # Folder segments: placeholders and plain text that SharePoint takes in a name as it is.
 _SEGMENT = re.compile(r"^(?:\{[a-z_]+\}|[A-Za-z0-9 _.-])+$")
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
-# Columns that hold the file or the note's own data: the link never goes there.
-RESERVED_COLUMNS = frozenset({"documentbody", "filename", "filesize", "mimetype", "isdocument", "subject", "notetext"})
 
 
 def job_blob(tenant: str) -> str:
@@ -85,12 +83,8 @@ class AttachmentJobIn(BaseModel):
     drive_id: str = Field(pattern=DRIVE_ID, description="the document library (Graph drive id)")
     folder: str = Field(default="{table}/{record_id}", min_length=1, max_length=FOLDER_MAX_CHARS)
     mode: Mode = Field(description="link: replace the file in Dynamics 365 by a link once copied; copy: keep both")
-    link_column: str | None = Field(
-        default=None,
-        pattern=LOGICAL_NAME,
-        validate_default=True,
-        description="the note column that gets the SharePoint link",
-    )
+    # No link column to choose: the note table takes no column of one's own (CanCreateAttributes is false), so the
+    # link goes into the note's text (shared/attachments/sources.py).
     max_file_bytes: int = Field(default=MAX_FILE_BYTES, ge=1, le=MAX_FILE_BYTES)
 
     @field_validator("sources")
@@ -120,15 +114,6 @@ class AttachmentJobIn(BaseModel):
     @classmethod
     def _folder(cls, value: str) -> str:
         return check_folder(value)
-
-    @field_validator("link_column")
-    @classmethod
-    def _link_column(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None and "notes" in (info.data.get("sources") or ()):
-            raise ValueError("notes need a column for the SharePoint link")
-        if value in RESERVED_COLUMNS:
-            raise ValueError("must be a column of its own, not one of the note's file or text columns")
-        return value
 
 
 class AttachmentJob(AttachmentJobIn):

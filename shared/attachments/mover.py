@@ -12,7 +12,8 @@ listed after its cursor (shared/attachments/sources.py):
 4. the item's size and QuickXorHash are compared with the source's, hashed from the same ranges as they pass (and,
    when Graph already had the item, by reading the source once more);
 5. only then the link is recorded in Dynamics 365 and, in link mode, the file removed there (one PATCH with
-   If-Match, sources.py); then the marker is deleted.
+   If-Match, sources.py: a note gets the link as a line of its text, and in link mode loses its file; an e-mail
+   attachment in link mode becomes an Internet shortcut to the copy); then the marker is deleted.
 
 A file Graph refuses, or whose copy differs, keeps a `failed` marker with its reason and is listed in the job's
 status and the DPO report until retried (`POST .../attachments/retry`). The cursor moves on after each page, so a
@@ -40,7 +41,7 @@ from shared.attachments.config import AttachmentJob, AttachmentJobs, Source
 from shared.attachments.graph import DriveItem, GraphClient, GraphRefused, GraphThrottled, graph_tokens
 from shared.attachments.progress import Cursor, Marker, Progress
 from shared.attachments.quickxor import QuickXorHash
-from shared.attachments.sources import BLOCK_BYTES, Attachment, DataverseFiles, Gone, OpenFile
+from shared.attachments.sources import BLOCK_BYTES, Attachment, DataverseFiles, Gone, OpenFile, Refused
 from shared.core.clock import Clock
 from shared.core.errors import StorageUnavailable
 from shared.dataverse.client import DataverseClient, DeliveryProblem, Throttled, TokenSource
@@ -81,6 +82,7 @@ class TenantMove:
     failed: int = 0
     gone: int = 0
     listed: int = 0
+    already_linked: int = 0  # notes listed again after their link was recorded (copy mode): skipped unread
 
     def counts(self) -> dict[str, int]:
         return {
@@ -90,6 +92,7 @@ class TenantMove:
             "failed": self.failed,
             "gone": self.gone,
             "listed": self.listed,
+            "already_linked": self.already_linked,
         }
 
 
@@ -275,7 +278,8 @@ class Mover:
             for attachment in page:
                 outcome.listed += 1
                 if dry_run:
-                    lines.append(f"{tenant} {source} {attachment.id} {attachment.size}")
+                    if not attachment.linked:
+                        lines.append(f"{tenant} {source} {attachment.id} {attachment.size}")
                     continue
                 if time.monotonic() > deadline:
                     raise _Stop(outcome.state, "time_budget_spent")
@@ -323,6 +327,9 @@ class Mover:
         outcome: TenantMove,
     ) -> None:
         source, attachment_id = attachment.source, attachment.id
+        if attachment.linked:
+            outcome.already_linked += 1  # moved by an earlier run: its own change listed it again
+            return
         if attachment.size > job.max_file_bytes:
             self._refuse(tenant, attachment, "too_large", outcome)
             return
@@ -347,6 +354,9 @@ class Mover:
             # Changed or deleted in Dynamics 365 since it was listed: its body stays; a change lists it again.
             self._progress.done(tenant, source, attachment_id)
             outcome.gone += 1
+            return
+        except Refused as refused:
+            self._refuse(tenant, attachment, refused.code, outcome)
             return
         self._progress.done(tenant, source, attachment_id)
         outcome.moved += 1

@@ -1,9 +1,12 @@
 """The files in Dynamics 365: notes with a file (`annotations`) and e-mail attachments (`activitymimeattachments`).
 
 Listing: by `versionnumber` (Dataverse's row version, which every change raises), after the job's cursor, in
-pages (`Prefer: odata.maxpagesize`, then each `@odata.nextLink` as given). Notes whose link column is set, and
-e-mail attachments already replaced by a link, are left out by the query itself, so a run that died after
-recording a link never lists that file again.
+pages (`Prefer: odata.maxpagesize`, then each `@odata.nextLink` as given). E-mail attachments already replaced by
+a link, and notes whose file was removed (`isdocument` false), are left out by the query itself; a note whose text
+already holds its link (copy mode) is listed once more after that change and skipped without being read.
+
+The link: the note table takes no column of a customer's own (its `CanCreateAttributes` is false), so the link is
+a line of the note's own text, `notetext` (LINK_LINE and the URL), added under what is there.
 
 Reading: never the whole body in one answer. `InitializeAnnotationBlocksDownload` (or
 `InitializeAttachmentBlocksDownload`) gives a continuation token and the size, and `DownloadBlock` answers one
@@ -40,6 +43,8 @@ MAX_ATTEMPTS = 5
 BACKOFF_S = (1.0, 2.0)
 DEFAULT_RETRY_AFTER_S = 5.0
 LINK_MIME = "application/internet-shortcut"
+LINK_LINE = "PackCloud SharePoint copy: "
+NOTE_TEXT_MAX = 100_000  # the note text's maximum length in Dataverse
 JSON_HEADERS = {"Accept": "application/json", "OData-Version": "4.0", "OData-MaxVersion": "4.0"}
 # What each source is called in the Web API.
 ENTITY = {
@@ -64,6 +69,12 @@ class Attachment:
     version: int
     etag: str = field(repr=False)
     file_name: str = field(repr=False)  # personal data, possibly: used for the SharePoint name, never kept
+    note_text: str = field(default="", repr=False)  # the note's text, to add the link under; never kept
+
+    @property
+    def linked(self) -> bool:
+        """A note whose text already holds its SharePoint link (copy mode): moved by an earlier run."""
+        return LINK_LINE in self.note_text
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,14 @@ class OpenFile:
 
 class Gone(Exception):
     """The row was deleted, or changed since it was listed: nothing is written to it."""
+
+
+class Refused(Exception):
+    """Dynamics 365 refused to record the link (a 4xx other than 404 and 412): the file is listed as refused."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"dynamics_{status}")
+        self.code = f"dynamics_{status}"
 
 
 def _guid(value: object) -> str | None:
@@ -99,7 +118,7 @@ def _attachment(source: Source, row: dict[str, Any]) -> Attachment | None:
         return None
     if not isinstance(size, int) or not isinstance(version, int) or size < 0:
         return None
-    name = row.get("filename")
+    name, text = row.get("filename"), row.get("notetext")
     return Attachment(
         source=source,
         id=attachment_id,
@@ -109,6 +128,7 @@ def _attachment(source: Source, row: dict[str, Any]) -> Attachment | None:
         version=version,
         etag=str(row.get("@odata.etag") or "*"),
         file_name=name if isinstance(name, str) else "",
+        note_text=text if isinstance(text, str) else "",
     )
 
 
@@ -117,11 +137,21 @@ def list_query(job: AttachmentJob, source: Source, after: int) -> str:
     entity_set, key, _ = ENTITY[source]
     if source == "notes":
         tables = " or ".join(f"objecttypecode eq '{table}'" for table in job.note_tables)
-        where = f"isdocument eq true and ({tables}) and {job.link_column} eq null and versionnumber gt {after}"
+        where = f"isdocument eq true and ({tables}) and versionnumber gt {after}"
+        select = f"{key},{SELECT},notetext"
     else:
         where = f"objecttypecode eq 'email' and mimetype ne '{LINK_MIME}' and versionnumber gt {after}"
-    params = {"$select": f"{key},{SELECT}", "$filter": where, "$orderby": "versionnumber asc"}
+        select = f"{key},{SELECT}"
+    params = {"$select": select, "$filter": where, "$orderby": "versionnumber asc"}
     return entity_set + "?" + "&".join(f"{name}={quote(value, safe=',()=')}" for name, value in params.items())
+
+
+def note_with_link(text: str, web_url: str) -> str:
+    """The note's text with the link's line under it; the text is shortened (never the link) to fit the column."""
+    line = LINK_LINE + web_url
+    room = NOTE_TEXT_MAX - len(line) - 1
+    kept = text[:room].rstrip() if room > 0 else ""
+    return f"{kept}\n{line}" if kept else line
 
 
 def shortcut(web_url: str) -> bytes:
@@ -162,7 +192,8 @@ class DataverseFiles:
     def get(self, source: Source, attachment_id: str) -> Attachment | None:
         """One attachment by id (a retry on demand), or None when it is gone."""
         entity_set, key, _ = ENTITY[source]
-        response = self._call("GET", f"{entity_set}({attachment_id})?$select={key},{SELECT}", JSON_HEADERS)
+        select = f"{key},{SELECT},notetext" if source == "notes" else f"{key},{SELECT}"
+        response = self._call("GET", f"{entity_set}({attachment_id})?$select={select}", JSON_HEADERS)
         if response.status_code == 404:
             return None
         return _attachment(source, self._read(response))
@@ -208,10 +239,9 @@ class DataverseFiles:
         entity_set, _, _ = ENTITY[attachment.source]
         values: dict[str, Any]
         if attachment.source == "notes":
-            assert job.link_column is not None  # the configuration requires it with notes
-            values = {job.link_column: web_url}
+            values = {"notetext": note_with_link(attachment.note_text, web_url)}
             if job.mode == "link":
-                values["documentbody"] = None
+                values.update({"documentbody": None, "isdocument": False})
         elif job.mode == "link":
             values = {
                 "body": base64.b64encode(shortcut(web_url)).decode(),
@@ -224,6 +254,8 @@ class DataverseFiles:
         response = self._call("PATCH", f"{entity_set}({attachment.id})", headers, values)
         if response.status_code in (404, 412):
             raise Gone()
+        if 400 <= response.status_code < 500:
+            raise Refused(response.status_code)
         if response.status_code not in (200, 204):
             raise Transient(f"dataverse_{response.status_code}")
         return True

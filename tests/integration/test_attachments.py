@@ -23,7 +23,7 @@ import pytest
 
 from shared.attachments.config import AttachmentJobIn
 from shared.attachments.mover import item_path
-from shared.attachments.sources import LINK_MIME, Attachment, shortcut
+from shared.attachments.sources import LINK_LINE, LINK_MIME, Attachment, shortcut
 from shared.attachments.status import job_status
 from shared.core.clock import ManualClock
 from shared.core.logs import quiet_request_logs
@@ -39,7 +39,6 @@ from tests.integration.fake_graph import FakeGraph, start_graph
 
 SITE = "contoso.sharepoint.com,2c712604-1370-44e7-a1f5-426573fda80a,2d2244c3-251a-49ea-93a8-39e1c3a060fe"
 DRIVE = "b!AttachmentsLibrary0123456789"
-LINK_COLUMN = "pc_sharepointurl"
 KB, MB = 1024, 1024 * 1024
 
 
@@ -120,7 +119,6 @@ def connect(services: Services, world: World, org: FakeDataverse, tenant_id: str
     entra_tenant, client = str(uuid.uuid4()), str(uuid.uuid4())
     world.entra.register(entra_tenant, client, secret=CLIENT_SECRET)
     org.users.add(client)
-    org.note_columns.add(LINK_COLUMN)
     world.graph.grant(client, SITE)
     tenant, _ = services.registry.put_tenant(tenant_id, TenantIn())
     services.delivery_targets.put(tenant, TargetIn.model_validate(target_body(org.url, entra_tenant, client)))
@@ -130,7 +128,6 @@ def connect(services: Services, world: World, org: FakeDataverse, tenant_id: str
         "site_id": SITE,
         "drive_id": DRIVE,
         "mode": "link",
-        "link_column": LINK_COLUMN,
         **job,
     }
     services.attachment_jobs.put(tenant, AttachmentJobIn.model_validate(body))
@@ -230,7 +227,8 @@ def test_fifty_files_move_byte_for_byte_and_each_body_is_cleared_only_after_its_
     for f in files:
         assert cleared(org, f)
         if f.source == "notes":
-            assert org.notes[f.id][LINK_COLUMN].startswith("https://")
+            url = world.graph.drive_item(world.graph.item(DRIVE, path_of(mv, connected.tenant, f)))["webUrl"]
+            assert org.notes[f.id]["notetext"] == LINK_LINE + url and org.notes[f.id]["isdocument"] is False
         else:
             row = org.mime_attachments[f.id]
             url = world.graph.drive_item(world.graph.item(DRIVE, path_of(mv, connected.tenant, f)))["webUrl"]
@@ -256,9 +254,12 @@ def test_copy_mode_keeps_the_files_and_records_the_link_of_notes(mv, world, tena
     for f in files:
         assert org.file_bytes(f.entity_set, f.id) == f.data
     notes = [f for f in files if f.source == "notes"]
-    assert all(org.notes[f.id][LINK_COLUMN].startswith("https://") for f in notes)
+    assert all(org.notes[f.id]["notetext"].startswith(LINK_LINE + "https://") for f in notes)
     assert {entity_set for entity_set, _, _ in org.patches} == {"annotations"}
-    # The e-mail attachments stay as they are: the cursor, not a change in Dynamics 365, keeps them from moving again.
+    # The notes come back once (the link raised their version) and are skipped unread; the e-mail attachments stay
+    # as they are, and the cursor keeps them from moving again.
+    again = mv.mover().run().tenants[tenant_id]
+    assert (again.listed, again.already_linked, again.moved) == (len(notes), len(notes), 0)
     assert mv.mover().run().tenants[tenant_id].listed == 0
     assert uploads(world.graph) == 4
 
@@ -406,7 +407,6 @@ GOOD_JOB = {
     "site_id": SITE,
     "drive_id": DRIVE,
     "mode": "link",
-    "link_column": LINK_COLUMN,
 }
 
 
@@ -418,7 +418,7 @@ GOOD_JOB = {
         ({"mode": "delete"}, "mode"),
         ({"site_id": "not a site"}, "site_id"),
         ({"max_file_bytes": -1}, "max_file_bytes"),
-        ({"link_column": "documentbody"}, "link_column"),
+        ({"link_column": "pc_link"}, "link_column"),
         ({"note_tables": []}, "note_tables"),
         ({"client_secret": "abc"}, "client_secret"),
     ],

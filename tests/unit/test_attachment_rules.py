@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from shared.attachments.config import AttachmentJob, AttachmentJobIn, check_folder
 from shared.attachments.mover import _Hasher, item_name, item_path
 from shared.attachments.quickxor import quick_xor_hash
-from shared.attachments.sources import Attachment, list_query, shortcut
+from shared.attachments.sources import LINK_LINE, Attachment, list_query, note_with_link, shortcut
 
 SITE = "contoso.sharepoint.com,2c712604-1370-44e7-a1f5-426573fda80a,2d2244c3-251a-49ea-93a8-39e1c3a060fe"
 JOB = {
@@ -21,7 +21,6 @@ JOB = {
     "site_id": SITE,
     "drive_id": "b!AbCdEfGhIjKlMnOp_-",
     "mode": "link",
-    "link_column": "pc_sharepointurl",
 }
 
 
@@ -69,9 +68,7 @@ def test_a_whole_job_is_accepted_with_its_defaults():
         ({"folder": "/".join(["a"] * 9)}, "folder"),
         ({"folder": "x" * 201}, "folder"),
         ({"mode": "move"}, "mode"),
-        ({"link_column": None}, "link_column"),
-        ({"link_column": "documentbody"}, "link_column"),
-        ({"link_column": "pc link"}, "link_column"),
+        ({"link_column": "pc_sharepointurl"}, "link_column"),
         ({"max_file_bytes": 0}, "max_file_bytes"),
         ({"max_file_bytes": 131_072 * 1024 + 1}, "max_file_bytes"),
         ({"client_secret": "s3cret"}, "client_secret"),
@@ -81,9 +78,9 @@ def test_each_bad_field_is_named(change, field):
     assert field in problems({**JOB, **change})
 
 
-def test_tables_only_go_with_notes_and_email_alone_needs_no_link_column():
-    email = {**JOB, "sources": ["email"], "note_tables": [], "link_column": None}
-    assert AttachmentJobIn.model_validate(email).link_column is None
+def test_tables_only_go_with_notes():
+    email = {**JOB, "sources": ["email"], "note_tables": []}
+    assert AttachmentJobIn.model_validate(email).note_tables == []
     assert "note_tables" in problems({**email, "note_tables": ["account"]})
 
 
@@ -133,10 +130,20 @@ def test_listing_queries_leave_out_what_is_already_linked():
     )
     notes = list_query(job, "notes", 42)
     assert notes.startswith("annotations?$select=annotationid,")
-    assert "pc_sharepointurl%20eq%20null" in notes and "versionnumber%20gt%2042" in notes
+    assert "isdocument%20eq%20true" in notes and "versionnumber%20gt%2042" in notes and ",notetext&" in notes
     assert "objecttypecode%20eq%20%27account%27%20or%20objecttypecode%20eq%20%27incident%27" in notes
     email = list_query(job, "email", 7)
     assert "mimetype%20ne%20%27application%2Finternet-shortcut%27" in email
+
+
+def test_the_link_goes_under_the_note_text_and_always_fits():
+    url = "https://contoso.sharepoint.com/sites/crm/x.pdf"
+    assert note_with_link("", url) == LINK_LINE + url
+    assert note_with_link("Call back on Monday.\n", url) == f"Call back on Monday.\n{LINK_LINE}{url}"
+    long = note_with_link("x" * 100_000, url)
+    assert len(long) == 100_000 and long.endswith(LINK_LINE + url)
+    assert attachment().linked is False
+    assert Attachment(**{**attachment().__dict__, "note_text": long}).linked is True
 
 
 def test_an_email_attachment_becomes_an_internet_shortcut():
