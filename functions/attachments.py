@@ -68,8 +68,9 @@ def manage_attachments(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 def manage_attachments_retry(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
-    job = _job(services, _tenant(services, req))
+    tenant = _tenant(services, req)
     retry = json_model(req, RetryIn, "invalid_retry", "retry", services.settings.max_body_bytes)
+    job = _job(services, tenant)
     marked, not_failed = services.attachment_progress.retry(job.tenant, None if retry.all else set(retry.ids or ()))
     return json_response({"retried": marked, "not_failed": not_failed})
 

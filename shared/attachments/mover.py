@@ -54,21 +54,25 @@ T = TypeVar("T")
 TENANTS_AT_ONCE = 4
 DEFAULT_BUDGET_S = 240.0  # within the 5-minute function timeout; no file starts after it
 NAME_MAX = 200  # characters of the file name kept in the SharePoint item's name
+PATH_MAX = 400  # SharePoint's limit on a path (GraphClient refuses longer ones)
 _UNSAFE = re.compile(r'["*:<>?/\\|#%\x00-\x1f]')  # characters SharePoint refuses in a name, and control characters
 
 
-def item_name(attachment: Attachment) -> str:
-    """`{attachment id} {file name}`: the id makes the name unique and findable by the next run."""
-    name = _UNSAFE.sub("_", attachment.file_name).strip(" .")[:NAME_MAX].strip(" .")
+def item_name(attachment: Attachment, room: int = NAME_MAX) -> str:
+    """`{attachment id} {file name}`: the id makes the name unique and findable by the next run; the file name is
+    cut to `room` characters (never the id)."""
+    name = _UNSAFE.sub("_", attachment.file_name).strip(" .")[: max(0, min(NAME_MAX, room))].strip(" .")
     return f"{attachment.id} {name}" if name else attachment.id
 
 
 def item_path(job: AttachmentJob, attachment: Attachment) -> str:
+    """The item's path in the library, at most PATH_MAX characters when the folder leaves room for the id."""
     values = {"table": attachment.table, "record_id": attachment.record_id, "source": attachment.source}
     folder = job.folder
     for name, value in values.items():
         folder = folder.replace("{" + name + "}", value)
-    return f"{folder}/{item_name(attachment)}"
+    room = PATH_MAX - len(folder) - 1 - len(attachment.id) - 1
+    return f"{folder}/{item_name(attachment, room)}"
 
 
 @dataclass
@@ -230,6 +234,9 @@ class Mover:
                 self._progress.save_cursor(tenant_id, cursor)
         except StorageUnavailable:
             outcome.state, outcome.error = "storage_unavailable", "storage_unavailable"
+        except Exception as error:  # one tenant's surprise must not end the others' run
+            outcome.state, outcome.error = "failing", "internal"
+            log.error("attachments for tenant %s failed: %s", tenant_id, type(error).__name__)
         if outcome.failed or outcome.state not in ("ok", "paused"):
             log.warning(
                 "attachments for tenant %s: %s (%s), %d refused",
@@ -332,6 +339,9 @@ class Mover:
             return
         if attachment.size > job.max_file_bytes:
             self._refuse(tenant, attachment, "too_large", outcome)
+            return
+        if len(item_path(job, attachment)) > PATH_MAX:
+            self._refuse(tenant, attachment, "path_too_long", outcome)  # a folder pattern of long placeholders
             return
         self._progress.mark(tenant, source, attachment_id, attachment.size, "moving")
         try:

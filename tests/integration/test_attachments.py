@@ -346,6 +346,15 @@ def test_a_long_429_pauses_only_its_tenant_and_short_ones_are_waited_out(mv, wor
     assert report.tenants[tenant_id].moved == 2
     moved_ok(world, mv, paused.tenant, paused_files)
 
+    # Graph asking for longer than a run waits: the tenant pauses until then, and nothing is changed meanwhile.
+    more = seed(paused.org, [KB])
+    world.graph.fail_next(429, kind="api", retry_after="300")
+    report = mv.mover(sleep=waits.append).run()
+    assert (report.tenants[tenant_id].state, report.tenants[tenant_id].error) == ("throttled", "graph_throttled")
+    status = job_status(mv.attachment_progress, mv.attachment_jobs.get(paused.tenant))
+    assert status["paused_until"] == (clock.now() + timedelta(seconds=300)).isoformat()
+    assert not cleared(paused.org, more[0]) and max(waits) <= 10
+
 
 def test_refused_files_are_listed_with_id_and_size_kept_in_dynamics_and_retried_on_demand(
     mv, world, azurite, tenant_id, clock

@@ -117,6 +117,23 @@ def test_item_names_carry_the_id_and_a_name_sharepoint_takes():
     )
 
 
+def test_item_paths_stay_within_sharepoints_limit_by_cutting_the_name_never_the_id():
+    deep = "/".join(["{record_id}"] * 8)  # 8 x 36 characters once filled in
+    job = AttachmentJob.model_validate(
+        {
+            **JOB,
+            "folder": deep,
+            "tenant": "t1",
+            "tenant_generation": "g",
+            "version": "0" * 16,
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
+        }
+    )
+    path = item_path(job, attachment("y" * 300))
+    assert len(path) == 400 and path.rsplit("/", 1)[-1].startswith("0f8fad5b-d9cb-469f-a165-70867728950e y")
+
+
 def test_listing_queries_leave_out_what_is_already_linked():
     job = AttachmentJob.model_validate(
         {
