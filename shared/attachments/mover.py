@@ -369,6 +369,8 @@ class Mover:
             self._refuse(tenant, attachment, refused.code, outcome)
             return
         self._progress.done(tenant, source, attachment_id)
+        # Ids and sizes only, at DEBUG: `make run DEBUG=1` shows each file's way, never its name.
+        log.debug("attachment %s %s: moved (%d bytes, uploaded: %s)", source, attachment_id, size, uploaded)
         outcome.moved += 1
         if uploaded:
             outcome.bytes_moved += size
@@ -397,6 +399,7 @@ class Mover:
         return item, uploaded, source_hash, opened.size
 
     def _refuse(self, tenant: str, attachment: Attachment, reason: str, outcome: TenantMove) -> Marker:
+        log.debug("attachment %s %s: refused (%s, %d bytes)", attachment.source, attachment.id, reason, attachment.size)
         outcome.failed += 1
         return self._progress.mark(tenant, attachment.source, attachment.id, attachment.size, "failed", reason)
 

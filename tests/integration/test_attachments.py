@@ -239,6 +239,9 @@ def test_fifty_files_move_byte_for_byte_and_each_body_is_cleared_only_after_its_
     assert all_blobs(azurite, "state", f"{tenant_id}/attachments/") == {}  # no marker outlives its file
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert not [f.id for f in files if f.name in text or f.name.rsplit(" ", 1)[-1] in text]
+    pieces = [(f.data[:12].hex(), base64.b64encode(f.data[:12]).decode(), repr(f.data[:12])[2:-1]) for f in files]
+    assert not [piece for piece in pieces if any(form in text for form in piece)]
+    assert sum(record.name == "packcloud.attachments" for record in caplog.records) >= 50  # the scan read lines
 
     again = mv.mover().run()  # nothing new: nothing read, nothing uploaded
     assert again.tenants[tenant_id].listed == 0 and uploads(world.graph) == 50
