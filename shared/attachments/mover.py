@@ -285,7 +285,7 @@ class Mover:
             for attachment in page:
                 outcome.listed += 1
                 if dry_run:
-                    if not attachment.linked:
+                    if not (attachment.linked and job.mode == "copy"):
                         lines.append(f"{tenant} {source} {attachment.id} {attachment.size}")
                     continue
                 if time.monotonic() > deadline:
@@ -334,9 +334,10 @@ class Mover:
         outcome: TenantMove,
     ) -> None:
         source, attachment_id = attachment.source, attachment.id
-        if attachment.linked:
+        if attachment.linked and job.mode == "copy":
             outcome.already_linked += 1  # moved by an earlier run: its own change listed it again
             return
+        # (Linked in copy mode, now in link mode: the copy is found, checked, and only then the file removed.)
         if attachment.size > job.max_file_bytes:
             self._refuse(tenant, attachment, "too_large", outcome)
             return

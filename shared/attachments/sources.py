@@ -149,6 +149,8 @@ def list_query(job: AttachmentJob, source: Source, after: int) -> str:
 def note_with_link(text: str, web_url: str) -> str:
     """The note's text with the link's line under it; the text is shortened (never the link) to fit the column."""
     line = LINK_LINE + web_url
+    if line in text:
+        return text  # recorded by an earlier run (copy mode), before the job turned to link mode
     room = NOTE_TEXT_MAX - len(line) - 1
     kept = text[:room].rstrip() if room > 0 else ""
     return f"{kept}\n{line}" if kept else line

@@ -266,6 +266,17 @@ def test_copy_mode_keeps_the_files_and_records_the_link_of_notes(mv, world, tena
     assert mv.mover().run().tenants[tenant_id].listed == 0
     assert uploads(world.graph) == 4
 
+    # Turned to link mode: everything is listed again, nothing uploaded again, each copy checked, then the files go.
+    job = mv.attachment_jobs.get(connected.tenant)
+    mv.attachment_jobs.put(
+        connected.tenant,
+        AttachmentJobIn.model_validate({**job.model_dump(include=set(AttachmentJobIn.model_fields)), "mode": "link"}),
+    )
+    report = mv.mover().run().tenants[tenant_id]
+    assert (report.moved, report.already_there, uploads(world.graph)) == (4, 4, 4)
+    assert all(cleared(org, f) for f in files)
+    assert all(org.notes[f.id]["notetext"].count(LINK_LINE) == 1 for f in notes)
+
 
 def test_a_mover_killed_midway_is_finished_by_the_next_run_with_each_file_moved_once(
     mv, world, azurite, tenant_id, tmp_path
