@@ -489,3 +489,24 @@ def test_the_routes_need_a_target_then_set_show_retry_and_delete_the_job(
     assert manage.get("/manage/tenants/NOPE/attachments").status_code == 400
     services.delivery_targets.delete(tenant_id)
     manage.delete(f"/manage/tenants/{tenant_id}")
+
+
+def test_a_file_sharepoint_refuses_stays_in_dynamics_is_listed_and_moves_when_retried(mv, world, tenant_id):
+    org = world.orgs[0]
+    connected = connect(mv, world, org, tenant_id)
+    (f,) = seed(org, [3 * KB])
+    # The drive answers (the scripted 200), then SharePoint refuses the file's request.
+    world.graph.fail_next(200, kind="api")
+    world.graph.fail_next(403, kind="api")
+    report = mv.mover().run().tenants[tenant_id]
+    assert (report.state, report.moved, report.failed) == ("ok", 0, 1)
+    assert not cleared(org, f) and world.graph.items == {}
+    (failed,) = job_status(mv.attachment_progress, mv.attachment_jobs.get(connected.tenant))["failed"]
+    assert (failed["id"], failed["size"], failed["reason"]) == (f.id, 3 * KB, "sharepoint_403_generalException")
+
+    assert mv.mover().run().tenants[tenant_id].moved == 0  # not tried again unasked ...
+    assert mv.attachment_progress.retry(tenant_id, None) == (1, 0)
+    assert mv.mover().run().tenants[tenant_id].moved == 1  # ... and moved once asked
+    assert cleared(org, f)
+    moved_ok(world, mv, connected.tenant, [f])
+    assert job_status(mv.attachment_progress, mv.attachment_jobs.get(connected.tenant))["failed"] == []
