@@ -166,6 +166,7 @@ class Services:
             self.attachment_jobs,
             self.delivery_targets,
             self.attachment_progress,
+            self.audit,
             self.clock,
             region=self.settings.region,
             graph_url=str(self.settings.graph_url),

@@ -47,6 +47,7 @@ from shared.core.errors import StorageUnavailable
 from shared.dataverse.client import DataverseClient, DeliveryProblem, Throttled, TokenSource
 from shared.dataverse.targets import Target, Targets
 from shared.registry.store import Registry
+from shared.storage.audit import AuditLog
 
 log = logging.getLogger("packcloud.attachments")
 T = TypeVar("T")
@@ -151,6 +152,7 @@ class Mover:
         jobs: AttachmentJobs,
         targets: Targets,
         progress: Progress,
+        audit: AuditLog,
         clock: Clock,
         *,
         region: str,
@@ -166,6 +168,7 @@ class Mover:
         self._jobs = jobs
         self._targets = targets
         self._progress = progress
+        self._audit = audit
         self._clock = clock
         self._region = region
         self._graph_url = graph_url.rstrip("/")
@@ -232,6 +235,9 @@ class Mover:
                     **outcome.counts(),
                 }
                 self._progress.save_cursor(tenant_id, cursor)
+                if outcome.moved or outcome.failed:
+                    # Counts and codes: what left Dynamics 365 for SharePoint, never which file.
+                    self._audit.append(tenant_id, "attachments", state=outcome.state, **outcome.counts())
         except StorageUnavailable:
             outcome.state, outcome.error = "storage_unavailable", "storage_unavailable"
         except Exception as error:  # one tenant's surprise must not end the others' run

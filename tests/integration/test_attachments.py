@@ -243,6 +243,11 @@ def test_fifty_files_move_byte_for_byte_and_each_body_is_cleared_only_after_its_
     assert not [piece for piece in pieces if any(form in text for form in piece)]
     assert sum(record.name == "packcloud.attachments" for record in caplog.records) >= 50  # the scan read lines
 
+    (entry,) = [
+        e for e in mv.audit.entries(tenant_id, since=mv.clock.now() - timedelta(hours=1)) if e["kind"] == "attachments"
+    ]
+    assert (entry["moved"], entry["failed"], entry["bytes_moved"]) == (50, 0, outcome.bytes_moved)
+
     again = mv.mover().run()  # nothing new: nothing read, nothing uploaded
     assert again.tenants[tenant_id].listed == 0 and uploads(world.graph) == 50
 
