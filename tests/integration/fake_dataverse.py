@@ -305,7 +305,6 @@ class FakeDataverse:
     # Files: notes and e-mail attachments by id; a version counter as Dataverse's row versions; download tokens.
     notes: dict[str, dict[str, Any]] = field(default_factory=dict)
     mime_attachments: dict[str, dict[str, Any]] = field(default_factory=dict)
-    note_columns: set[str] = field(default_factory=set)  # custom columns of the note table (a link column)
     version: int = 1000
     downloads: dict[str, bytes] = field(default_factory=dict, repr=False)
     patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (set, id, values) applied
@@ -533,7 +532,8 @@ class _DataverseHandler(BaseHTTPRequestHandler):
             if match not in (None, "*") and match != _etag(row):
                 self._json(412, odata_error("0x80060882", "The version of the existing record doesn't match."))
                 return
-            allowed = NOTE_COLUMNS | self.org.note_columns if entity_set == "annotations" else ATTACHMENT_COLUMNS
+            # The note table takes no column of one's own (CanCreateAttributes is false): its own writable ones only.
+            allowed = NOTE_COLUMNS if entity_set == "annotations" else ATTACHMENT_COLUMNS
             unknown = [column for column in values if column not in allowed]
             if unknown:
                 entity = "annotation" if entity_set == "annotations" else "activitymimeattachment"
