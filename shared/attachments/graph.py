@@ -71,11 +71,13 @@ class DriveItem:
     id: str
     web_url: str
     size: int
-    quick_xor_hash: str | None  # base64, as Graph's file.hashes.quickXorHash (None for a folder)
+    # base64, as Graph's file.hashes.quickXorHash; None for a folder, or while Graph has not computed it yet
+    quick_xor_hash: str | None
 
 
 class GraphThrottled(Exception):
-    """429/503 for longer than the call may wait: try again after `retry_after` seconds."""
+    """429/503 for longer than the call may wait (`max_wait_s`, for all its waits together): try again after
+    `retry_after` seconds."""
 
     def __init__(self, retry_after: float) -> None:
         super().__init__("throttled")
@@ -141,7 +143,7 @@ class GraphClient:
         """The drive is a document library of the site that this application may reach; GraphRefused otherwise
         (403 accessDenied: no `Sites.Selected` grant on the site; 404 itemNotFound: no such site or drive)."""
         url = f"{self._base}/sites/{_id(site_id)}/drives/{_id(drive_id)}?$select=id"
-        response = self._call("GET", url, _Budget(self._max_wait_s))
+        response = self._call("GET", url, _Budget(self._max_wait_s), retry_unanswered=True)
         if response.status_code != 200:
             raise _refusal(response)
 
@@ -285,7 +287,7 @@ class GraphClient:
                 budget.unanswered += 1
                 code = "timeout" if isinstance(error, requests.Timeout) else "connection_failed"
                 log.info("graph request unanswered: %s", code)
-                if budget.unanswered >= MAX_UNANSWERED:
+                if budget.unanswered >= MAX_UNANSWERED or DEFAULT_WAIT_S * budget.unanswered > budget.left_s:
                     raise GraphRefused(0, code) from None
                 if retry_unanswered:
                     self._wait(budget, DEFAULT_WAIT_S * budget.unanswered)
@@ -305,7 +307,7 @@ class GraphClient:
                 raise GraphRefused(status, "redirected")
             if status >= 500:
                 budget.unanswered += 1
-                if budget.unanswered >= MAX_UNANSWERED:
+                if budget.unanswered >= MAX_UNANSWERED or DEFAULT_WAIT_S * budget.unanswered > budget.left_s:
                     raise _refusal(response)
                 if retry_unanswered:
                     self._wait(budget, DEFAULT_WAIT_S * budget.unanswered)

@@ -14,7 +14,8 @@ the resource that is this server's origin, and an application reaches only the s
 Stored files are hashed here with the `quickxorhash` C library, not PackCloud's QuickXorHash, so that a mistake in
 one cannot hide in the other; the hash is returned in `file.hashes.quickXorHash`.
 
-Scripts: `fail_next` (the next requests of a kind answer 429/503 with Retry-After, or any other status), and
+Scripts: `fail_next` (the next requests of a kind answer 429/503 with Retry-After, or any other status; with
+`applied`, after the request took effect, as when an answer is lost on the way), and
 `expire_next` (the next upload sessions disappear after that many fragments, as expired ones do: 404 itemNotFound).
 """
 
@@ -74,6 +75,7 @@ class Scripted:
     status: int
     kind: Kind | None
     retry_after: str | None
+    applied: bool = False  # the request takes effect, and its answer is this failure (an answer lost on the way)
 
 
 @dataclass
@@ -112,9 +114,17 @@ class FakeGraph:
     def item(self, drive_id: str, path: str) -> Item | None:
         return self.items.get((drive_id, path.lower()))
 
-    def fail_next(self, status: int, count: int = 1, *, kind: Kind | None = None, retry_after: str | None = None):
+    def fail_next(
+        self,
+        status: int,
+        count: int = 1,
+        *,
+        kind: Kind | None = None,
+        retry_after: str | None = None,
+        applied: bool = False,
+    ) -> None:
         for _ in range(count):
-            self.scripted.append(Scripted(status, kind, retry_after))
+            self.scripted.append(Scripted(status, kind, retry_after, applied))
 
     def expire_next(self, after_fragments: int, sessions: int = 1) -> None:
         """The next `sessions` upload sessions disappear (as expired ones do) after that many fragments each."""
@@ -168,6 +178,11 @@ class _GraphHandler(BaseHTTPRequestHandler):
     # -- answers ----------------------------------------------------------------------------------
 
     def _answer(self, status: int, body: dict[str, Any] | None, headers: dict[str, str] | None = None) -> None:
+        lost: Scripted | None = getattr(self, "lost_answer", None)
+        if lost is not None:  # done, but the client hears a failure instead
+            self.lost_answer = None
+            status, body = lost.status, graph_error("generalException", "Scripted after the request took effect.")
+            headers = {"Retry-After": lost.retry_after} if lost.retry_after is not None else {}
         data = json.dumps(body).encode() if body is not None else b""
         kind: Kind = "upload" if urlsplit(self.path).path.startswith("/upload/") else "api"
         with self.graph.lock:
@@ -193,6 +208,9 @@ class _GraphHandler(BaseHTTPRequestHandler):
             if found is not None:
                 queue.remove(found)
         if found is None:
+            return False
+        if found.applied:
+            self.lost_answer = found
             return False
         headers = {"Retry-After": found.retry_after} if found.retry_after is not None else {}
         code = {429: "activityLimitReached", 503: "serviceNotAvailable"}.get(found.status, "generalException")
