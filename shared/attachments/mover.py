@@ -88,6 +88,7 @@ class TenantMove:
     gone: int = 0
     listed: int = 0
     already_linked: int = 0  # notes listed again after their link was recorded (copy mode): skipped unread
+    pending: int = 0  # copied, but Graph had no hash of the copy yet: checked again by the next run
 
     def counts(self) -> dict[str, int]:
         return {
@@ -98,6 +99,7 @@ class TenantMove:
             "gone": self.gone,
             "listed": self.listed,
             "already_linked": self.already_linked,
+            "pending": self.pending,
         }
 
 
@@ -362,7 +364,13 @@ class Mover:
             self._progress.done(tenant, source, attachment_id)
             outcome.gone += 1
             return
-        if item.size != size or item.quick_xor_hash is None or item.quick_xor_hash != source_hash:
+        if item.size == size and item.quick_xor_hash is None:
+            # Graph has not computed the copy's hash yet: nothing is cleared; the next run checks it again.
+            self._progress.mark(tenant, source, attachment_id, attachment.size, "retry", "hash_pending")
+            log.debug("attachment %s %s: copy's hash pending", source, attachment_id)
+            outcome.pending += 1
+            return
+        if item.size != size or item.quick_xor_hash != source_hash:
             self._refuse(tenant, attachment, "copy_differs", outcome)
             return
         try:

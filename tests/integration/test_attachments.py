@@ -515,3 +515,21 @@ def test_a_file_sharepoint_refuses_stays_in_dynamics_is_listed_and_moves_when_re
     assert cleared(org, f)
     moved_ok(world, mv, connected.tenant, [f])
     assert job_status(mv.attachment_progress, mv.attachment_jobs.get(connected.tenant))["failed"] == []
+
+
+def test_a_copy_whose_hash_graph_has_not_computed_yet_is_checked_again_by_the_next_run(mv, world, tenant_id):
+    org = world.orgs[0]
+    connected = connect(mv, world, org, tenant_id)
+    (f,) = seed(org, [5 * KB])
+    item = world.graph.put(DRIVE, path_of(mv, connected.tenant, f), f.data)  # an earlier run's upload ...
+    real_hash, item.quick_xor_hash = item.quick_xor_hash, None  # ... whose hash SharePoint has not computed yet
+    report = mv.mover().run().tenants[tenant_id]
+    assert (report.moved, report.pending, report.failed) == (0, 1, 0)
+    assert not cleared(org, f)
+    (waiting,) = job_status(mv.attachment_progress, mv.attachment_jobs.get(connected.tenant))["failed"]
+    assert (waiting["state"], waiting["reason"]) == ("retry", "hash_pending")
+
+    item.quick_xor_hash = real_hash
+    report = mv.mover().run().tenants[tenant_id]  # not listed again: its marker brings it back
+    assert (report.moved, report.already_there) == (1, 1)
+    assert cleared(org, f) and uploads(world.graph) == 0
