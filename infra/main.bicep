@@ -44,6 +44,9 @@ param registryCacheTtlSeconds int = 30
 @description('NCRONTAB schedule of the retention purge (hourly at :05).')
 param purgeSchedule string = '0 5 * * * *'
 
+@description('NCRONTAB schedule of the attachment mover (Dynamics 365 files into SharePoint, every 5 minutes).')
+param attachmentSchedule string = '0 */5 * * * *'
+
 @description('Days audit entries (no personal data) are kept.')
 @minValue(30)
 @maxValue(3650)
@@ -81,9 +84,6 @@ param dynamicsHostPatterns string = '*.crm.dynamics.com,*.crm?.dynamics.com,*.cr
 
 @description('NCRONTAB schedule of the delivery into Dynamics 365 of the datasets in dataverse mode (every minute).')
 param deliverySchedule string = '0 * * * * *'
-
-@description('NCRONTAB schedule of the attachment mover (Dynamics 365 files into SharePoint, every 5 minutes).')
-param attachmentSchedule string = '0 */5 * * * *'
 
 @description('Upserts per Dataverse $batch request (Dataverse takes 1,000 at most).')
 @minValue(1)
@@ -205,6 +205,7 @@ var packcloudSettings = {
   PACKCLOUD_TRUSTED_PROXIES: trustedProxies
   PACKCLOUD_REGION_URLS: string(regionUrls)
   PACKCLOUD_PURGE_SCHEDULE: purgeSchedule
+  PACKCLOUD_ATTACHMENT_SCHEDULE: attachmentSchedule
   PACKCLOUD_AUDIT_RETENTION_DAYS: string(auditRetentionDays)
   PACKCLOUD_MAX_BODY_BYTES: string(maxBodyBytes)
   PACKCLOUD_FORM_RATE_PER_MINUTE: string(formRatePerMinute)
@@ -214,7 +215,6 @@ var packcloudSettings = {
   PACKCLOUD_STORAGE_TIMEOUT_SECONDS: string(storageTimeoutSeconds)
   PACKCLOUD_DYNAMICS_HOST_PATTERNS: dynamicsHostPatterns
   PACKCLOUD_DELIVERY_SCHEDULE: deliverySchedule
-  PACKCLOUD_ATTACHMENT_SCHEDULE: attachmentSchedule
   PACKCLOUD_DELIVERY_BATCH_SIZE: string(deliveryBatchSize)
   // Microsoft Entra ID of the cloud this deployment is in (tokens for Dynamics 365 come from there).
   PACKCLOUD_ENTRA_AUTHORITY: environment().authentication.loginEndpoint
