@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 CHECKOV := .venv-checkov/bin/checkov
 REGION ?=
 
-.PHONY: run test unit lint bench fuzz load deps chromium checkov deploy clean show purge deliver audit-verify
+.PHONY: run test unit lint bench fuzz load deps chromium checkov deploy clean show purge deliver attachments audit-verify
 
 deps: $(PY_STAMP) $(NODE_STAMP)
 
@@ -81,6 +81,9 @@ purge: deps
 
 deliver: deps
 	$(PY) -m shared.cli deliver $(if $(DRY_RUN),--dry-run)
+
+attachments: deps
+	$(PY) -m shared.cli attachments $(if $(DRY_RUN),--dry-run)
 
 audit-verify: deps
 	$(PY) -m shared.audit verify $(TENANT)

@@ -7,6 +7,7 @@ message naming it instead of failing on the first request.
 import azure.functions as func
 
 from functions import (
+    attachments,
     autonumber,
     dataverse_delivery,
     delivery_failed,
@@ -53,6 +54,7 @@ app.register_functions(dpo_webhook.bp)
 app.register_functions(links.bp)
 app.register_functions(email_events.bp)
 app.register_functions(mailchimp.bp)
+app.register_functions(attachments.bp)
 # The registration engine runs in the home deployment only; elsewhere its routes do not exist.
 if "registration" in settings.role:
     app.register_functions(registration.bp)

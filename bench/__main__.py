@@ -4,6 +4,7 @@ results table of bench/README.md. (`make load` runs the load and its reconciliat
 import sys
 
 from bench import (
+    attachments,
     autonumber,
     bots,
     cold_start,
@@ -39,6 +40,7 @@ def main() -> None:
     mailchimp.main()
     concurrency.main()
     cost.main()  # after concurrency: it reads its CPU and wall times
+    attachments.main()
     print(report.update_readme())
 
 

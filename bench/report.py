@@ -209,6 +209,16 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
         ),
         (Check("ratio", "ratio", ">=", 0.8), Check("connections at once", "max_in_flight", "<=", 10)),
     ),
+    "attachments": (
+        lambda r: (
+            f"{r['files']} files, {r['megabytes']} MB, from the fake Dataverse into the fake Graph: "
+            f"{r['mb_per_s']} MB/s through the mover (listing, block downloads, uploads, size and hash check, "
+            f"the body cleared) vs "
+            f"{r['raw_mb_per_s']} MB/s downloading and uploading alone; a {r['large_mb']} MB file: peak RSS "
+            f"{r['peak_rss_mb']} MB over {r['idle_rss_mb']} MB idle, {r['large_mb_per_s']} MB/s"
+        ),
+        (Check("ratio", "ratio", ">=", 0.7), Check("RSS growth MB", "rss_growth_mb", "<=", 64)),
+    ),
     "load": (
         lambda r: (
             f"{r['requests']:,} requests in {r['seconds']} s, {r['concurrency']} clients, {r['tenants']} "

@@ -73,6 +73,7 @@ def privacy_report(req: func.HttpRequest) -> func.HttpResponse:
     access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"))
     report = processing_record(access.tenant, services.registry, services.storage, services.audit, services.clock)
     report["dpo_notifications"] = dpo_notifications(services.dpo.report_state(access.tenant))
+    report["attachments"] = services.attachments_report(access.tenant)
     output = req.params.get("format", "json")
     if output == "json":
         return json_response(report)

@@ -44,6 +44,9 @@ param registryCacheTtlSeconds int = 30
 @description('NCRONTAB schedule of the retention purge (hourly at :05).')
 param purgeSchedule string = '0 5 * * * *'
 
+@description('NCRONTAB schedule of the attachment mover (Dynamics 365 files into SharePoint, every 5 minutes).')
+param attachmentSchedule string = '0 */5 * * * *'
+
 @description('Days audit entries (no personal data) are kept.')
 @minValue(30)
 @maxValue(3650)
@@ -213,6 +216,7 @@ var packcloudSettings = {
   PACKCLOUD_TRUSTED_PROXIES: trustedProxies
   PACKCLOUD_REGION_URLS: string(regionUrls)
   PACKCLOUD_PURGE_SCHEDULE: purgeSchedule
+  PACKCLOUD_ATTACHMENT_SCHEDULE: attachmentSchedule
   PACKCLOUD_AUDIT_RETENTION_DAYS: string(auditRetentionDays)
   PACKCLOUD_MAX_BODY_BYTES: string(maxBodyBytes)
   PACKCLOUD_FORM_RATE_PER_MINUTE: string(formRatePerMinute)

@@ -6,6 +6,8 @@ python -m shared.cli purge|audit ...         the same two, by name
 python -m shared.cli deliver [--dry-run]     deliver the records of dataverse datasets into Dynamics 365 once
                                              (dry run: print each record that would be upserted, send nothing)
 python -m shared.cli mailchimp-activity      read Mailchimp campaign activity into mailchimpevent datasets once
+python -m shared.cli attachments [--dry-run] move new Dynamics 365 attachments into SharePoint once
+                                             (dry run: print each file's tenant, source, id and size; move nothing)
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from shared.storage.blobs import storage_errors
 PURGE_DESCRIPTION = "The retention purge: deletes every record (and every piece of personal state) past its expiry."
 DELIVER_DESCRIPTION = (
     "The delivery into Dynamics 365: upserts the records of every dataverse dataset, then deletes them."
+)
+ATTACHMENTS_DESCRIPTION = (
+    "The attachment mover: copies new Dynamics 365 files into each tenant's SharePoint library, verifies each copy, "
+    "then records its link (and in link mode removes the file from Dynamics 365)."
 )
 AUDIT_USAGE = "usage: python -m shared.audit verify TENANT|_system"
 LOCAL_SETTINGS_FILE = "local.settings.json"
@@ -89,6 +95,29 @@ def deliver(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
+def attachments(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared.cli attachments", description=ATTACHMENTS_DESCRIPTION)
+    parser.add_argument("--dry-run", action="store_true", help="print the files that would move; move nothing")
+    args = parser.parse_args(argv)
+    report = services().attachment_mover.run(dry_run=args.dry_run)
+    for line in report.would_move:
+        print(line)
+    if args.dry_run:
+        print(f"would move {len(report.would_move)} file(s)", file=sys.stderr)
+        return 0
+    for tenant, outcome in sorted(report.tenants.items()):
+        error = f" ({outcome.error})" if outcome.error else ""
+        print(f"{tenant}: {outcome.state}{error}", file=sys.stderr)
+    print(
+        f"moved {report.total('moved')} file(s) ({report.total('bytes_moved')} bytes uploaded, "
+        f"{report.total('already_there')} already in SharePoint), {report.total('failed')} refused "
+        f"in {report.duration_s:.1f} s",
+        file=sys.stderr,
+    )
+    failed = any(outcome.state in ("failing", "storage_unavailable") for outcome in report.tenants.values())
+    return 1 if failed else 0
+
+
 def audit(argv: list[str]) -> int:
     """Check a tenant's (or _system's) audit chain: exit 0 when whole, 1 naming the first break."""
     if len(argv) != 2 or argv[0] != "verify":
@@ -128,6 +157,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "audit": audit,
     "deliver": deliver,
     "mailchimp-activity": mailchimp_activity,
+    "attachments": attachments,
 }
 
 

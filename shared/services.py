@@ -12,6 +12,10 @@ from typing import Any
 import requests
 from pydantic import SecretStr
 
+from shared.attachments.config import AttachmentJobs
+from shared.attachments.mover import Mover
+from shared.attachments.progress import Progress
+from shared.attachments.status import report_summary
 from shared.autonumber.sequences import SequenceStore
 from shared.capture.counts import CaptureCounts
 from shared.capture.store import CaptureStore
@@ -150,12 +154,13 @@ class Services:
 
     def forget_tenant_credentials(self, tenant_id: str) -> None:
         """What a tenant was given besides its data goes with it: the delivery target, the Twilio account, the
-        e-mail events key, the Mailchimp connection, each with its secret. One list, for the manage API's delete
-        and the registration engine's deregistration."""
+        e-mail events key, the Mailchimp connection, each with its secret, and the attachment job with its cursor
+        and markers. One list, for the manage API's delete and the registration engine's deregistration."""
         self.delivery_targets.delete(tenant_id)
         self.sms_accounts.delete(tenant_id)
         self.secrets.delete(verification_key_secret(tenant_id))
         self.mailchimp.connections.remove(tenant_id)
+        self.forget_attachments(tenant_id)
 
     def _give_mailchimp_key(self, tenant: Tenant, key: str) -> None:
         self.mailchimp.connections.put(tenant, ConnectionIn(api_key=SecretStr(key)))
@@ -197,6 +202,45 @@ class Services:
             batch_size=self.settings.delivery_batch_size,
             **options,
         )
+
+    @cached_property
+    def attachment_jobs(self) -> AttachmentJobs:
+        """Each tenant's attachment job (no secret: Graph signs in as the delivery target's application)."""
+        return AttachmentJobs(self.storage, self.delivery_targets, self.audit, self.clock)
+
+    @cached_property
+    def attachment_progress(self) -> Progress:
+        """The mover's cursors and per-file markers (ids and sizes only)."""
+        return Progress(self.storage, self.clock)
+
+    @cached_property
+    def attachment_mover(self) -> Mover:
+        """The attachment mover; built once, so that tokens are kept until they expire."""
+        return self.mover()
+
+    def mover(self, **options: Any) -> Mover:
+        """A mover of its own (tests and benchmarks set its budget, waits and chunk size)."""
+        options.setdefault("session", self.dataverse_session)
+        return Mover(
+            self.registry,
+            self.attachment_jobs,
+            self.delivery_targets,
+            self.attachment_progress,
+            self.audit,
+            self.clock,
+            region=self.settings.region,
+            graph_url=str(self.settings.graph_url),
+            **options,
+        )
+
+    def attachments_report(self, tenant: Tenant) -> dict[str, Any] | None:
+        """The DPO report's attachment section (shared/lifecycle/report_page.py draws it)."""
+        return report_summary(self.attachment_jobs, self.attachment_progress, tenant)
+
+    def forget_attachments(self, tenant_id: str) -> None:
+        """The job, its cursor and markers: with the tenant."""
+        self.attachment_jobs.delete(tenant_id)
+        self.attachment_progress.forget(tenant_id)
 
     def subject_requests(self, page_items: int = PAGE_ITEMS) -> SubjectRequests:
         """Data-subject requests; each call reads or deletes at most `page_items` (tests take a few)."""

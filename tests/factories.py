@@ -57,6 +57,7 @@ def settings_values(storage_connection_string: str, region: str = "eu") -> dict[
         "PACKCLOUD_DELIVERY_SCHEDULE": "0 0 0 1 1 *",
         # And for the DPO notifications' drain: the tests that walk its retries drain themselves, on their clock.
         "PACKCLOUD_DPO_SCHEDULE": "0 0 0 1 1 *",
+        "PACKCLOUD_ATTACHMENT_SCHEDULE": "0 0 0 1 1 *",
     }
 
 

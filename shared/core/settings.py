@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         default_factory=dict, description='JSON map of region code to base URL, e.g. {"eu": "https://..."}.'
     )
     purge_schedule: str = Field(default="0 5 * * * *", description="NCRONTAB schedule of the retention purge.")
+    attachment_schedule: str = Field(
+        default="0 */5 * * * *",
+        description="NCRONTAB schedule of the attachment mover (Dynamics 365 files into SharePoint).",
+    )
     audit_retention_days: int = Field(
         default=400, ge=30, le=3650, description="How long audit entries (which hold no personal data) are kept."
     )

@@ -232,6 +232,16 @@ class DataverseClient:
         except (ValueError, KeyError, TypeError):
             raise DeliveryProblem("not_a_dataverse_answer", "organization_url") from None
 
+    def request(self, method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> requests.Response:
+        """One Web API request under the organisation's `api/data/v9.2/` (a path, or an `@odata.nextLink` Dataverse
+        gave, which must point there), with the token and the 401 handling of every request here; the caller reads
+        the answer (the attachment mover: its listings, file blocks and updates)."""
+        if path.startswith(self._api):
+            path = path[len(self._api) :]
+        elif "://" in path:
+            raise Transient("foreign_link")  # a token goes to the organisation's own API and nowhere else
+        return self._send(method, path, headers, body)
+
     def _send(self, method: str, path: str, headers: dict[str, str], body: bytes | None) -> requests.Response:
         token = self._tokens.token()
         for attempt in (1, 2):

@@ -136,6 +136,48 @@ def dataset(report: Report, d: dict[str, Any]) -> str:
     )
 
 
+def attachments(report: Report) -> str:
+    """PowerAttachment: where the tenant's Dynamics 365 files go, what stays there, and the files refused (id and
+    size only: PackCloud keeps no name and no content)."""
+    job = report.get("attachments")
+    if not job:
+        return ""
+    kept = (
+        "replaced in Dynamics 365 by a link once the copy is verified"
+        if job["mode"] == "link"
+        else "kept in Dynamics 365 as well, with a link to the copy"
+    )
+    tables = ", ".join(f"<code>{e(t)}</code>" for t in job["note_tables"])
+    sources = " and ".join(
+        f"notes with files on {tables}" if s == "notes" else "e-mail attachments" for s in job["sources"]
+    )
+    rows = "".join(
+        f'<tr><td><code>{e(f["id"])}</code></td><td>{e(f["source"])}</td><td class="n">{e(f["size"])}</td>'
+        f"<td><code>{e(f['reason'])}</code></td><td>{e(f['state'])}</td><td>{e(f['at'])}</td></tr>"
+        for f in job["failed"]
+    )
+    refused = (
+        '<table><caption>Files not moved</caption><thead><tr><th scope="col">Attachment</th>'
+        '<th scope="col">Source</th><th scope="col">Bytes</th><th scope="col">Reason</th><th scope="col">State</th>'
+        f'<th scope="col">Since</th></tr></thead><tbody>{rows}</tbody></table>'
+        if rows
+        else "<p>No file is waiting: every file listed so far was moved.</p>"
+    )
+    run = job.get("last_run") or {}
+    last = (
+        f"<p>Last run {e(run.get('at'))}: {e(run.get('moved'))} file(s) moved, {e(run.get('failed'))} refused "
+        f"({e(run.get('state'))}).</p>"
+        if run
+        else "<p>No run yet.</p>"
+    )
+    return (
+        '<section aria-labelledby="attachments"><h2 id="attachments">Attachments moved to SharePoint</h2>'
+        f"<p>{sources} are copied to the SharePoint site <code>{e(job['site_id'])}</code>, library "
+        f"<code>{e(job['drive_id'])}</code>, and {kept}. Files pass through PackCloud's memory only; it stores "
+        f"no name and no content, only ids, sizes and its position.</p>{last}{refused}</section>"
+    )
+
+
 # The page below its heading, top to bottom. A new section is one function of the report, appended here.
 def dpo_notifications(report: Report) -> str:
     """Events for the DPO's webhook that were given up after 24 hours of attempts, and those waiting."""
@@ -161,7 +203,7 @@ def dpo_notifications(report: Report) -> str:
     )
 
 
-SECTIONS: list[Section] = [summary, subject_requests, datasets, dpo_notifications]
+SECTIONS: list[Section] = [summary, subject_requests, datasets, attachments, dpo_notifications]
 
 
 def _activity(d: dict[str, Any]) -> str:

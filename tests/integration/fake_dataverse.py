@@ -20,10 +20,20 @@ type, a value too long). A change set is atomic: on a failure nothing of it stay
 `Prefer: odata.continue-on-error` the batch answers with that failure alone (its status, its Content-ID). Scripts:
 the next requests' answers (`fail_next`: a 429 with Retry-After, a 5xx, a 401, a 403), and `hold_next`, which
 commits the next batch and holds its answer until released (a process killed meanwhile never hears it).
+
+Files (the attachment mover): notes (`annotations`, `documentbody` base64) and e-mail attachments
+(`activitymimeattachments`, `body` base64), listed with `$select`, the `$filter` forms the mover sends (`and`,
+parenthesised `or`, `eq`/`ne`/`gt` on columns), `$orderby=versionnumber asc`, `Prefer: odata.maxpagesize` and an
+`@odata.nextLink` per page; read with `InitializeAnnotationBlocksDownload`/`InitializeAttachmentBlocksDownload` and
+`DownloadBlock` (base64 `Data` of one range); changed with `PATCH` (If-Match on the row's `@odata.etag`, 412 when it
+moved on, 404 when the row is gone; unknown columns 400), each change raising the row's `versionnumber`. Scripted
+answers (`fail_next`) apply to these requests too; `before_patch` lets a test look at the world just before a PATCH
+is applied.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import email
@@ -43,7 +53,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import jwt
 import trustme
@@ -51,6 +61,12 @@ from cryptography import x509
 
 API = "/api/data/v9.2/"
 UPSERT = re.compile(r"^/api/data/v9\.2/([a-z][a-z0-9_]*)\(([a-z][a-z0-9_]*)='((?:[^']|'')*)'\)$")
+ROW = re.compile(r"^/api/data/v9\.2/(annotations|activitymimeattachments)\(([0-9a-f-]{36})\)$")
+FILE_ACTIONS = ("InitializeAnnotationBlocksDownload", "InitializeAttachmentBlocksDownload", "DownloadBlock")
+BLOCK_MAX = 4 * 1024 * 1024
+NOTE_COLUMNS = frozenset({"documentbody", "filename", "mimetype", "notetext", "subject", "isdocument"})
+ATTACHMENT_COLUMNS = frozenset({"body", "filename", "mimetype", "subject"})
+_TERM = re.compile(r"^([a-z_][a-z0-9_]*) (eq|ne|gt) (null|true|false|'[^']*'|-?[0-9]+)$")
 
 
 # ------------------------------------------------------------------------------------------------ TLS
@@ -286,7 +302,58 @@ class FakeDataverse:
     dop_hint: int = 4
     in_flight: int = 0  # $batch requests being answered now, and the most there were at once
     most_in_flight: int = 0
+    # Files: notes and e-mail attachments by id; a version counter as Dataverse's row versions; download tokens.
+    notes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mime_attachments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    version: int = 1000
+    downloads: dict[str, bytes] = field(default_factory=dict, repr=False)
+    patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (set, id, values) applied
+    before_patch: Any = None  # a callable (set, id, values) run before a PATCH; False: not applied, 503
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _next_version(self) -> int:
+        self.version += 1
+        return self.version
+
+    def add_note(
+        self, table: str, record_id: str, file_name: str, data: bytes, mimetype: str = "application/pdf"
+    ) -> str:
+        note_id = str(uuid.uuid4())
+        with self.lock:
+            self.notes[note_id] = {
+                "annotationid": note_id,
+                "objecttypecode": table,
+                "_objectid_value": record_id,
+                "isdocument": True,
+                "filename": file_name,
+                "filesize": len(data),
+                "mimetype": mimetype,
+                "documentbody": base64.b64encode(data).decode(),
+                "notetext": None,
+                "versionnumber": self._next_version(),
+            }
+        return note_id
+
+    def add_mime_attachment(self, email_id: str, file_name: str, data: bytes, mimetype: str = "application/pdf") -> str:
+        attachment_id = str(uuid.uuid4())
+        with self.lock:
+            self.mime_attachments[attachment_id] = {
+                "activitymimeattachmentid": attachment_id,
+                "objecttypecode": "email",
+                "_objectid_value": email_id,
+                "filename": file_name,
+                "filesize": len(data),
+                "mimetype": mimetype,
+                "body": base64.b64encode(data).decode(),
+                "versionnumber": self._next_version(),
+            }
+        return attachment_id
+
+    def file_bytes(self, entity_set: str, row_id: str) -> bytes | None:
+        """A note's or an attachment's file as it is now (None: no body)."""
+        rows = self.notes if entity_set == "annotations" else self.mime_attachments
+        body = rows[row_id].get("documentbody" if entity_set == "annotations" else "body")
+        return None if body is None else base64.b64decode(body)
 
     @property
     def host(self) -> str:
@@ -317,6 +384,11 @@ class FakeDataverse:
             self.batch_headers.clear()
             self.scripted.clear()
             self.held.clear()
+            self.notes.clear()
+            self.mime_attachments.clear()
+            self.downloads.clear()
+            self.patches.clear()
+        self.before_patch = None
         self.op_seconds, self.dop_hint, self.most_in_flight = 0.0, 4, 0
 
 
@@ -390,7 +462,8 @@ class _DataverseHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if urlsplit(self.path).path != API + "WhoAmI":
-            self._json(404, odata_error("0x8006088a", "Resource not found for the segment."))
+            if self._user() is not None and not self._scripted_answer():
+                self._files_get()
             return
         client = self._user()
         if client is None:
@@ -402,6 +475,11 @@ class _DataverseHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length)
+        action = urlsplit(self.path).path.removeprefix(API)
+        if action in FILE_ACTIONS:
+            if self._user() is not None and not self._scripted_answer():
+                self._file_action(action, json.loads(raw or b"{}"))
+            return
         if urlsplit(self.path).path != API + "$batch":
             self._json(404, odata_error("0x8006088a", "Resource not found for the segment."))
             return
@@ -429,6 +507,128 @@ class _DataverseHandler(BaseHTTPRequestHandler):
             held.committed.set()
             held.release.wait(120)
         self._answer(status, body, f"multipart/mixed; boundary={boundary}")
+
+    def do_PATCH(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length)
+        if self._user() is None or self._scripted_answer():
+            return
+        found = ROW.match(urlsplit(self.path).path)
+        if found is None:
+            self._json(405, odata_error("0x80060888", "Only rows of the file tables here."))
+            return
+        entity_set, row_id = found.group(1), found.group(2)
+        values = json.loads(raw)
+        if self.org.before_patch is not None and self.org.before_patch(entity_set, row_id, values) is False:
+            self._json(503, odata_error("0x80040216", "Scripted: not applied."))  # a change that never arrived
+            return
+        with self.org.lock:
+            rows = self.org.notes if entity_set == "annotations" else self.org.mime_attachments
+            row = rows.get(row_id)
+            if row is None:
+                self._json(404, odata_error("0x80040217", f"{entity_set} With Id = {row_id} Does Not Exist"))
+                return
+            match = self.headers.get("if-match")
+            if match not in (None, "*") and match != _etag(row):
+                self._json(412, odata_error("0x80060882", "The version of the existing record doesn't match."))
+                return
+            # The note table takes no column of one's own (CanCreateAttributes is false): its own writable ones only.
+            allowed = NOTE_COLUMNS if entity_set == "annotations" else ATTACHMENT_COLUMNS
+            unknown = [column for column in values if column not in allowed]
+            if unknown:
+                entity = "annotation" if entity_set == "annotations" else "activitymimeattachment"
+                message = f"Invalid property '{unknown[0]}' was found in entity 'Microsoft.Dynamics.CRM.{entity}'."
+                self._json(400, odata_error("0x80060891", message))
+                return
+            row.update(values)
+            body_column = "documentbody" if entity_set == "annotations" else "body"
+            if body_column in values:
+                body = values[body_column]
+                row["filesize"] = 0 if body is None else len(base64.b64decode(body))
+            row["versionnumber"] = self.org._next_version()
+            self.org.patches.append((entity_set, row_id, values))
+        self._answer(204, b"", "text/plain")
+
+    def _scripted_answer(self) -> bool:
+        """A scripted failure for this request, if one is next: answered, and True."""
+        with self.org.lock:
+            scripted = self.org.scripted.popleft() if self.org.scripted else None
+        if scripted is None:
+            return False
+        headers = {"Retry-After": str(scripted.retry_after)} if scripted.retry_after is not None else {}
+        code = "0x80072322" if scripted.status == 429 else "0x80040216"
+        self._json(scripted.status, odata_error(code, "Number of requests exceeded the limit."), headers)
+        return True
+
+    def _files_get(self) -> None:
+        url = urlsplit(self.path)
+        found = ROW.match(url.path)
+        if found is not None:
+            entity_set, row_id = found.group(1), found.group(2)
+            with self.org.lock:
+                rows = self.org.notes if entity_set == "annotations" else self.org.mime_attachments
+                row = rows.get(row_id)
+                shown = None if row is None else _shown(row, parse_qs(url.query).get("$select", [""])[0])
+            if shown is None:
+                self._json(404, odata_error("0x80040217", f"{entity_set} With Id = {row_id} Does Not Exist"))
+            else:
+                self._json(200, shown)
+            return
+        entity_set = url.path.removeprefix(API)
+        if entity_set not in ("annotations", "activitymimeattachments"):
+            self._json(404, odata_error("0x8006088a", "Resource not found for the segment."))
+            return
+        query = {name: values[0] for name, values in parse_qs(url.query).items()}
+        if query.get("$orderby") != "versionnumber asc":
+            self._json(400, odata_error("0x80060888", "The fake orders by versionnumber only."))
+            return
+        page_size = 5000
+        prefer = re.search(r"odata\.maxpagesize=([0-9]+)", self.headers.get("prefer", ""))
+        if prefer:
+            page_size = min(page_size, int(prefer.group(1)))
+        after = int(query.get("$skiptoken", "0"))
+        with self.org.lock:
+            rows = self.org.notes if entity_set == "annotations" else self.org.mime_attachments
+            matching = sorted(
+                (row for row in rows.values() if row["versionnumber"] > after and _matches(row, query["$filter"])),
+                key=lambda row: row["versionnumber"],
+            )
+            page = [_shown(row, query.get("$select", "")) for row in matching[:page_size]]
+        body: dict[str, Any] = {"@odata.context": f"{self.org.url}api/data/v9.2/$metadata#{entity_set}", "value": page}
+        headers = {"Preference-Applied": f"odata.maxpagesize={page_size}"} if prefer else {}
+        if len(matching) > page_size:
+            rest = {name: value for name, value in query.items() if name != "$skiptoken"}
+            rest["$skiptoken"] = str(page[-1]["versionnumber"])
+            body["@odata.nextLink"] = f"{self.org.url}api/data/v9.2/{entity_set}?" + urlencode(rest, quote_via=quote)
+        self._json(200, body, headers)
+
+    def _file_action(self, action: str, body: dict[str, Any]) -> None:
+        if action == "DownloadBlock":
+            with self.org.lock:
+                data = self.org.downloads.get(str(body.get("FileContinuationToken")))
+            offset, length = int(body.get("Offset", -1)), int(body.get("BlockLength", 0))
+            if data is None or offset < 0 or length <= 0 or length > BLOCK_MAX or offset + length > len(data):
+                self._json(400, odata_error("0x80090001", "Invalid block range or token."))
+                return
+            self._json(200, {"Data": base64.b64encode(data[offset : offset + length]).decode()})
+            return
+        target = body.get("Target") or {}
+        notes = action == "InitializeAnnotationBlocksDownload"
+        row_id = str(target.get("annotationid" if notes else "activitymimeattachmentid"))
+        with self.org.lock:
+            rows = self.org.notes if notes else self.org.mime_attachments
+            row = rows.get(row_id)
+            encoded = None if row is None else row.get("documentbody" if notes else "body")
+        if row is None or encoded is None:
+            self._json(404, odata_error("0x80040217", "No file to download."))
+            return
+        token = secrets.token_urlsafe(24)
+        data = base64.b64decode(encoded)
+        with self.org.lock:
+            self.org.downloads[token] = data
+            while len(self.org.downloads) > 4:  # files being read now: a few at most, whatever a test moves
+                del self.org.downloads[next(iter(self.org.downloads))]
+        self._json(200, {"FileContinuationToken": token, "FileSizeInBytes": len(data), "FileName": row["filename"]})
 
     # -- the batch ---------------------------------------------------------------------------
 
@@ -523,6 +723,45 @@ def _column_problem(table: Table, values: dict[str, Any]) -> dict[str, Any] | No
             )
             return odata_error("0x80044331", message)
     return None
+
+
+def _etag(row: dict[str, Any]) -> str:
+    return f'W/"{row["versionnumber"]}"'
+
+
+def _shown(row: dict[str, Any], select: str) -> dict[str, Any]:
+    columns = [c for c in select.split(",") if c] or [c for c in row if c not in ("documentbody", "body")]
+    return {"@odata.etag": _etag(row), **{column: row.get(column) for column in columns}}
+
+
+def _literal(text: str) -> Any:
+    if text == "null":
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    if text.startswith("'"):
+        return text[1:-1]
+    return int(text)
+
+
+def _term(row: dict[str, Any], text: str) -> bool:
+    text = text.strip()
+    if text.startswith("(") and text.endswith(")"):
+        return any(_term(row, part) for part in text[1:-1].split(" or "))
+    found = _TERM.match(text)
+    if found is None:
+        raise ValueError(f"the fake does not read this filter term: {text}")
+    column, operator, value = found.group(1), found.group(2), _literal(found.group(3))
+    actual = row.get(column)
+    if operator == "eq":
+        return bool(actual == value)
+    if operator == "ne":
+        return bool(actual != value)
+    return actual is not None and actual > value
+
+
+def _matches(row: dict[str, Any], where: str) -> bool:
+    return all(_term(row, part) for part in where.split(" and "))
 
 
 def start_dataverse(ca: TrustedCA, entra: FakeEntra) -> tuple[FakeDataverse, ThreadingHTTPServer]:
