@@ -8,14 +8,17 @@ GET  /api/privacy/{tenant}/report[?format=html]   record of processing activitie
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
 from functions._http import SECURITY_HEADERS, handles_errors, json_model, json_response
 from shared.core.errors import BadRequest
-from shared.lifecycle.report import processing_record, render_html
-from shared.lifecycle.subject_requests import SubjectRequest, SubjectRequests
 from shared.registry.access import tenant_access
 from shared.services import Services, get_services
+
+if TYPE_CHECKING:
+    from shared.lifecycle.subject_requests import SubjectRequest, SubjectRequests
 
 bp = func.Blueprint()
 
@@ -23,6 +26,8 @@ bp = func.Blueprint()
 def _subject(req: func.HttpRequest, services: Services) -> tuple[str, SubjectRequests, SubjectRequest]:
     # Fresh, not cached: a rotated key or a deleted tenant counts at once where personal data is handed out.
     access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"), fresh=True)
+    from shared.lifecycle.subject_requests import SubjectRequest
+
     max_bytes = services.settings.max_body_bytes
     request = json_model(req, SubjectRequest, "invalid_subject_request", "subject request", max_bytes)
     return access.tenant.id, services.subject_requests(), request
@@ -58,6 +63,8 @@ def privacy_erase(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="privacy/{tenant}/report", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def privacy_report(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.lifecycle.report import processing_record, render_html
+
     services = get_services()
     access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"))
     report = processing_record(access.tenant, services.registry, services.storage, services.audit, services.clock)

@@ -1,5 +1,8 @@
 """The one composition root: every service a function or a command needs is built here, once per process, on
-first use (not at import). Nothing below this module imports it (the import contract in pyproject.toml)."""
+first use (not at import). Nothing below this module imports it (the import contract in pyproject.toml).
+
+Only what the capture hot path needs is imported at the top; every other service is imported inside its cached
+accessor, so that a cold start loads no code that its first request does not run (bench/cold_start.py)."""
 
 from __future__ import annotations
 
@@ -7,31 +10,30 @@ import atexit
 import threading
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
-
-from shared.autonumber.sequences import SequenceStore
 from shared.capture.counts import CaptureCounts
 from shared.capture.store import CaptureStore
 from shared.core.clock import Clock, SystemClock
 from shared.core.settings import Settings, get_settings
-from shared.dataverse.client import make_session
-from shared.dataverse.targets import Targets
-from shared.geologin.locator import Locator
-from shared.geologin.signins import GeoLogins
-from shared.lifecycle.dataverse_push import Deliverer
-from shared.lifecycle.delivery import Delivery
-from shared.lifecycle.purge import Purger
-from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
-from shared.registration.engine import Registrations, RegistrationStore
-from shared.registration.provisioning import Provisioner
 from shared.registry.residency import Residency
 from shared.registry.store import Registry
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import Storage
-from shared.storage.secrets import SecretStore, secret_store
-from shared.webform.intake import FormIntake
+
+if TYPE_CHECKING:
+    import requests
+
+    from shared.autonumber.sequences import SequenceStore
+    from shared.dataverse.targets import Targets
+    from shared.geologin.signins import GeoLogins
+    from shared.lifecycle.dataverse_push import Deliverer
+    from shared.lifecycle.delivery import Delivery
+    from shared.lifecycle.purge import Purger
+    from shared.lifecycle.subject_requests import SubjectRequests
+    from shared.registration.engine import Registrations
+    from shared.storage.secrets import SecretStore
+    from shared.webform.intake import FormIntake
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,6 @@ class Services:
     capture: CaptureStore
     audit: AuditLog
     counts: CaptureCounts
-    forms: FormIntake
-    geologins: GeoLogins
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None, storage: Storage | None = None) -> Services:
@@ -56,13 +56,30 @@ class Services:
         counts = CaptureCounts(audit)
         residency = Residency(registry, settings)
         capture = CaptureStore(storage, registry, settings, clock, counts, residency)
-        forms = FormIntake(capture, storage, settings, clock)
-        geologins = GeoLogins(capture, storage, Locator(settings.geo_city_db_path), settings, clock)
-        return cls(settings, clock, storage, registry, residency, capture, audit, counts, forms, geologins)
+        return cls(settings, clock, storage, registry, residency, capture, audit, counts)
+
+    @cached_property
+    def forms(self) -> FormIntake:
+        """Web-form submissions."""
+        from shared.webform.intake import FormIntake
+
+        return FormIntake(self.capture, self.storage, self.settings, self.clock)
+
+    @cached_property
+    def geologins(self) -> GeoLogins:
+        """Sign-ins and their locations (opens the configured City database, if any)."""
+        from shared.geologin.locator import Locator
+        from shared.geologin.signins import GeoLogins
+
+        locator = Locator(self.settings.geo_city_db_path)
+        return GeoLogins(self.capture, self.storage, locator, self.settings, self.clock)
 
     @cached_property
     def registrations(self) -> Registrations:
         """The registration engine of the home deployment, built on first use."""
+        from shared.registration.engine import Registrations, RegistrationStore
+        from shared.registration.provisioning import Provisioner
+
         secrets = self.secrets
         provisioner = Provisioner(self.settings, self.registry, self.audit, secrets, targets=self.delivery_targets)
         store = RegistrationStore(self.storage, self.registry)
@@ -71,26 +88,36 @@ class Services:
     @cached_property
     def sequences(self) -> SequenceStore:
         """Auto-number sequences and their counters."""
+        from shared.autonumber.sequences import SequenceStore
+
         return SequenceStore(self.storage, self.clock, self.settings.master_key.get_secret_value())
 
     @cached_property
     def delivery(self) -> Delivery:
         """The /sync feed and its acknowledgements."""
+        from shared.lifecycle.delivery import Delivery
+
         return Delivery(self.storage, self.audit, self.clock)
 
     @cached_property
     def secrets(self) -> SecretStore:
         """Key Vault in Azure, the private local file otherwise."""
+        from shared.storage.secrets import secret_store
+
         return secret_store(self.settings)
 
     @cached_property
     def delivery_targets(self) -> Targets:
         """Each tenant's Dynamics 365 organisation and application (secrets in the secret store)."""
+        from shared.dataverse.targets import Targets
+
         return Targets(self.storage, self.secrets, self.audit, self.clock, self.settings)
 
     @cached_property
     def dataverse_session(self) -> requests.Session:
         """The connection pool to Entra ID and the Dynamics 365 organisations, shared by delivery and its check."""
+        from shared.dataverse.client import make_session
+
         return make_session()
 
     @cached_property
@@ -100,6 +127,8 @@ class Services:
 
     def push_deliverer(self, **options: Any) -> Deliverer:
         """A deliverer of its own (tests and benchmarks set its budget, waits and HTTP session)."""
+        from shared.lifecycle.dataverse_push import Deliverer
+
         return Deliverer(
             self.storage,
             self.registry,
@@ -112,12 +141,17 @@ class Services:
             **options,
         )
 
-    def subject_requests(self, page_items: int = PAGE_ITEMS) -> SubjectRequests:
+    def subject_requests(self, page_items: int | None = None) -> SubjectRequests:
         """Data-subject requests; each call reads or deletes at most `page_items` (tests take a few)."""
+        from shared.lifecycle.subject_requests import PAGE_ITEMS, SubjectRequests
+
         master_key = self.settings.master_key.get_secret_value()
-        return SubjectRequests(self.storage, self.registry, self.audit, master_key, page_items=page_items)
+        pages = PAGE_ITEMS if page_items is None else page_items
+        return SubjectRequests(self.storage, self.registry, self.audit, master_key, page_items=pages)
 
     def purger(self, budget_s: float | None = None) -> Purger:
+        from shared.lifecycle.purge import Purger
+
         options = {} if budget_s is None else {"budget_s": budget_s}
         return Purger(
             self.storage,
