@@ -3,6 +3,8 @@ share the next one; numbers stay contiguous and unique, replays identical, and t
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -147,3 +149,42 @@ def test_a_replay_is_not_answered_from_memory_after_the_sequence_is_gone(store, 
         store.next(tenant_id, "s", 1, "k1")
     with pytest.raises(NotFound):
         store.next(tenant_id, "s", 1, None)
+
+
+def test_a_lost_race_is_answered_sequence_busy_and_logged_as_such(tenant_id, monkeypatch, caplog):
+    """Through the registered function: 503 with its own code and Retry-After, nothing consumed, and a log line
+    that names `sequence_busy`, not `storage_unavailable` (an outage)."""
+    import azure.functions as func
+    from azure.core.exceptions import ResourceModifiedError
+
+    import function_app
+    import shared.autonumber.sequences as autonumber
+    from shared.registry.models import TenantIn
+    from shared.services import get_services
+
+    services = get_services()
+    _, api_key = services.registry.put_tenant(tenant_id, TenantIn())
+    services.sequences.put(tenant_id, "busy", FORMAT)
+
+    def always_stale(state: SequenceState, etag: str | None) -> str:
+        raise ResourceModifiedError("another instance won")
+
+    monkeypatch.setattr(autonumber, "CAS_BUDGET_S", 0.2)
+    monkeypatch.setattr(services.sequences, "_write", always_stale)
+    function = next(f for f in function_app.app.get_functions() if f.get_function_name() == "autonumber_next")
+    request = func.HttpRequest(
+        "POST",
+        f"http://localhost/api/autonumber/{tenant_id}/busy/next",
+        headers={"authorization": f"Bearer {api_key}", "content-type": "application/json"},
+        route_params={"tenant": tenant_id, "sequence": "busy"},
+        body=b'{"count": 2}',
+    )
+    with caplog.at_level(logging.DEBUG, logger="packcloud"):
+        answer = function.get_user_function()(request)
+    assert answer.status_code == 503, answer.get_body()
+    assert json.loads(answer.get_body())["error"] == "sequence_busy"
+    assert answer.headers["Retry-After"] == "1"
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "sequence_busy" in logged and "storage_unavailable" not in logged
+    monkeypatch.undo()
+    assert services.sequences.next(tenant_id, "busy", 1, None).seq == [1]  # the lost race consumed nothing
