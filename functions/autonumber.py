@@ -6,19 +6,20 @@ POST           /api/autonumber/{tenant}/{sequence}/next            (tenant key) 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
 from functions._http import handles_errors, json_model, json_response
-from shared.autonumber.sequences import NextRequest, SequenceDefinition, SequenceState
 from shared.core.bodies import parse_json_object, validate_model
 from shared.core.errors import NotFound
-from shared.core.idempotency import check_idempotency_key
 from shared.core.ids import check_id
 from shared.registry.access import tenant_access
 from shared.registry.auth import require_tenant
 from shared.services import get_services
+
+if TYPE_CHECKING:
+    from shared.autonumber.sequences import SequenceState
 
 bp = func.Blueprint()
 
@@ -46,6 +47,8 @@ def manage_sequence(req: func.HttpRequest) -> func.HttpResponse:
         if not store.delete(tenant.id, sequence):
             raise NotFound("unknown_sequence", "the tenant has no sequence with this id")
         return func.HttpResponse(status_code=204)
+    from shared.autonumber.sequences import SequenceDefinition
+
     max_bytes = services.settings.max_body_bytes
     definition = json_model(req, SequenceDefinition, "invalid_sequence", "sequence", max_bytes)
     state, created = store.put(tenant.id, sequence, definition)
@@ -56,6 +59,9 @@ def manage_sequence(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="autonumber/{tenant}/{sequence}/next", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def autonumber_next(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.autonumber.sequences import NextRequest
+    from shared.core.idempotency import check_idempotency_key
+
     services = get_services()
     access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"))
     sequence = check_id("sequence", req.route_params.get("sequence"))

@@ -12,7 +12,6 @@ import azure.functions as func
 
 from functions._http import fresh_dataset_access, handles_errors, json_model, json_response, limit_param
 from shared.core.errors import BadRequest
-from shared.dataverse import dead_letters
 from shared.registry.access import Access
 from shared.services import Services, get_services
 
@@ -41,6 +40,8 @@ def _marker(raw: str | None) -> str | None:
 @bp.route(route="sync/{tenant}/{dataset}/failed", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def sync_failed(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.dataverse import dead_letters
+
     services, access = _open(req)
     limit = limit_param(req.params.get("limit"), DEFAULT_LIMIT, dead_letters.MAX_PAGE)
     marker = _marker(req.params.get("cursor"))
@@ -53,6 +54,8 @@ def sync_failed(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="sync/{tenant}/{dataset}/failed/retry", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def sync_failed_retry(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.dataverse import dead_letters
+
     services, access = _open(req)
     retry = json_model(req, dead_letters.RetryRequest, "invalid_retry", "retry", services.settings.max_body_bytes)
     return json_response(

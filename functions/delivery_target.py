@@ -7,17 +7,18 @@ POST           /api/manage/tenants/{tenant}/delivery/check   a token, then WhoAm
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
 from functions._http import handles_errors, json_model, json_response
 from shared.core.errors import NotFound
 from shared.core.ids import check_id
-from shared.dataverse.check import check_target
-from shared.dataverse.targets import Target, TargetIn
 from shared.registry.models import Tenant
 from shared.services import Services, get_services
+
+if TYPE_CHECKING:
+    from shared.dataverse.targets import Target
 
 bp = func.Blueprint()
 
@@ -55,6 +56,8 @@ def manage_delivery(req: func.HttpRequest) -> func.HttpResponse:
         _target(services, tenant)
         services.delivery_targets.remove(tenant.id)
         return func.HttpResponse(status_code=204)
+    from shared.dataverse.targets import TargetIn
+
     change = json_model(req, TargetIn, "invalid_target", "delivery target", services.settings.max_body_bytes)
     # Delivery runs where the tenant's data is; its secret goes to that region's secret store.
     services.residency.require_home(tenant)
@@ -66,6 +69,8 @@ def manage_delivery(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="manage/tenants/{tenant}/delivery/check", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def manage_delivery_check(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.dataverse.check import check_target
+
     services = get_services()
     target = _target(services, _tenant(services, req))
     return json_response(check_target(services.delivery_targets, target, services.dataverse_session))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions._http import handles_errors, json_model, json_response
-from shared.geologin.signins import SignInRequest
 from shared.registry.access import tenant_access
 from shared.services import get_services
 
@@ -19,6 +18,8 @@ bp = func.Blueprint()
 @bp.route(route="geologin/{tenant}/{dataset}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def geologin_sign_in(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.geologin.signins import SignInRequest
+
     services = get_services()
     access = tenant_access(
         services, req.route_params.get("tenant", ""), req.headers.get("authorization"), req.route_params.get("dataset")

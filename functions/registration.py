@@ -13,7 +13,6 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions._http import handles_errors, json_model, json_response
-from shared.registration.engine import REGISTRATION_KEY_HEADER, RegistrationIn
 from shared.services import get_services
 
 bp = func.Blueprint()
@@ -23,6 +22,8 @@ bp = func.Blueprint()
 @bp.route(route="registrations", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def registration_create(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.registration.engine import REGISTRATION_KEY_HEADER, RegistrationIn
+
     services = get_services()
     services.registrations.key.require(req.headers.get(REGISTRATION_KEY_HEADER))
     max_bytes = services.settings.max_body_bytes

@@ -6,15 +6,18 @@ POST /api/sync/{tenant}/{dataset}/ack              {"ids": [...]}: delivered, de
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
 from functions._http import fresh_dataset_access, handles_errors, json_model, json_response, limit_param
 from shared.core.errors import BadRequest
 from shared.core.ids import is_record_id
-from shared.lifecycle.delivery import DEFAULT_LIMIT, MAX_LIMIT, AckRequest, Delivery
-from shared.lifecycle.generations import Generations
 from shared.registry.access import Access
 from shared.services import Services, get_services
+
+if TYPE_CHECKING:
+    from shared.lifecycle.delivery import Delivery
 
 bp = func.Blueprint()
 
@@ -28,6 +31,9 @@ def _open(req: func.HttpRequest) -> tuple[Services, Access, Delivery]:
 @bp.route(route="sync/{tenant}/{dataset}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def sync_records(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.lifecycle.delivery import DEFAULT_LIMIT, MAX_LIMIT
+    from shared.lifecycle.generations import Generations
+
     services, access, delivery = _open(req)
     cursor = req.params.get("cursor") or None
     if cursor is not None and not is_record_id(cursor):
@@ -42,6 +48,8 @@ def sync_records(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="sync/{tenant}/{dataset}/ack", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def sync_ack(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.lifecycle.delivery import AckRequest
+
     services, access, delivery = _open(req)
     ack = json_model(req, AckRequest, "invalid_ack", "acknowledgement", services.settings.max_body_bytes)
     deleted, already_gone = delivery.acknowledge(access.tenant.id, access.named_dataset.id, ack.ids)

@@ -7,11 +7,15 @@ GET     /api/forms/snippet.js           the script that enhances <form data-pack
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
 from functions._http import SECURITY_HEADERS, base_url, handles_errors, json_response, lower_headers
 from shared.services import get_services
-from shared.webform.intake import FormAnswer, FormPost, render_snippet
+
+if TYPE_CHECKING:
+    from shared.webform.intake import FormAnswer
 
 bp = func.Blueprint()
 
@@ -26,6 +30,8 @@ def _shaped(answer: FormAnswer) -> func.HttpResponse:
 @bp.route(route="forms/{tenant}/{dataset}", methods=["POST", "OPTIONS"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def webform_submit(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.webform.intake import FormPost
+
     forms = get_services().forms
     tenant, dataset = req.route_params.get("tenant", ""), req.route_params.get("dataset", "")
     headers = lower_headers(req)
@@ -37,6 +43,8 @@ def webform_submit(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("webform_snippet")
 @bp.route(route="forms/snippet.js", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def webform_snippet(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.webform.intake import render_snippet
+
     return func.HttpResponse(
         render_snippet(f"{base_url(req)}/forms"),
         status_code=200,

@@ -19,8 +19,8 @@ from azure.core.exceptions import ResourceModifiedError
 import shared.autonumber.sequences as autonumber
 from devenv.azurite import free_port, start_azurite
 from devenv.local_host import start_local_host, stop_local_host
-from shared.autonumber.sequences import SequenceDefinition, SequenceStore
-from shared.core.errors import Conflict, NotFound, StorageUnavailable
+from shared.autonumber.sequences import SequenceBusy, SequenceDefinition, SequenceStore
+from shared.core.errors import Conflict, NotFound
 from shared.registry.models import TenantIn
 from shared.storage.blobs import REGISTRY
 from tests.factories import FUNCTION_KEY, HOST_MASTER_KEY, MASTER_KEY, all_blobs, settings_env
@@ -143,8 +143,9 @@ def test_endless_contention_answers_busy_and_consumes_nothing(store, tenant_id, 
 
     monkeypatch.setattr(autonumber, "CAS_BUDGET_S", 0.2)
     monkeypatch.setattr(store, "_write", always_stale)
-    with pytest.raises(StorageUnavailable) as caught:
+    with pytest.raises(SequenceBusy) as caught:
         store.next(tenant_id, "s1", 1, None)
+    assert caught.value.status == 503 and caught.value.code == "sequence_busy"
     assert caught.value.headers["Retry-After"] == "1"
     assert all_blobs_for(store, tenant_id) == before
 
