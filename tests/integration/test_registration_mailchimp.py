@@ -10,7 +10,7 @@ import pytest
 
 from shared.core.errors import Unprocessable
 from shared.registration.engine import RegistrationIn
-from tests.factories import all_blobs, registration
+from tests.factories import blob_states, registration
 
 API_KEY = "0123456789abcdef0123456789abcdef-us21"
 
@@ -47,11 +47,11 @@ def test_the_mailchimp_pack_gives_the_tenant_its_connection_and_deregistering_re
 )
 def test_a_mailchimp_registration_with_a_bad_key_is_refused_with_nothing_stored(home, azurite, key):
     body = registration(str(uuid.uuid4()), pack="mailchimp", credentials={"mailchimp-api-key": key})
-    before = {c: all_blobs(azurite, c) for c in ("registry", "records")}
+    before = blob_states(azurite, ("registry", "records", "state"))
     with pytest.raises(Unprocessable) as refused:
         home.registrations.register(RegistrationIn.model_validate(body))
     assert "credentials.mailchimp-api-key" in [problem["field"] for problem in refused.value.extra["errors"]]
-    assert {c: all_blobs(azurite, c) for c in ("registry", "records")} == before
+    assert blob_states(azurite, ("registry", "records", "state")) == before
     assert key not in refused.value.detail
     secrets_path = home.settings.local_secrets_path
     assert not secrets_path.exists() or json.loads(secrets_path.read_text()) == {}

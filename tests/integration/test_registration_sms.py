@@ -11,7 +11,7 @@ import pytest
 
 from shared.core.errors import Unprocessable
 from shared.registration.engine import RegistrationIn
-from tests.factories import all_blobs, registration
+from tests.factories import blob_states, registration
 
 
 @pytest.fixture
@@ -67,11 +67,11 @@ def test_the_sms_pack_gives_the_tenant_its_twilio_account(home):
 )
 def test_an_sms_registration_without_a_usable_account_is_refused_with_nothing_stored(home, azurite, changes, field):
     body = registration(str(uuid.uuid4()), pack="sms", credentials=twilio_credentials(**changes))
-    before = {c: all_blobs(azurite, c) for c in ("registry", "records")}
+    before = blob_states(azurite, ("registry", "records", "state"))
     with pytest.raises(Unprocessable) as refused:
         home.registrations.register(RegistrationIn.model_validate(body))
     assert field in [problem["field"] for problem in refused.value.extra["errors"]]
-    assert {c: all_blobs(azurite, c) for c in ("registry", "records")} == before
+    assert blob_states(azurite, ("registry", "records", "state")) == before
     secrets_path = home.settings.local_secrets_path
     assert not secrets_path.exists() or json.loads(secrets_path.read_text()) == {}
     for value in twilio_credentials(**changes).values():
