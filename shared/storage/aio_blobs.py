@@ -49,6 +49,9 @@ class AsyncBlobs:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._service: BlobServiceClient | None = None
         self._lifetime: AsyncGenerator[None] | None = None
+        # Built once per loop: making a container client parses the account's configuration again (~0.15 ms,
+        # some 7% of a pixel hit's CPU), and one client serves any number of concurrent tasks.
+        self._containers: dict[str, ContainerClient] = {}
 
     @property
     def open(self) -> bool:
@@ -62,8 +65,12 @@ class AsyncBlobs:
             credential = None if self._settings.storage_connection_string else async_app_credential(self._settings)
             self._loop, self._service = loop, self._make_service(credential)
             self._lifetime = self._hold(self._service, credential)
+            self._containers = {}
             await anext(self._lifetime)
-        return self._service.get_container_client(name)
+        client = self._containers.get(name)
+        if client is None:
+            client = self._containers[name] = self._service.get_container_client(name)
+        return client
 
     def _make_service(self, credential: Any) -> BlobServiceClient:
         # Imported on first use: aiohttp and the aio SDK are not needed by a cold start that serves other routes.
