@@ -4,7 +4,6 @@ event loop."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from datetime import datetime, timedelta
@@ -18,7 +17,7 @@ from shared.registry.models import Dataset, TenantIn
 from shared.registry.store import Registry
 from shared.storage.aio_blobs import AsyncBlobs
 from shared.storage.blobs import RECORDS, RETRY_TOTAL
-from tests.factories import EXAMPLE, UNREACHABLE_STORAGE, all_blobs, settings_from, settings_values
+from tests.factories import EXAMPLE, UNREACHABLE_STORAGE, all_blobs, run_on_own_loop, settings_from, settings_values
 
 VALUES = {"page_url": "https://www.contoso.example/pricing", "visitor": "v-1", "ip": "203.0.113.77", "x": "dropped"}
 
@@ -58,7 +57,7 @@ def blob(azurite, name):
 def test_the_async_capture_stores_what_the_sync_one_does(azurite, services, target, tenant_id):
     by_sync = services.capture.capture(target, VALUES, lenient=True).record
     before = services.storage.transport.sent
-    by_aio = asyncio.run(services.capture.capture_async(target, VALUES, lenient=True)).record
+    by_aio = run_on_own_loop(services.capture.capture_async(target, VALUES, lenient=True)).record
     assert services.storage.transport.sent - before == 1  # one request, counted with the sync ones
     stored = all_blobs(azurite, RECORDS, f"{tenant_id}/")
     assert set(stored) == {record_blob(tenant_id, "pricing", by_sync.id), record_blob(tenant_id, "pricing", by_aio.id)}
@@ -75,7 +74,7 @@ def test_an_existing_record_blob_is_kept_and_the_capture_counts_as_stored(azurit
     record = services.capture.prepare(target, VALUES, lenient=True).record
     name = record_blob(tenant_id, "pricing", record.id)
     blob(azurite, name).upload_blob(b'{"first": "attempt"}')
-    asyncio.run(services.capture.commit_async(target, record))
+    run_on_own_loop(services.capture.commit_async(target, record))
     assert all_blobs(azurite, RECORDS, f"{tenant_id}/") == {name: b'{"first": "attempt"}'}  # overwrite=False
 
 
@@ -86,7 +85,7 @@ def test_a_write_past_the_commit_deadline_is_withdrawn_and_answered_503(azurite,
     def capture() -> object:
         if path == "sync":
             return late.capture(target, VALUES, lenient=True)
-        return asyncio.run(late.capture_async(target, VALUES, lenient=True))
+        return run_on_own_loop(late.capture_async(target, VALUES, lenient=True))
 
     with pytest.raises(StorageUnavailable) as refused:
         capture()
@@ -100,7 +99,7 @@ def test_unreachable_storage_on_the_aio_client_is_a_503_after_the_same_retries(s
     store = CaptureStore(services.storage, services.registry, services.settings, services.clock, aio=aio)
     before = services.storage.transport.sent
     with pytest.raises(StorageUnavailable) as refused:
-        asyncio.run(store.capture_async(target, VALUES, lenient=True))
+        run_on_own_loop(store.capture_async(target, VALUES, lenient=True))
     assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "5"}
     assert services.storage.transport.sent - before == 1 + RETRY_TOTAL
     assert not aio.open  # closed with its event loop
@@ -115,16 +114,16 @@ def test_a_cold_registry_is_read_in_a_worker_thread_and_a_warm_one_not_read(serv
         found = await store.resolve_async(tenant_id, "pricing", "pixel")
         return threading.get_ident(), found.dataset.id
 
-    loop_thread, dataset = asyncio.run(resolve())
+    loop_thread, dataset = run_on_own_loop(resolve())
     assert dataset == "pricing"
     assert len(registry.reads) == 2 and loop_thread not in registry.reads  # tenant and dataset, off the loop
-    asyncio.run(resolve())
+    run_on_own_loop(resolve())
     assert len(registry.reads) == 2  # from the cache
 
 
 def test_the_counts_of_an_hour_reach_the_audit_trail_from_async_captures(services, target, tenant_id, clock):
-    asyncio.run(services.capture.capture_async(target, VALUES, lenient=True))
+    run_on_own_loop(services.capture.capture_async(target, VALUES, lenient=True))
     clock.advance(timedelta(hours=1))
-    asyncio.run(services.capture.capture_async(target, VALUES, lenient=True))
+    run_on_own_loop(services.capture.capture_async(target, VALUES, lenient=True))
     counted = [entry for entry in services.audit.entries(tenant_id) if entry.get("kind") == "captures"]
     assert [(entry["hour"], entry["count"]) for entry in counted] == [("2026-11-23T10:00Z", 1)]

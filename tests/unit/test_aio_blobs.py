@@ -3,7 +3,6 @@ closed when its event loop shuts down."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from azure.identity.aio import DefaultAzureCredential
@@ -12,6 +11,7 @@ from pydantic import AnyHttpUrl
 from shared.core.settings import Settings
 from shared.storage.aio_blobs import AsyncBlobs
 from shared.storage.blobs import CountingTransport, make_service_client, make_transport
+from tests.factories import run_on_own_loop
 
 
 def opened(settings: Settings) -> tuple[AsyncBlobs, Any]:
@@ -22,7 +22,7 @@ def opened(settings: Settings) -> tuple[AsyncBlobs, Any]:
         await blobs.container("records")
         return blobs._service
 
-    return blobs, asyncio.run(open_it())
+    return blobs, run_on_own_loop(open_it())
 
 
 def retry_of(client: Any) -> dict[str, Any]:
@@ -49,9 +49,9 @@ def test_it_is_closed_when_its_event_loop_shuts_down_and_a_new_loop_gets_a_new_o
         assert blobs._service is first  # one client per loop
         return first
 
-    first = asyncio.run(use())
+    first = run_on_own_loop(use())
     assert not blobs.open
-    assert asyncio.run(use()) is not first
+    assert run_on_own_loop(use()) is not first
 
 
 def test_an_account_url_uses_the_managed_identity_through_azure_identity_aio(settings):
