@@ -53,15 +53,19 @@ import phonenumbers  # libphonenumber's metadata index, for phone fields
 phones = time.perf_counter()
 import function_app
 imported, cpu_imported = time.perf_counter(), time.process_time()
+import asyncio
 import azure.functions as func
+loop = asyncio.new_event_loop()  # the worker's, running before any request (the pixel is an async function)
 function = next(f for f in function_app.app.get_functions() if f.get_function_name() == "pixel")
 request = func.HttpRequest(
     "GET", "http://localhost/api/px/cold/visits", params={"visitor": "v1", "page_url": origin + "/"},
     headers={"user-agent": user_agent, "referer": origin + "/"}, route_params={"tenant": "cold", "dataset": "visits"},
     body=b"",
 )
-status = function.get_user_function()(request).status_code
+status = loop.run_until_complete(function.get_user_function()(request)).status_code
 answered = time.perf_counter()
+loop.run_until_complete(loop.shutdown_asyncgens())
+loop.close()
 site = sysconfig.get_paths()["purelib"]
 third_party = [name for name, module in list(sys.modules.items())
                if (getattr(module, "__file__", None) or "").startswith(site)]

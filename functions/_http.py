@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import azure.functions as func
@@ -21,6 +21,7 @@ from shared.services import Services
 log = logging.getLogger("packcloud")
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
+AsyncHandler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
 M = TypeVar("M", bound=BaseModel)
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
@@ -49,18 +50,35 @@ def handles_errors(handler: Handler) -> Handler:
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
         try:
             return handler(req)
-        except PackCloudError as error:
-            level = logging.WARNING if error.status >= 500 else logging.DEBUG
-            log.log(level, "%s answered %s (%s)", handler.__name__, error.status, error.code)
-            return error_response(error)
-        except AzureError as error:
-            log.warning("%s: storage error %s", handler.__name__, type(error).__name__)
-            return error_response(StorageUnavailable())
         except Exception as error:
-            log.error("%s failed: %s", handler.__name__, type(error).__name__)
-            return json_response({"error": "internal", "detail": "an unexpected error occurred"}, 500)
+            return failure_response(handler.__name__, error)
 
     return wrapper
+
+
+def handles_errors_async(handler: AsyncHandler) -> AsyncHandler:
+    """`handles_errors` for an async function."""
+
+    @functools.wraps(handler)
+    async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return await handler(req)
+        except Exception as error:
+            return failure_response(handler.__name__, error)
+
+    return wrapper
+
+
+def failure_response(name: str, error: Exception) -> func.HttpResponse:
+    if isinstance(error, PackCloudError):
+        level = logging.WARNING if error.status >= 500 else logging.DEBUG
+        log.log(level, "%s answered %s (%s)", name, error.status, error.code)
+        return error_response(error)
+    if isinstance(error, AzureError):
+        log.warning("%s: storage error %s", name, type(error).__name__)
+        return error_response(StorageUnavailable())
+    log.error("%s failed: %s", name, type(error).__name__)
+    return json_response({"error": "internal", "detail": "an unexpected error occurred"}, 500)
 
 
 def json_model(req: func.HttpRequest, model: type[M], code: str, what: str, max_bytes: int, *, empty: bytes = b"") -> M:

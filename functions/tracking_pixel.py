@@ -3,6 +3,10 @@
 GET  /api/px/{tenant}/{dataset}   a hit in the query, answered with the GIF
 POST /api/px/{tenant}/{dataset}   the same hit in a beacon's body (the snippet's navigator.sendBeacon), answered 204
 GET  /api/px/snippet.js           the embeddable script
+
+The hit routes are async functions: the worker runs them on its event loop, where the record's one write is
+awaited with the aio storage client, instead of in its thread pool (bench/README.md: 15% more captures/s, 30%
+less CPU per capture). Nothing they do blocks the loop: see `record_hit_async`.
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ import logging
 
 import azure.functions as func
 
-from functions._http import SECURITY_HEADERS, base_url, handles_errors, lower_headers
+from functions._http import SECURITY_HEADERS, base_url, handles_errors_async, lower_headers
 from shared.core.errors import PackCloudError
 from shared.core.ids import is_valid_id
 from shared.pixel.beacon import beacon_params
-from shared.pixel.hits import GIF, Hit, record_hit, render_snippet
+from shared.pixel.hits import GIF, Hit, record_hit_async, render_snippet
 from shared.services import get_services
 
 bp = func.Blueprint()
@@ -43,13 +47,13 @@ def _hit(req: func.HttpRequest, params: dict[str, str]) -> Hit:
 
 @bp.function_name("pixel")
 @bp.route(route="px/{tenant}/{dataset}", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
-def pixel(req: func.HttpRequest) -> func.HttpResponse:
+async def pixel(req: func.HttpRequest) -> func.HttpResponse:
     if req.method == "POST":
-        return _beacon(req)
+        return await _beacon(req)
     services = get_services()
     hit = _hit(req, dict(req.params))
     try:
-        record_hit(services.capture, services.settings, hit)
+        await record_hit_async(services.capture, services.settings, hit)
     except Exception as error:
         # Not recorded for a reason of ours (storage unavailable): a 503 that monitoring and retrying clients
         # see, still with the GIF as its body, which browsers render as the image all the same.
@@ -60,13 +64,13 @@ def pixel(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(GIF, status_code=200, mimetype="image/gif", headers=GIF_HEADERS)
 
 
-@handles_errors
-def _beacon(req: func.HttpRequest) -> func.HttpResponse:
+@handles_errors_async
+async def _beacon(req: func.HttpRequest) -> func.HttpResponse:
     """The GET's rules on the body's parameters. A body that is no hit is a 4xx naming why; otherwise 204,
     recorded or not (as the GIF, it never tells a page which rule held a hit back); storage trouble a JSON 503."""
     services = get_services()
     params = beacon_params(req.get_body(), req.headers.get("content-type"), services.settings.max_body_bytes)
-    record_hit(services.capture, services.settings, _hit(req, params))
+    await record_hit_async(services.capture, services.settings, _hit(req, params))
     return func.HttpResponse(
         status_code=204, headers={**SECURITY_HEADERS, "Cross-Origin-Resource-Policy": "cross-origin"}
     )

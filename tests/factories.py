@@ -6,15 +6,20 @@ integration tier started, and what a helper needs from shared/ it imports when c
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import secrets
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from devenv.azurite import connection_string
 from shared.geologin.locator import Location
 from tests.city_db import ADDRESSES
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from devenv.azurite import Azurite
@@ -459,3 +464,10 @@ LINKS: dict[str, Any] = {
     "allowed_origins": [ASSETS_ORIGIN],
 }
 CONTACT = "7f3c1e2a-5b6d-4e8f-9a0b-1c2d3e4f5a6b"
+
+
+def run_on_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` in a thread of its own: once the session's Playwright (its sync API) has started, the main
+    thread has a running event loop, where asyncio.run refuses to start another."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -30,13 +30,19 @@ class CaptureCounts:
         self._current_hour: str | None = None
 
     def add(self, tenant: str, dataset: str, captured_at: datetime) -> None:
+        due = self.count(tenant, dataset, captured_at)
+        if due is not None:
+            self.flush(before=due)
+
+    def count(self, tenant: str, dataset: str, captured_at: datetime) -> str | None:
+        """Count one capture, with no storage request; the hour to `flush` before when a new hour began (the
+        async capture flushes in a worker thread), else None."""
         hour = hour_of(captured_at)
         with self._lock:
             self._counts[(tenant, dataset, hour)] += 1
             hour_changed = self._current_hour is not None and hour > self._current_hour
             self._current_hour = max(hour, self._current_hour or hour)
-        if hour_changed:
-            self.flush(before=hour)
+        return hour if hour_changed else None
 
     def flush(self, before: str | None = None) -> int:
         """Append the counts of every hour earlier than `before` (all hours when None); keep them on failure."""

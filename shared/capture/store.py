@@ -8,6 +8,7 @@ found without a scan. One blob per record, one storage request per capture.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from shared.core.settings import Settings
 from shared.registry.models import Capability, DatasetDoc, Record, Tenant
 from shared.registry.residency import Residency
 from shared.registry.store import Registry
+from shared.storage.aio_blobs import AsyncBlobs
 from shared.storage.blobs import JSON_CONTENT, RECORDS, Storage, index_tags, storage_errors
 
 # A record that took longer than this to commit is withdrawn (503, the caller retries): so every record
@@ -59,8 +61,10 @@ class CaptureStore:
         clock: Clock,
         counts: CaptureCounts | None = None,
         residency: Residency | None = None,
+        aio: AsyncBlobs | None = None,
     ) -> None:
         self._storage = storage
+        self._aio = aio or AsyncBlobs(settings, storage.transport)
         self._registry = registry
         self._settings = settings
         self._clock = clock
@@ -77,6 +81,18 @@ class CaptureStore:
             raise NotFound("unknown_tenant", "no such tenant in this deployment")
         self._residency.require_home(tenant)
         return self.target(tenant, self._registry.get_dataset(tenant_id, dataset_id), capability)
+
+    async def resolve_async(self, tenant_id: str, dataset_id: str, capability: Capability) -> Target:
+        """`resolve` for an async function: from the registry cache on the event loop, or, on a cold cache
+        (a storage read), in a worker thread, so a slow read never holds the loop's other requests."""
+        check_id("tenant", tenant_id)
+        check_id("dataset", dataset_id)
+        cached = self._registry.cached_pair(tenant_id, dataset_id)
+        if cached is None:
+            return await asyncio.to_thread(self.resolve, tenant_id, dataset_id, capability)
+        tenant, dataset = cached
+        self._residency.require_home(tenant)
+        return self.target(tenant, dataset, capability)
 
     @staticmethod
     def target(tenant: Tenant, dataset: DatasetDoc | None, capability: Capability) -> Target:
@@ -100,6 +116,19 @@ class CaptureStore:
         """
         captured = self.prepare(target, values, lenient=lenient, meta=meta)
         self.commit(target, captured.record)
+        return captured
+
+    async def capture_async(
+        self,
+        target: Target,
+        values: Mapping[str, object],
+        *,
+        lenient: bool = False,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Captured:
+        """`capture` for an async function: the same record, written by the aio client on the event loop."""
+        captured = self.prepare(target, values, lenient=lenient, meta=meta)
+        await self.commit_async(target, captured.record)
         return captured
 
     def prepare(
@@ -142,6 +171,15 @@ class CaptureStore:
         if self._counts is not None:
             self._counts.add(record.tenant, record.dataset, record.captured_at)
 
+    async def commit_async(self, target: Target, record: Record) -> None:
+        """`commit` for an async function; the counts' flush at the turn of an hour (an audit append, sync
+        storage) goes to a worker thread."""
+        await self._write_async(record, self._tags(record, target.dataset))
+        if self._counts is not None:
+            due = self._counts.count(record.tenant, record.dataset, record.captured_at)
+            if due is not None:
+                await asyncio.to_thread(self._counts.flush, due)
+
     def exists(self, tenant: str, dataset: str, record_id: str) -> bool:
         blob = self._storage.container(RECORDS).get_blob_client(record_blob(tenant, dataset, record_id))
         with storage_errors():
@@ -166,17 +204,36 @@ class CaptureStore:
         return subject_tag(self._settings.master_key.get_secret_value(), record.tenant, spec, stored)
 
     def _write(self, record: Record, tags: dict[str, str]) -> None:
-        body = record.model_dump_json().encode("utf-8")
-        name = record_blob(record.tenant, record.dataset, record.id)
+        name, body = record_blob(record.tenant, record.dataset, record.id), record_body(record)
         container = self._storage.container(RECORDS)
         # overwrite=False: a record id is never reused, so an existing blob is never replaced. Existing, it is
         # this very record, stored by an attempt whose answer was lost (the SDK retried it): the capture did succeed.
         with storage_errors(), contextlib.suppress(ResourceExistsError):
             container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON_CONTENT)
-        if self._clock.now() - record.captured_at > COMMIT_DEADLINE:
+        if self._too_late(record):
             with contextlib.suppress(AzureError):
                 container.delete_blob(name)
             raise StorageUnavailable("storage is too slow, retry later")
+
+    async def _write_async(self, record: Record, tags: dict[str, str]) -> None:
+        """`_write` with the aio client: the same blob, body, tags, conditions, deadline and error mapping."""
+        name, body = record_blob(record.tenant, record.dataset, record.id), record_body(record)
+        if not self._storage.ready:  # creating the containers is sync storage: not on the loop
+            await asyncio.to_thread(self._storage.ensure_containers)
+        container = await self._aio.container(RECORDS)
+        with storage_errors(), contextlib.suppress(ResourceExistsError):
+            await container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON_CONTENT)
+        if self._too_late(record):
+            with contextlib.suppress(AzureError):
+                await container.delete_blob(name)
+            raise StorageUnavailable("storage is too slow, retry later")
+
+    def _too_late(self, record: Record) -> bool:
+        return self._clock.now() - record.captured_at > COMMIT_DEADLINE
+
+
+def record_body(record: Record) -> bytes:
+    return record.model_dump_json().encode("utf-8")
 
 
 def keep_declared(

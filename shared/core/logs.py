@@ -17,6 +17,7 @@ REQUEST_LOGGERS: dict[str, int] = {
     "azure": logging.WARNING,  # azure.core's HTTP logging policy, azure.storage, azure.identity, azure.keyvault
     "msal": logging.WARNING,  # under azure-identity: token requests and cache events at DEBUG
     "urllib3": logging.ERROR,
+    "aiohttp": logging.WARNING,  # the aio storage client's transport (shared/storage/aio_blobs.py)
     "requests": logging.WARNING,
     "httpx": logging.WARNING,
     "httpcore": logging.WARNING,

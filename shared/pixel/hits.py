@@ -134,32 +134,78 @@ def not_recorded(reason: str) -> bool:
 
 def record_hit(store: CaptureStore, settings: Settings, hit: Hit) -> bool:
     """Record one hit if every rule allows it; never raises for anything the request did."""
-    if not (is_valid_id(hit.tenant) and is_valid_id(hit.dataset)):
-        return not_recorded("invalid_id")
-    if tracking_refused(hit.headers):
-        return not_recorded("tracking_refused")
-    if is_bot(hit.headers.get("user-agent")):
-        return not_recorded("bot")
+    if (refused := refused_as_sent(hit)) is not None:
+        return not_recorded(refused)
     try:
         target = store.resolve(hit.tenant, hit.dataset, "pixel")
     except PackCloudError as error:
-        if error.status >= 500:
-            raise
-        return not_recorded("unknown_dataset")
-    signed = signature_valid(settings, target, hit)
-    if not signed and target.dataset.require_signature:
-        return not_recorded("signature_required")
-    if not signed and not origin_allowed(target.dataset, hit):
-        return not_recorded("origin_not_allowed")
-    values = hit_values(settings, target.dataset, hit)
-    if values is None:
-        return not_recorded("undeclared_event")
+        return not_recorded(unresolved(error))
+    values = values_to_record(settings, target, hit)
+    if isinstance(values, str):
+        return not_recorded(values)
     try:
         store.capture(target, values, lenient=True)
     except PackCloudError as error:
-        if error.status >= 500:
-            raise
-        return not_recorded("invalid_values")
+        return not_recorded(uncaptured(error))
+    return recorded()
+
+
+async def record_hit_async(store: CaptureStore, settings: Settings, hit: Hit) -> bool:
+    """`record_hit` for an async function: the same rules, in the same order; the registry look-up and the
+    write awaited (see `CaptureStore.resolve_async` and `capture_async`)."""
+    if (refused := refused_as_sent(hit)) is not None:
+        return not_recorded(refused)
+    try:
+        target = await store.resolve_async(hit.tenant, hit.dataset, "pixel")
+    except PackCloudError as error:
+        return not_recorded(unresolved(error))
+    values = values_to_record(settings, target, hit)
+    if isinstance(values, str):
+        return not_recorded(values)
+    try:
+        await store.capture_async(target, values, lenient=True)
+    except PackCloudError as error:
+        return not_recorded(uncaptured(error))
+    return recorded()
+
+
+def refused_as_sent(hit: Hit) -> str | None:
+    """The checks needing nothing but the request: why the hit is not recorded, or None."""
+    if not (is_valid_id(hit.tenant) and is_valid_id(hit.dataset)):
+        return "invalid_id"
+    if tracking_refused(hit.headers):
+        return "tracking_refused"
+    if is_bot(hit.headers.get("user-agent")):
+        return "bot"
+    return None
+
+
+def unresolved(error: PackCloudError) -> str:
+    """An unknown dataset is quietly not recorded; storage trouble (5xx) goes to the caller's 503."""
+    if error.status >= 500:
+        raise error
+    return "unknown_dataset"
+
+
+def values_to_record(settings: Settings, target: Target, hit: Hit) -> dict[str, str] | str:
+    """The checks against the dataset: the values to record, or why the hit is not recorded."""
+    signed = signature_valid(settings, target, hit)
+    if not signed and target.dataset.require_signature:
+        return "signature_required"
+    if not signed and not origin_allowed(target.dataset, hit):
+        return "origin_not_allowed"
+    values = hit_values(settings, target.dataset, hit)
+    return "undeclared_event" if values is None else values
+
+
+def uncaptured(error: PackCloudError) -> str:
+    """Values the declaration refuses are quietly not recorded; storage trouble (5xx) goes to the caller's 503."""
+    if error.status >= 500:
+        raise error
+    return "invalid_values"
+
+
+def recorded() -> bool:
     log.debug("pixel hit: recorded")
     return True
 

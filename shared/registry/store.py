@@ -105,6 +105,18 @@ class Registry:
         name = dataset_blob(tenant, dataset)
         return self._fresh(name, DatasetDoc) if fresh else self._cached(name, DatasetDoc)
 
+    def cached_pair(self, tenant: str, dataset: str) -> tuple[Tenant, DatasetDoc | None] | None:
+        """The tenant and its dataset (None: no such dataset) from the cache alone, with no storage request; None
+        unless both are cached and the tenant exists (an unknown tenant may need a read to say where it lives)."""
+        if self._cache is None:
+            return None
+        with self._lock:  # one lookup each, under one hold: neither can expire between them
+            found_tenant = self._cache.get(tenant_blob(tenant), _MISSING)
+            found_dataset = self._cache.get(dataset_blob(tenant, dataset), _MISSING)
+        if not isinstance(found_tenant, Tenant) or found_dataset is _MISSING:
+            return None
+        return found_tenant, found_dataset  # type: ignore[return-value]  # a dataset blob holds a DatasetDoc or None
+
     def registered_region(self, tenant: str) -> Region | None:
         """Where a tenant unknown here is homed, when this is the home deployment that registered it."""
         registered = self._cached(registration_blob(tenant), _Registered)

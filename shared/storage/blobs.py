@@ -44,6 +44,10 @@ CONTAINERS = (REGISTRY, RECORDS, STATE, AUDIT)
 CONNECTION_TIMEOUT_S = 5
 RETRY_TOTAL = 2
 RETRY_BACKOFF_S = 0.5
+# The storage SDK's default backoff waits 15 s, then 18 s: a storage outage would hold every request
+# ~45 s before its 503. Short waits keep the answer to an outage within a few seconds. The sync and the aio
+# LinearRetry take the same arguments (backoff and jitter are annotated int, but it waits random.uniform seconds).
+RETRY: dict[str, Any] = {"backoff": RETRY_BACKOFF_S, "retry_total": RETRY_TOTAL, "random_jitter_range": 0.2}
 POOL_SIZE = 64
 BATCH_DELETE_MAX = 256  # Blob batch takes at most 256 sub-requests.
 # Names one tag-query request answers at most (the service's maximum). Smaller pages would not help: Azurite
@@ -152,12 +156,16 @@ class CountingTransport(RequestsTransport):  # type: ignore[misc]  # subclassing
         self.kinds: Counter[str] = Counter()  # by request_kind, for the cost model (bench/cost.py)
 
     def send(self, request: HttpRequest | RestHttpRequest, **kwargs: Any) -> HttpResponse | RestHttpResponse:
-        kind = request_kind(request.method, request.url)
+        self.note(request.method, request.url)
+        response: HttpResponse | RestHttpResponse = super().send(request, **kwargs)
+        return response
+
+    def note(self, method: str, url: str) -> None:
+        """Count one request (also those the aio transport of aio_blobs.py sends, so the counts stay whole)."""
+        kind = request_kind(method, url)
         with self._lock:
             self.sent += 1
             self.kinds[kind] += 1
-        response: HttpResponse | RestHttpResponse = super().send(request, **kwargs)
-        return response
 
 
 def make_transport(settings: Settings) -> CountingTransport:
@@ -167,13 +175,7 @@ def make_transport(settings: Settings) -> CountingTransport:
 
 
 def make_service_client(settings: Settings, transport: CountingTransport) -> BlobServiceClient:
-    # The storage SDK's default backoff waits 15 s, then 18 s: a storage outage would hold every request
-    # ~45 s before its 503. Short waits keep the answer to an outage within a few seconds.
-    retry = LinearRetry(
-        backoff=RETRY_BACKOFF_S,  # type: ignore[arg-type]  # annotated int, but it waits random.uniform seconds
-        retry_total=RETRY_TOTAL,
-        random_jitter_range=0.2,  # type: ignore[arg-type]  # the same: a float range is what it computes with
-    )
+    retry = LinearRetry(**RETRY)
     if settings.storage_connection_string is not None:
         return BlobServiceClient.from_connection_string(
             settings.storage_connection_string.get_secret_value(), transport=transport, retry_policy=retry
@@ -206,10 +208,15 @@ class Storage:
         return cls(make_service_client(settings, transport), transport)
 
     def container(self, name: str) -> ContainerClient:
-        self._ensure_containers()
+        self.ensure_containers()
         return self.service.get_container_client(name)
 
-    def _ensure_containers(self) -> None:
+    @property
+    def ready(self) -> bool:
+        """Whether the containers exist (so `ensure_containers` makes no request)."""
+        return self._ready
+
+    def ensure_containers(self) -> None:
         if self._ready:
             return
         with self._lock:

@@ -11,3 +11,11 @@ def app_credential(settings: Settings) -> Any:
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
+
+
+def async_app_credential(settings: Settings) -> Any:
+    """The same identity for the aio clients (shared/storage/aio_blobs.py), which need azure.identity's aio
+    credentials: a sync credential would fetch its tokens on the event loop, blocking it."""
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)

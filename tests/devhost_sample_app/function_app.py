@@ -78,6 +78,12 @@ async def asynchronous(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("async ok")
 
 
+@app.route(route="async-thread", auth_level=func.AuthLevel.ANONYMOUS)
+async def async_thread(req: func.HttpRequest) -> func.HttpResponse:
+    await asyncio.sleep(0)
+    return func.HttpResponse(threading.current_thread().name)
+
+
 @app.timer_trigger(schedule="* * * * * *", arg_name="timer", run_on_startup=False)
 def every_second(timer: func.TimerRequest) -> None:
     with open(os.environ["SAMPLE_TIMER_FILE"], "a") as handle:

@@ -88,6 +88,8 @@ def test_a_failing_function_is_a_json_500_and_async_functions_work(sample):
     answer = httpx.get(f"{base}/api/boom")
     assert answer.status_code == 500 and answer.json() == {"error": "internal", "detail": "the function failed"}
     assert httpx.get(f"{base}/api/async").text == "async ok"
+    # On the server's event loop, as the Python worker runs async functions, not in the sync functions' pool.
+    assert httpx.get(f"{base}/api/async-thread").text == "MainThread"
 
 
 def test_sync_functions_run_concurrently(sample):
