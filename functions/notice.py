@@ -11,7 +11,6 @@ import azure.functions as func
 from functions._http import error_response, handles_errors, json_response
 from shared.core.errors import BadRequest, Misdirected, NotFound, PackCloudError
 from shared.notice.languages import FORMATS, wants_json
-from shared.notice.page import NOT_FOUND_PAGE, UNAVAILABLE_PAGE, render_misdirected, render_notice
 from shared.services import get_services
 
 bp = func.Blueprint()
@@ -36,6 +35,8 @@ def _html(body: str, status: int, headers: dict[str, str]) -> func.HttpResponse:
 
 
 def _error_page(error: PackCloudError, req: func.HttpRequest) -> func.HttpResponse:
+    from shared.notice.page import NOT_FOUND_PAGE, UNAVAILABLE_PAGE, render_misdirected
+
     if isinstance(error, NotFound):
         return _html(NOT_FOUND_PAGE, 404, {"Cache-Control": "no-store"})
     if isinstance(error, Misdirected):
@@ -69,4 +70,6 @@ def notice(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(found.public(), 200, {**PAGE_HEADERS, **PUBLIC_JSON, **CACHED})
     # The page's own words are English; the purpose may be in the reader's language.
     languages = "en" if found.language.lower() == "en" else f"en, {found.language}"
+    from shared.notice.page import render_notice
+
     return _html(render_notice(found), 200, {**CACHED, "Content-Language": languages})
