@@ -53,6 +53,8 @@ def _error_page(error: PackCloudError, req: func.HttpRequest) -> func.HttpRespon
 @bp.route(route="notice/{tenant}/{dataset}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def notice(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.notice.page import render_notice
+
     requested = req.params.get("format")
     if requested is not None and requested not in FORMATS:
         raise BadRequest("invalid_format", "format must be html or json")
@@ -70,6 +72,4 @@ def notice(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(found.public(), 200, {**PAGE_HEADERS, **PUBLIC_JSON, **CACHED})
     # The page's own words are English; the purpose may be in the reader's language.
     languages = "en" if found.language.lower() == "en" else f"en, {found.language}"
-    from shared.notice.page import render_notice
-
     return _html(render_notice(found), 200, {**CACHED, "Content-Language": languages})
