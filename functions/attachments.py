@@ -10,17 +10,19 @@ timer attachment_mover                                         PACKCLOUD_ATTACHM
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from functions._http import handles_errors, json_model, json_response
-from shared.attachments.config import AttachmentJob, AttachmentJobIn
-from shared.attachments.status import RetryIn, shown
 from shared.core.errors import NotFound
 from shared.core.ids import check_id
 from shared.core.settings import get_settings
 from shared.registry.models import Tenant
 from shared.services import Services, get_services
+
+if TYPE_CHECKING:
+    from shared.attachments.config import AttachmentJob
 
 bp = func.Blueprint()
 log = logging.getLogger("packcloud.attachments")
@@ -46,6 +48,9 @@ def _job(services: Services, tenant: Tenant) -> AttachmentJob:
 )
 @handles_errors
 def manage_attachments(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.attachments.config import AttachmentJobIn
+    from shared.attachments.status import shown
+
     services = get_services()
     tenant = _tenant(services, req)
     if req.method == "GET":
@@ -67,6 +72,8 @@ def manage_attachments(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="manage/tenants/{tenant}/attachments/retry", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def manage_attachments_retry(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.attachments.status import RetryIn
+
     services = get_services()
     tenant = _tenant(services, req)
     retry = json_model(req, RetryIn, "invalid_retry", "retry", services.settings.max_body_bytes)

@@ -9,7 +9,7 @@ timer          dpo_notifications                               PACKCLOUD_DPO_SCH
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
@@ -17,10 +17,12 @@ from functions._http import handles_errors, json_model, json_response
 from shared.core.errors import NotFound
 from shared.core.ids import check_id
 from shared.core.settings import get_settings
-from shared.dpo.notifier import Notifier
-from shared.dpo.webhooks import Webhook, WebhookIn
 from shared.registry.models import Tenant
 from shared.services import Services, get_services
+
+if TYPE_CHECKING:
+    from shared.dpo.notifier import Notifier
+    from shared.dpo.webhooks import Webhook
 
 bp = func.Blueprint()
 log = logging.getLogger("packcloud.dpo")
@@ -51,6 +53,8 @@ def _shown(notifier: Notifier, webhook: Webhook) -> dict[str, Any]:
 )
 @handles_errors
 def manage_dpo_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.dpo.webhooks import WebhookIn
+
     services = get_services()
     tenant = _tenant(services, req)
     notifier = services.dpo

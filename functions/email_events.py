@@ -11,7 +11,6 @@ import azure.functions as func
 from functions._http import handles_errors, json_model, json_response
 from shared.core.errors import NotFound
 from shared.core.ids import check_id
-from shared.emailevents.keys import VerificationKeyIn
 from shared.services import get_services
 
 bp = func.Blueprint()
@@ -36,6 +35,8 @@ def email_events(req: func.HttpRequest) -> func.HttpResponse:
 )
 @handles_errors
 def manage_email_events_key(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.emailevents.keys import VerificationKeyIn
+
     services = get_services()
     tenant = services.registry.get_tenant(check_id("tenant", req.route_params.get("tenant")), fresh=True)
     if tenant is None:

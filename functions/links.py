@@ -13,7 +13,6 @@ import azure.functions as func
 from functions._http import base_url, handles_errors, json_model, json_response, lower_headers
 from shared.core.errors import PackCloudError
 from shared.links.pages import NOT_FOUND, PAGE_HEADERS, UNAVAILABLE
-from shared.links.tracked import LinkRequest, Visit
 from shared.registry.access import tenant_access
 from shared.services import get_services
 
@@ -32,6 +31,8 @@ REDIRECT_HEADERS = {
 @bp.route(route="links/{tenant}/{dataset}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def links_create(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.links.tracked import LinkRequest
+
     services = get_services()
     access = tenant_access(
         services, req.route_params.get("tenant", ""), req.headers.get("authorization"), req.route_params.get("dataset")
@@ -51,6 +52,8 @@ def page(html: str, status: int, **headers: str) -> func.HttpResponse:
 @bp.function_name("links_go")
 @bp.route(route="go/{tenant}/{link}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def links_go(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.links.tracked import Visit
+
     services = get_services()
     try:
         opened = services.links.open(req.route_params.get("tenant", ""), req.route_params.get("link", ""))

@@ -19,20 +19,20 @@ Timer mailchimp_activity (PACKCLOUD_MAILCHIMP_ACTIVITY_SCHEDULE): campaign opens
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from functions._http import SECURITY_HEADERS, base_url, handles_errors, json_model, json_response
-from shared.capture.store import Target
 from shared.core.errors import NotFound
 from shared.core.ids import check_id
 from shared.core.settings import get_settings
-from shared.mailchimp.connection import ConnectionIn
-from shared.mailchimp.members import MembersIn, RemovalIn
-from shared.mailchimp.webhook import parse_event, receive
 from shared.registry.access import tenant_access
 from shared.registry.models import Tenant
 from shared.services import Services, get_services
+
+if TYPE_CHECKING:
+    from shared.capture.store import Target
 
 bp = func.Blueprint()
 log = logging.getLogger("packcloud.mailchimp")
@@ -52,6 +52,8 @@ def _tenant(services: Services, req: func.HttpRequest) -> Tenant:
 )
 @handles_errors
 def manage_mailchimp(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.mailchimp.connection import ConnectionIn
+
     services = get_services()
     tenant = _tenant(services, req)
     connections = services.mailchimp.connections
@@ -113,6 +115,8 @@ def _push_access(req: func.HttpRequest, services: Services) -> Target:
 @bp.route(route="mailchimp/{tenant}/{dataset}/members", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def mailchimp_members(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.mailchimp.members import MembersIn
+
     services = get_services()
     target = _push_access(req, services)
     request = json_model(req, MembersIn, "invalid_members", "members", services.settings.max_body_bytes * 4)
@@ -120,6 +124,8 @@ def mailchimp_members(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _remove(req: func.HttpRequest, *, permanent: bool) -> func.HttpResponse:
+    from shared.mailchimp.members import RemovalIn
+
     services = get_services()
     target = _push_access(req, services)
     request = json_model(req, RemovalIn, "invalid_members", "members", services.settings.max_body_bytes * 4)
@@ -151,6 +157,8 @@ def mailchimp_members_delete(req: func.HttpRequest) -> func.HttpResponse:
 )
 @handles_errors
 def mailchimp_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.mailchimp.webhook import parse_event, receive
+
     services = get_services()
     tenant_id = check_id("tenant", req.route_params.get("tenant"))
     target = services.capture.resolve(tenant_id, check_id("dataset", req.route_params.get("dataset")), "mailchimpevent")

@@ -11,7 +11,6 @@ import azure.functions as func
 from functions._http import error_response, handles_errors, json_response
 from shared.core.errors import BadRequest, Misdirected, NotFound, PackCloudError
 from shared.notice.languages import FORMATS, wants_json
-from shared.notice.page import NOT_FOUND_PAGE, UNAVAILABLE_PAGE, render_misdirected, render_notice
 from shared.services import get_services
 
 bp = func.Blueprint()
@@ -36,6 +35,8 @@ def _html(body: str, status: int, headers: dict[str, str]) -> func.HttpResponse:
 
 
 def _error_page(error: PackCloudError, req: func.HttpRequest) -> func.HttpResponse:
+    from shared.notice.page import NOT_FOUND_PAGE, UNAVAILABLE_PAGE, render_misdirected
+
     if isinstance(error, NotFound):
         return _html(NOT_FOUND_PAGE, 404, {"Cache-Control": "no-store"})
     if isinstance(error, Misdirected):
@@ -52,6 +53,8 @@ def _error_page(error: PackCloudError, req: func.HttpRequest) -> func.HttpRespon
 @bp.route(route="notice/{tenant}/{dataset}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def notice(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.notice.page import render_notice
+
     requested = req.params.get("format")
     if requested is not None and requested not in FORMATS:
         raise BadRequest("invalid_format", "format must be html or json")

@@ -9,21 +9,21 @@ GET  /api/privacy/{tenant}/report[?format=html]   record of processing activitie
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import azure.functions as func
 
 from functions._http import SECURITY_HEADERS, handles_errors, json_model, json_response
 from shared.core.errors import BadRequest
-from shared.lifecycle.report import dpo_notifications, processing_record
-from shared.lifecycle.report_page import render_html
-from shared.lifecycle.subject_requests import ErasureRequest, SubjectRequest, SubjectRequests
 from shared.registry.access import tenant_access
 from shared.registry.models import Tenant
 from shared.services import Services, get_services
 
+if TYPE_CHECKING:
+    from shared.lifecycle.subject_requests import SubjectRequest, SubjectRequests
+
 bp = func.Blueprint()
-R = TypeVar("R", bound=SubjectRequest)
+R = TypeVar("R", bound="SubjectRequest")
 
 
 def _subject(req: func.HttpRequest, services: Services, model: type[R]) -> tuple[Tenant, SubjectRequests, R]:
@@ -38,6 +38,8 @@ def _subject(req: func.HttpRequest, services: Services, model: type[R]) -> tuple
 @bp.route(route="privacy/{tenant}/subjects/export", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def privacy_export(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.lifecycle.subject_requests import SubjectRequest
+
     tenant, requests, request = _subject(req, get_services(), SubjectRequest)
     return json_response(requests.export(tenant.id, request.subject, request.cursor))
 
@@ -46,6 +48,8 @@ def privacy_export(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="privacy/{tenant}/subjects/erase", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def privacy_erase(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.lifecycle.subject_requests import ErasureRequest
+
     services = get_services()
     tenant, requests, request = _subject(req, services, ErasureRequest)
     forget_in_mailchimp = request.mailchimp_delete_permanent and request.cursor is None
@@ -69,6 +73,9 @@ def privacy_erase(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="privacy/{tenant}/report", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def privacy_report(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.lifecycle.report import dpo_notifications, processing_record
+    from shared.lifecycle.report_page import render_html
+
     services = get_services()
     access = tenant_access(services, req.route_params.get("tenant", ""), req.headers.get("authorization"))
     report = processing_record(access.tenant, services.registry, services.storage, services.audit, services.clock)

@@ -8,6 +8,8 @@ PUT/GET/DELETE /api/manage/tenants/{tenant}/sms         (function key) the tenan
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
 from functions._http import SECURITY_HEADERS, handles_errors, json_model, json_response, lower_headers
@@ -15,16 +17,18 @@ from shared.core.errors import NotFound
 from shared.core.ids import check_id
 from shared.registry.access import tenant_access
 from shared.registry.models import Tenant
-from shared.registry.sms_account import SmsAccountIn
 from shared.services import Services, get_services
-from shared.sms.messages import SendRequest
-from shared.sms.webhooks import Webhook
+
+if TYPE_CHECKING:
+    from shared.sms.webhooks import Webhook
 
 bp = func.Blueprint()
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
 def _hook(req: func.HttpRequest, kind: str) -> Webhook:
+    from shared.sms.webhooks import Webhook
+
     tenant, dataset = req.route_params.get("tenant", ""), req.route_params.get("dataset", "")
     check_id("tenant", tenant)
     check_id("dataset", dataset)
@@ -36,6 +40,8 @@ def _hook(req: func.HttpRequest, kind: str) -> Webhook:
 @bp.route(route="sms/{tenant}/{dataset}/messages", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @handles_errors
 def sms_send(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.sms.messages import SendRequest
+
     services = get_services()
     access = tenant_access(
         services, req.route_params.get("tenant", ""), req.headers.get("authorization"), req.route_params.get("dataset")
@@ -76,6 +82,8 @@ def _tenant(services: Services, req: func.HttpRequest) -> Tenant:
 @bp.route(route="manage/tenants/{tenant}/sms", methods=["PUT", "GET", "DELETE"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def manage_sms_account(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.registry.sms_account import SmsAccountIn
+
     services = get_services()
     tenant = _tenant(services, req)
     if req.method == "PUT":

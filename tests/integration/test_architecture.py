@@ -6,6 +6,7 @@ Unit tests: they read source files, never storage, a host or a browser.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import grimp
 
-from tests.factories import ROOT
+from tests.factories import ROOT, UNREACHABLE_STORAGE, settings_values
 
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
@@ -160,3 +161,53 @@ def test_shared_never_imports_azure_functions():
             if any(name == "azure.functions" or name.startswith("azure.functions.") for name in names):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+# What importing function_app may load of the capability layer and dataverse: the pixel's engine (the first
+# request's), and the two constant-only modules of the notice and link routes (README, "Cold start").
+LOADED_AT_IMPORT = {"shared.pixel", "shared.links.pages", "shared.notice.languages"}
+CAPABILITY_PACKAGES = ("shared.dataverse", "shared.registration", "shared.geologin", "shared.webform")
+# Client libraries that only routes other than the first request's use.
+OTHER_ROUTES_LIBRARIES = ("twilio", "sendgrid", "httpx", "msal", "azure.identity", "azure.keyvault")
+PROBE = """
+import json, sys
+import function_app
+names = [f.get_function_name() for f in function_app.app.get_functions()]
+print(json.dumps({"functions": names, "modules": sorted(sys.modules)}))
+"""
+
+
+def capability_packages() -> tuple[str, ...]:
+    layers = (ROOT / "pyproject.toml").read_text(encoding="utf-8").split('"pixel | ', 1)[1].split('"', 1)[0]
+    return CAPABILITY_PACKAGES + tuple(f"shared.{name.strip()}" for name in ("pixel | " + layers).split("|"))
+
+
+def test_importing_the_app_registers_every_function_and_loads_no_other_routes_code():
+    """Import on first use: the host indexes every function, yet only the first request's code is loaded."""
+    env = {**os.environ, **settings_values(UNREACHABLE_STORAGE), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"pixel", "sms_send", "email_events", "mailchimp_webhook", "manage_attachments", "links_go"} <= set(
+        loaded["functions"]
+    )
+    assert {"notice", "manage_dpo_webhook", "privacy_report", "dpo_notifications", "attachment_mover"} <= set(
+        loaded["functions"]
+    )
+    packages = capability_packages()
+    own = [
+        name
+        for name in loaded["modules"]
+        if name.startswith(tuple(f"{package}." for package in packages))
+        and not name.startswith(tuple(f"{allowed}." for allowed in LOADED_AT_IMPORT))
+        and name not in LOADED_AT_IMPORT
+    ]
+    assert own == []
+    libraries = [
+        name
+        for name in loaded["modules"]
+        if name in OTHER_ROUTES_LIBRARIES or name.startswith(tuple(f"{library}." for library in OTHER_ROUTES_LIBRARIES))
+    ]
+    assert libraries == []
+    assert "shared.sms" in packages and "shared.mailchimp" in packages  # the layer line was read
