@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
@@ -19,6 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from shared.core.bodies import check_size, parse_json
 from shared.core.errors import BadRequest, UnsupportedMediaType
+from shared.core.names import shown_name
 
 if TYPE_CHECKING:  # python-multipart defines its callback types for type checkers only
     from python_multipart.multipart import MultipartCallbacks
@@ -71,25 +71,6 @@ def _one_each(pairs: list[tuple[str, str]]) -> dict[str, FormValue]:
             raise BadRequest("repeated_field", f"the field {shown_name(name)} is given more than once")
         values[name] = value
     return values
-
-
-# An undeclared name comes back at most this long, so an answer never grows with what a page sends.
-SHOWN_NAME_LENGTH = 64
-_KEPT_PUNCTUATION = frozenset(" _.-[]:")
-
-
-def shown_name(name: str) -> str:
-    """A field name as answers show it. Names are the form's, not the person's, so they come back, but tamed:
-    letters, marks and digits of any script and ` _.-[]:` as given, any other character (controls, quotes,
-    angle brackets...) as `?`, and a name over 64 characters cut to 63 and `…`. Only the empty name, which has
-    nothing to show, is `(unnamed)`."""
-    kept = "".join(
-        char if char in _KEPT_PUNCTUATION or unicodedata.category(char)[0] in "LMN" else "?"
-        for char in unicodedata.normalize("NFC", name)
-    )
-    if len(kept) > SHOWN_NAME_LENGTH:
-        kept = kept[: SHOWN_NAME_LENGTH - 1] + "\u2026"
-    return kept or "(unnamed)"
 
 
 def _text(data: bytes) -> str:

@@ -10,8 +10,9 @@ import pytest
 
 from shared.core.bodies import validate_model
 from shared.core.errors import BadRequest, PackCloudError, Unprocessable, UnsupportedMediaType
+from shared.core.names import shown_name
 from shared.registry.models import Dataset
-from shared.webform.body import parse_form, shown_name
+from shared.webform.body import parse_form
 from shared.webform.intake import is_navigation
 from shared.webform.rate_limit import RateLimiter
 from tests.factories import FORM
