@@ -6,7 +6,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import EXAMPLE, all_blobs, blob_states, documented_errors, variant
+from tests.factories import (
+    EMAIL_EVENTS,
+    EXAMPLE,
+    FORM,
+    LINKS,
+    SIGNINS,
+    SMS_TEXTS,
+    all_blobs,
+    blob_states,
+    documented_errors,
+    variant,
+)
 
 ROUTE = "/notice/{tenant}/{dataset}"
 GERMAN = "Wir melden uns bei Interessenten, die die Preisseite besuchen"
@@ -121,3 +132,16 @@ def test_the_english_notice_needs_no_option(anon, manage, tenant):
     body = anon.get(f"/notice/{tenant}/plain", headers={"accept": "application/json"}).json()
     assert (body["language"], body["languages"]) == ("en", ["en"])
     assert [field["name"] for field in body["collected"]] == [field["name"] for field in EXAMPLE["fields"]]
+
+
+@pytest.mark.parametrize(
+    "declaration", [EXAMPLE, FORM, SIGNINS, SMS_TEXTS, LINKS, EMAIL_EVENTS], ids=lambda doc: doc["capability"]
+)
+def test_every_capability_has_a_notice(anon, manage, tenant, declaration):
+    # "Every dataset has a public notice": a link, e-mail event or SMS dataset's was a 500.
+    assert manage.put(f"/manage/tenants/{tenant}/datasets/any", json=declaration).status_code == 201
+    notice = anon.get(f"/notice/{tenant}/any?format=json")
+    assert notice.status_code == 200 and documented_errors(notice, ROUTE, "get") == []
+    assert notice.json()["what"]
+    page = anon.get(f"/notice/{tenant}/any")
+    assert page.status_code == 200 and notice.json()["what"].split(":")[0].replace("'", "&#x27;") in page.text
