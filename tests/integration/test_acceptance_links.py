@@ -117,3 +117,14 @@ def test_a_link_dataset_declares_only_what_the_docs_allow(manage, tenant, azurit
     assert answer.status_code == 422, answer.text
     assert problem in answer.text
     assert blob_states(azurite, ("registry",), within=(tenant_id,)) == before
+
+
+def test_an_unknown_property_is_named_tamed_and_bounded(anon, tenant):
+    # README: a 422 names unknown properties; the name is the sender's, so it comes back as dropped names do.
+    tenant_id, auth = tenant
+    name = "<img src=x>" + "k" * 5000
+    answer = anon.post(f"/links/{tenant_id}/assets", json={"target_url": BROCHURE, name: 1}, headers=auth)
+    assert answer.status_code == 422 and documented_errors(answer, ROUTE, "post") == []
+    (problem,) = answer.json()["errors"]
+    assert problem["field"] == "?img src?x?" + "k" * 52 + "\u2026"
+    assert "<img" not in answer.text and len(answer.text) < 1000
