@@ -91,3 +91,22 @@ def test_every_hostile_body_is_a_named_4xx_that_stores_nothing(manage, azurite, 
         assert documented_errors(answer, ROUTE, "put") == [], name
         assert HOSTILE_MARK not in answer.json()["detail"], name
     assert blob_states(azurite, ("registry", "audit"), within=(tenant,)) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "route"),
+    [
+        (method, route)
+        for route in ("dpo-webhook", "sms", "delivery", "email-events/key")
+        for method in ("PUT", "GET", "DELETE")
+    ]
+    + [("POST", "dpo-webhook/test"), ("POST", "delivery/check")],
+)
+def test_a_tenant_homed_elsewhere_is_a_421_on_every_configuration_route(manage, tenant_id, method, route):
+    # README: a tenant homed in another region is a 421; a 404 "has no webhook" would send the caller astray.
+    assert manage.put(f"/manage/tenants/{tenant_id}", json={"region": "us"}).status_code == 201
+    body = {"json": {}} if method == "PUT" else {}
+    answer = manage.request(method, f"/manage/tenants/{tenant_id}/{route}", **body)
+    assert answer.status_code == 421, answer.text
+    assert (answer.json()["error"], answer.json()["region"]) == ("misdirected", "us")
+    assert documented_errors(answer, f"/manage/tenants/{{tenant}}/{route}", method) == []
