@@ -128,3 +128,29 @@ def test_an_event_declaration_outside_the_rules_is_a_422_that_stores_nothing(man
     assert answer.status_code == 422, answer.text
     assert problem in answer.text
     assert blob_states(azurite, ("registry",), within=(tenant,)) == before
+
+
+BOTS = [
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; +https://openai.com/gptbot)",
+    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+    "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
+    "curl/8.5.0",
+    "python-requests/2.32.3",
+    "",
+]
+
+
+def test_bots_record_nothing_and_a_mail_image_proxy_counts_as_the_reader(anon, tenant, azurite):
+    # README, "Bots": the crawler-user-agents list plus PackCloud's own; mail image proxies count as people.
+    for agent in BOTS:
+        gif = anon.get(
+            f"/px/{tenant}/visits", params={"page_url": PAGE}, headers={"origin": ORIGIN, "user-agent": agent}
+        )
+        assert gif.status_code == 200 and gif.headers["content-type"] == "image/gif"
+    assert records(azurite, tenant) == []
+    proxy = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+    anon.get(f"/px/{tenant}/visits", params={"page_url": PAGE}, headers={"origin": ORIGIN, "user-agent": proxy})
+    assert len(records(azurite, tenant)) == 1
