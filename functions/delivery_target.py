@@ -28,6 +28,9 @@ def _tenant(services: Services, req: func.HttpRequest) -> Tenant:
     tenant = services.registry.get_tenant(check_id("tenant", req.route_params.get("tenant")), fresh=True)
     if tenant is None:
         raise NotFound("unknown_tenant", "no such tenant in this deployment")
+    # Its configuration lives (and its secrets go) where the tenant's data is: elsewhere every method is the
+    # 421 naming that region, as on every tenant route, never a 404 that says it has none.
+    services.residency.require_home(tenant)
     return tenant
 
 
@@ -59,8 +62,6 @@ def manage_delivery(req: func.HttpRequest) -> func.HttpResponse:
     from shared.dataverse.targets import TargetIn
 
     change = json_model(req, TargetIn, "invalid_target", "delivery target", services.settings.max_body_bytes)
-    # Delivery runs where the tenant's data is; its secret goes to that region's secret store.
-    services.residency.require_home(tenant)
     target, created = services.delivery_targets.put(tenant, change)
     return json_response(_shown(services, target), 201 if created else 200)
 

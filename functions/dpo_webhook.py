@@ -33,6 +33,9 @@ def _tenant(services: Services, req: func.HttpRequest) -> Tenant:
     tenant = services.registry.get_tenant(check_id("tenant", req.route_params.get("tenant")), fresh=True)
     if tenant is None:
         raise NotFound("unknown_tenant", "no such tenant in this deployment")
+    # Its configuration lives (and its secrets go) where the tenant's data is: elsewhere every method is the
+    # 421 naming that region, as on every tenant route, never a 404 that says it has none.
+    services.residency.require_home(tenant)
     return tenant
 
 
@@ -65,8 +68,6 @@ def manage_dpo_webhook(req: func.HttpRequest) -> func.HttpResponse:
         notifier.remove(tenant.id, audited=True)
         return func.HttpResponse(status_code=204)
     change = json_model(req, WebhookIn, "invalid_webhook", "DPO webhook", services.settings.max_body_bytes)
-    # The webhook is told about the data in this region; its secret goes to this region's secret store.
-    services.residency.require_home(tenant)
     webhook, secret, created = notifier.webhooks.put(tenant, change)
     return json_response({**_shown(notifier, webhook), "secret": secret}, 201 if created else 200)
 

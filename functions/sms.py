@@ -75,6 +75,9 @@ def _tenant(services: Services, req: func.HttpRequest) -> Tenant:
     tenant = services.registry.get_tenant(check_id("tenant", req.route_params.get("tenant")), fresh=True)
     if tenant is None:
         raise NotFound("unknown_tenant", "no such tenant in this deployment")
+    # Its configuration lives (and its secrets go) where the tenant's data is: elsewhere every method is the
+    # 421 naming that region, as on every tenant route, never a 404 that says it has none.
+    services.residency.require_home(tenant)
     return tenant
 
 
@@ -88,8 +91,6 @@ def manage_sms_account(req: func.HttpRequest) -> func.HttpResponse:
     tenant = _tenant(services, req)
     if req.method == "PUT":
         account = json_model(req, SmsAccountIn, "invalid_sms_account", "SMS account", services.settings.max_body_bytes)
-        # Messages are sent where the tenant's data is: the account goes to that region's secret store.
-        services.residency.require_home(tenant)
         created = services.sms_accounts.put(tenant, account)
         return json_response(account.public(), 201 if created else 200)
     existing = services.sms_accounts.get(tenant)

@@ -13,6 +13,7 @@ python -m shared.cli attachments [--dry-run] move new Dynamics 365 attachments i
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, MutableMapping
@@ -20,9 +21,10 @@ from pathlib import Path
 
 from shared.core.errors import PackCloudError
 from shared.core.events import AUDIT_VERIFICATION_FAILED
+from shared.core.ids import is_valid_id
 from shared.core.settings import SettingsError, local_settings_values
 from shared.services import Services, get_services
-from shared.storage.audit import AuditLog
+from shared.storage.audit import SYSTEM, AuditLog
 from shared.storage.blobs import storage_errors
 
 PURGE_DESCRIPTION = "The retention purge: deletes every record (and every piece of personal state) past its expiry."
@@ -33,7 +35,7 @@ ATTACHMENTS_DESCRIPTION = (
     "The attachment mover: copies new Dynamics 365 files into each tenant's SharePoint library, verifies each copy, "
     "then records its link (and in link mode removes the file from Dynamics 365)."
 )
-AUDIT_USAGE = "usage: python -m shared.audit verify TENANT|_system"
+AUDIT_USAGE = "usage: python -m shared.audit verify TENANT|_system (TENANT: a tenant id, ^[a-z0-9][a-z0-9-]{1,62}$)"
 LOCAL_SETTINGS_FILE = "local.settings.json"
 APP_ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,7 +122,8 @@ def attachments(argv: list[str]) -> int:
 
 def audit(argv: list[str]) -> int:
     """Check a tenant's (or _system's) audit chain: exit 0 when whole, 1 naming the first break."""
-    if len(argv) != 2 or argv[0] != "verify":
+    # An id is checked before storage is read, as on every route: a path-like scope would list another prefix.
+    if len(argv) != 2 or argv[0] != "verify" or not (argv[1] == SYSTEM or is_valid_id(argv[1])):
         print(AUDIT_USAGE, file=sys.stderr)
         return 2
     wired = services()
@@ -162,16 +165,22 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 
 def run(command: str, argv: list[str]) -> int:
+    return run_command(command, COMMANDS[command], argv)
+
+
+def run_command(name: str, command: Callable[[list[str]], int], argv: list[str]) -> int:
     """One command; a bad setting or unreachable storage ends it with one line (never a traceback): exit 2 for
-    a setting, the operator's to fix, and 1 for anything else the command could not do."""
+    a setting, the operator's to fix, and 1 for anything else the command could not do. The storage layer's own
+    warning of each failed request would print before it (Python's last-resort handler): the final line says it."""
+    logging.getLogger("packcloud.storage").setLevel(logging.ERROR)
     try:
         with storage_errors():
-            return COMMANDS[command](argv)
+            return command(argv)
     except SettingsError as error:
-        print(f"{command}: {error}", file=sys.stderr)
+        print(f"{name}: {error}", file=sys.stderr)
         return 2
     except PackCloudError as error:
-        print(f"{command}: {error.code}: {error.detail}", file=sys.stderr)
+        print(f"{name}: {error.code}: {error.detail}", file=sys.stderr)
         return 1
 
 

@@ -471,3 +471,69 @@ def run_on_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     thread has a running event loop, where asyncio.run refuses to start another."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+# ---------------------------------------------------------------- answers against openapi.yaml
+
+
+def _as_json_schema(node: Any) -> Any:
+    """openapi 3.0's `nullable` as JSON Schema's null type (which jsonschema_rs knows), everywhere in a schema."""
+    if isinstance(node, list):
+        return [_as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _as_json_schema(value) for key, value in node.items() if key not in ("nullable", "example")}
+    if node.get("nullable"):
+        if "type" in out:
+            out["type"] = [out["type"], "null"]
+            if "enum" in out:
+                out["enum"] = [*out["enum"], None]
+        else:
+            out = {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+def documented_errors(answer: Any, route: str, method: str) -> list[str]:
+    """What is wrong with a JSON answer by the schema openapi.yaml gives its route, method and status (a missing
+    entry is a KeyError: an undocumented status is a finding too)."""
+    import jsonschema_rs
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+    response = spec["paths"][route][method.lower()]["responses"][str(answer.status_code)]
+    if "$ref" in response:
+        response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    schema = response["content"]["application/json"]["schema"]
+    root = {**_as_json_schema(schema), "components": _as_json_schema(spec["components"])}
+    return [error.message for error in jsonschema_rs.Draft4Validator(root).iter_errors(answer.json())]
+
+
+# A value no answer may repeat: the hostile bodies carry it, and a refusal must name the problem without it.
+HOSTILE_MARK = "QzVx7731hostile"
+
+
+def hostile_bodies(valid: dict[str, Any]) -> list[tuple[str, bytes, str]]:
+    """(name, body, content type) of bodies a JSON route must refuse with a 4xx: no body, not JSON, not an
+    object, NaN, nesting past any bound, a BOM, wrong types, a huge number and the valid body with a field each
+    time of the wrong type. Each carries HOSTILE_MARK where a value can."""
+    import json
+
+    mark = HOSTILE_MARK
+    bodies: list[tuple[str, bytes, str]] = [
+        ("empty", b"", "application/json"),
+        ("not json", b"{" + mark.encode(), "application/json"),
+        ("array", json.dumps([valid, mark]).encode(), "application/json"),
+        ("string", json.dumps(mark).encode(), "application/json"),
+        ("null", b"null", "application/json"),
+        ("nan", b'{"x": NaN, "y": "' + mark.encode() + b'"}', "application/json"),
+        ("deep", b"[" * 20000 + b"]" * 20000, "application/json"),
+        ("bom", b"\xef\xbb\xbf" + json.dumps(valid).encode(), "application/json"),
+        ("latin-1", b'{"x": "' + mark.encode() + b'\xff"}', "application/json"),
+        ("form", f"x={mark}".encode(), "application/x-www-form-urlencoded"),
+        ("long number", b'{"x": ' + b"9" * 5000 + b"}", "application/json"),
+    ]
+    for name in valid:
+        for kind, value in (("number", 1e308), ("object", {mark: mark}), ("list", [mark]), ("bool", True)):
+            bodies.append((f"{name} as {kind}", json.dumps({**valid, name: value}).encode(), "application/json"))
+    bodies.append(("unknown property", json.dumps({**valid, "extra": mark}).encode(), "application/json"))
+    return bodies

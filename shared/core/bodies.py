@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from shared.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, field_problems
+from shared.core.names import shown_name
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -90,10 +91,12 @@ def parse_json_object(body: bytes, content_type: str | None, max_bytes: int) -> 
 
 
 def field_errors(error: ValidationError) -> list[dict[str, str]]:
-    """Each failing field with a reason; pydantic's input echo is left out (it may be personal data)."""
+    """Each failing field with a reason; pydantic's input echo is left out (it may be personal data). A name in
+    the location is the sender's own (an unknown property), so it is shown as dropped names are: tamed and
+    bounded (`shared/core/names.py`)."""
     problems = []
     for item in error.errors(include_input=False, include_url=False, include_context=False):
-        location = ".".join(str(part) for part in item["loc"]) or "body"
+        location = ".".join(shown_name(part) if isinstance(part, str) else str(part) for part in item["loc"]) or "body"
         message = item["msg"].removeprefix("Value error, ")
         problems.append({"field": location, "reason": message})
     return problems

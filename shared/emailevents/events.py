@@ -28,9 +28,7 @@ SENDGRID_NAMES = {"timestamp": "occurred_at", "useragent": "user_agent"}
 EVENT_ID_KEY = "sg_event_id"
 _EVENT_ID = re.compile(r"[A-Za-z0-9_.:=+/-]{1,128}")
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_TAME_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
-MAX_DROPPED_SHOWN = 50
 
 
 @dataclass(frozen=True)
@@ -114,8 +112,3 @@ def _event(raw: dict[str, Any]) -> Event:
         # Links often carry tokens and addresses in their query: like the pixel's URLs, kept without it.
         values["url"] = re.split(r"[?#]", str(values["url"]), maxsplit=1)[0]
     return Event(str(raw[EVENT_ID_KEY]), occurred, values)
-
-
-def shown_names(names: set[str]) -> list[str]:
-    """Dropped names as an answer shows them: tame ones only (a name is chosen by whoever built the message)."""
-    return sorted({name if _TAME_NAME.fullmatch(name) else "(unnamed)" for name in names})[:MAX_DROPPED_SHOWN]

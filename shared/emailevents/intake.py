@@ -25,8 +25,9 @@ from shared.capture.store import CaptureStore, Target
 from shared.core.clock import Clock
 from shared.core.errors import Unprocessable, field_problems
 from shared.core.ids import new_record_id
+from shared.core.names import shown_names
 from shared.core.settings import Settings
-from shared.emailevents.events import Event, parse_batch, parse_body, shown_names
+from shared.emailevents.events import Event, parse_batch, parse_body
 from shared.emailevents.keys import KeyAdmin
 from shared.emailevents.markers import EventMarkers
 from shared.emailevents.webhook import VerificationKeys, signed_request, verify
@@ -98,7 +99,7 @@ class EmailEvents:
             stored=len(new),
             duplicates=len(batch.events) - len(new),
             skipped=batch.skipped,
-            dropped_fields=shown_names(dropped),
+            dropped_fields=list(shown_names(dropped)),
         )
 
     def _prepare(self, target: Target, events: tuple[Event, ...]) -> tuple[list[tuple[Event, Record]], set[str]]:

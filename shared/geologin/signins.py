@@ -19,12 +19,12 @@ from uuid import UUID
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from cachetools import LRUCache
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.capture.personal_state import LAST_SIGN_IN
 from shared.capture.store import CaptureStore, Target
 from shared.capture.subjects import USER_ID, subject_tag
-from shared.core.clock import Clock
+from shared.core.clock import Clock, IsoDatetime
 from shared.core.errors import StorageUnavailable, field_problems
 from shared.core.net import client_ip
 from shared.core.settings import Settings
@@ -43,7 +43,7 @@ class SignInRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
     user_id: UUID = Field(description="The Dynamics 365 systemuser id (a GUID).")
-    signed_in_at: AwareDatetime | None = Field(default=None, description="ISO 8601 with a zone; default: now.")
+    signed_in_at: IsoDatetime | None = Field(default=None, description="ISO 8601 with a zone; default: now.")
     ip: str | None = Field(default=None, max_length=64, description="IPv4 or IPv6; default: the caller's address.")
     user_agent: str | None = Field(default=None, max_length=MAX_USER_AGENT)
 

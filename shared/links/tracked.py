@@ -24,13 +24,13 @@ from datetime import datetime, timedelta
 
 from azure.core.exceptions import ResourceExistsError
 from cachetools import TTLCache
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.capture.personal_state import TRACKED_LINK
 from shared.capture.store import CaptureStore, Target
 from shared.capture.subjects import CONTACT_ID, subject_tag
 from shared.capture.visitors import is_bot, tracking_refused
-from shared.core.clock import Clock
+from shared.core.clock import Clock, IsoDatetime
 from shared.core.errors import PackCloudError, StorageUnavailable, field_problems
 from shared.core.ids import is_valid_id
 from shared.core.net import client_ip
@@ -76,7 +76,7 @@ class LinkRequest(BaseModel):
 
     target_url: str = Field(min_length=1, max_length=MAX_TARGET_LENGTH, description="absolute https URL")
     contact_id: str | None = Field(default=None, pattern=CONTACT_ID_PATTERN, description="makes the link personal")
-    expires_at: AwareDatetime | None = Field(default=None, description="ISO 8601 with a zone; in the future")
+    expires_at: IsoDatetime | None = Field(default=None, description="ISO 8601 with a zone; in the future")
 
 
 class Link(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.core.settings import Region
 from shared.notice.languages import ENGLISH
-from shared.registry.models import DatasetDoc, FieldSpec, LegalBasis, Party
+from shared.registry.models import Capability, DatasetDoc, FieldSpec, LegalBasis, Party
 
 REGION_NAMES: dict[Region, str] = {
     "us": "the United States (Microsoft Azure, East US)",
@@ -30,10 +30,18 @@ LEGAL_BASES: dict[LegalBasis, str] = {
     "legitimate_interest": "the legitimate interests of the controller, weighed against yours (GDPR article 6(1)(f))",
 }
 
-CAPABILITIES: dict[str, str] = {
+# Every capability has its words: a dataset of one without them had no notice (a 500). Keyed by the Capability
+# type, and tests/unit/test_notice.py checks that each of its values is here.
+CAPABILITIES: dict[Capability, str] = {
     "pixel": "When you visit the controller's web pages or open its e-mails, a record of that visit or opening.",
     "webform": "What you enter in the controller's web form.",
     "geologin": "Your sign-ins to the controller's Microsoft Dynamics 365, to detect sign-ins from unusual places.",
+    "sms": "The text messages you and the controller send each other, and whether each one was delivered.",
+    "link": "When you follow a link the controller shared with you, a record of that visit.",
+    "emailevent": (
+        "What happens to the e-mails the controller sends you: whether each was delivered, bounced, opened or "
+        "clicked, or marked as spam, and when."
+    ),
 }
 
 FIELD_TYPES: dict[str, str] = {

@@ -45,7 +45,7 @@ from shared.core.fieldtypes import InvalidValue, normalise
 from shared.core.idempotency import check_idempotency_key
 from shared.core.ids import new_record_id
 from shared.core.keys import derive_key
-from shared.core.names import shown_name
+from shared.core.names import shown_names
 from shared.core.net import client_ip
 from shared.core.settings import Settings
 from shared.core.snippets import render_script
@@ -62,7 +62,6 @@ RETURN_FIELD = "_packcloud_return"  # the form's page, for plain posts whose bro
 MARKER_TTL = timedelta(hours=24)
 PREFLIGHT_HEADERS = ("accept", "content-type", "idempotency-key")
 PREFLIGHT_MAX_AGE = "600"
-MAX_DROPPED_SHOWN = 50
 
 
 @dataclass(frozen=True)
@@ -235,12 +234,11 @@ class FormIntake:
     @staticmethod
     def _dropped(dataset: DatasetDoc, values: Mapping[str, FormValue]) -> tuple[str, ...]:
         machinery = {dataset.honeypot_field, dataset.consent_field}
-        names = {
-            shown_name(name)
+        return shown_names(
+            name
             for name in values
             if name not in dataset.field_names and name not in machinery and not name.startswith(CONTROL_PREFIX)
-        }
-        return tuple(sorted(names)[:MAX_DROPPED_SHOWN])
+        )
 
     @staticmethod
     def _return_page(dataset: DatasetDoc, values: Mapping[str, FormValue], headers: Mapping[str, str]) -> str | None:

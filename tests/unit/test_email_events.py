@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from devenv.sendgrid_events import SIGNATURE, TIMESTAMP, WebhookKey, batch, sendgrid_event
 from shared.core.clock import ManualClock
 from shared.core.errors import BadRequest, PayloadTooLarge, Unauthorized, Unprocessable
-from shared.emailevents.events import MAX_EVENTS, parse_batch, parse_body, shown_names
+from shared.core.names import shown_names
+from shared.emailevents.events import MAX_EVENTS, parse_batch, parse_body
 from shared.emailevents.webhook import VerificationKeys, signed_request, verify
 from shared.registry.delivery_mapping import DeliveryMapping, check_mapping
 from shared.registry.models import Dataset
@@ -162,8 +163,10 @@ def test_bad_batches_name_the_problem():
     assert batch_of("[]").events == ()
 
 
-def test_dropped_names_are_tame():
-    assert shown_names({"tls", "smtp-id", "<script>", "a b"}) == ["(unnamed)", "smtp-id", "tls"]
+def test_dropped_names_are_shown_as_a_web_form_shows_them():
+    # One rule for every dropped_fields (docs/webform.md): tamed, bounded, never "(unnamed)" for a real name.
+    shown = shown_names({"tls", "smtp-id", "<script>", "a b", "k" * 2000, ""})
+    assert shown == ("(unnamed)", "?script?", "a b", "k" * 63 + "\u2026", "smtp-id", "tls")
 
 
 EMAILEVENTS = {"capability": "emailevent", "legal_basis": "legitimate_interest", "subject_field": "email"}
