@@ -42,6 +42,14 @@ CAPABILITIES: dict[Capability, str] = {
         "What happens to the e-mails the controller sends you: whether each was delivered, bounced, opened or "
         "clicked, or marked as spam, and when."
     ),
+    "mailchimp": (
+        "Your e-mail address and the details the controller keeps in its newsletter list, passed on to its "
+        "newsletter service (Mailchimp) when the controller adds or updates you there; nothing of it is kept here."
+    ),
+    "mailchimpevent": (
+        "What happens in the controller's newsletter service (Mailchimp): when you subscribe, unsubscribe or change "
+        "your address, and which of its newsletters you open or click, and when."
+    ),
 }
 
 FIELD_TYPES: dict[str, str] = {
