@@ -58,7 +58,9 @@ def manage_mailchimp(req: func.HttpRequest) -> func.HttpResponse:
     tenant = _tenant(services, req)
     connections = services.mailchimp.connections
     if req.method == "PUT":
-        change = json_model(req, ConnectionIn, "invalid_connection", "Mailchimp connection", 4096)
+        change = json_model(
+            req, ConnectionIn, "invalid_connection", "Mailchimp connection", services.settings.max_body_bytes
+        )
         # The key goes to the secret store of the region where the tenant's data is.
         services.residency.require_home(tenant)
         stored, created = connections.put(tenant, change)

@@ -537,3 +537,30 @@ def hostile_bodies(valid: dict[str, Any]) -> list[tuple[str, bytes, str]]:
             bodies.append((f"{name} as {kind}", json.dumps({**valid, name: value}).encode(), "application/json"))
     bodies.append(("unknown property", json.dumps({**valid, "extra": mark}).encode(), "application/json"))
     return bodies
+
+
+# ---------------------------------------------------------------- PowerMailChimp's datasets
+
+MAILCHIMP_MEMBERS: dict[str, Any] = {
+    "capability": "mailchimp",
+    "purpose": "Keep the newsletter audience in step with Dynamics 365 marketing lists",
+    "legal_basis": "consent",
+    "retention_days": 1,
+    "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+    "fields": [{"name": "fname", "type": "string", "max_length": 50}, {"name": "company", "type": "string"}],
+    "mailchimp_audiences": ["a1b2c3d4e5"],
+}
+MAILCHIMP_EVENTS: dict[str, Any] = {
+    "capability": "mailchimpevent",
+    "purpose": "Bring newsletter subscriptions and campaign activity back into Dynamics 365",
+    "legal_basis": "legitimate_interest",
+    "retention_days": 7,
+    "controller": {"name": "Contoso Ltd", "email": "privacy@contoso.example"},
+    "subject_field": "email",
+    "fields": [
+        {"name": "event", "type": "string", "personal": False},
+        {"name": "email", "type": "email"},
+        {"name": "occurred_at", "type": "datetime", "personal": False},
+        {"name": "list_id", "type": "string", "personal": False},
+    ],
+}

@@ -39,6 +39,8 @@ from tests.factories import (
     FORM,
     FUNCTION_KEY,
     LINKS,
+    MAILCHIMP_EVENTS,
+    MAILCHIMP_MEMBERS,
     ORIGIN,
     PIXEL,
     REGISTRATION_KEY,
@@ -58,8 +60,12 @@ DATASETS = {
     "emailevent": ("mail-events", EMAIL_EVENTS),
     "sms": ("texts", SMS_TEXTS),
     "link": ("assets", LINKS),
+    "mailchimp": ("news", MAILCHIMP_MEMBERS),
+    "mailchimpevent": ("mc-events", MAILCHIMP_EVENTS),
 }
 PATH_CAPABILITIES = {
+    "/mailchimp/webhook/": "mailchimpevent",
+    "/mailchimp/": "mailchimp",
     "/px": "pixel",
     "/forms": "webform",
     "/email/events": "emailevent",
@@ -237,7 +243,9 @@ def test_hostile_bodies_and_numbers_are_400s_on_every_route_that_takes_them(labe
     )
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     def fuzz(case, value, number, where):
-        aimed = _aimed(case) and bool(case.path_parameters)
+        # A route whose URL carries its secret (Mailchimp's webhook token) cannot be aimed: a made-up token is
+        # the same 404 as an unknown dataset, before the body is read.
+        aimed = _aimed(case) and bool(case.path_parameters) and "token" not in case.path_parameters
         if aimed:
             _aim(case)
         hostile = _hostile_request(case, value, number, where)
