@@ -4,7 +4,7 @@ The page is drawn from them by lifecycle/report_page.py; the JSON form is these 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
@@ -135,8 +135,11 @@ def _personal_state(storage: Storage, tenant: str, doc: DatasetDoc, count_max: i
 
 
 def _purge_runs(audit: AuditLog, clock: Clock) -> list[dict[str, Any]]:
-    # The deployment's runs (hourly): the last two days, read in full, find the last one.
-    return [e for e in audit.entries(SYSTEM, since=clock.now() - timedelta(days=2)) if e["kind"] == "purge"]
+    # The deployment's runs (hourly): the last two days, read in full, find the last one. A run dated after now
+    # (a clock set wrong somewhere) is not "the last purge" of a report made now.
+    now = clock.now()
+    runs = [e for e in audit.entries(SYSTEM, since=now - timedelta(days=2)) if e["kind"] == "purge"]
+    return [run for run in runs if datetime.fromisoformat(str(run["at"])) <= now]
 
 
 def dpo_notifications(state: dict[str, Any] | None) -> dict[str, Any]:

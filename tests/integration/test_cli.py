@@ -135,7 +135,7 @@ def test_unreachable_storage_ends_a_command_with_one_message_and_status_1(tmp_pa
         (["show", "TENANT=t-none"], "0 record(s)"),
         (["purge", "DRY_RUN=1"], "would delete"),
         (["deliver", "DRY_RUN=1"], "would upsert"),
-        (["audit-verify", "TENANT=_system"], "_system:"),
+        (["audit-verify", "TENANT=t-none"], "t-none:"),
     ],
 )
 def test_the_make_targets_run_the_commands_in_the_projects_environment(azurite, target, expected):
