@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 CHECKOV := .venv-checkov/bin/checkov
 REGION ?=
 
-.PHONY: run test unit lint bench fuzz load deps chromium checkov deploy clean show purge deliver attachments audit-verify
+.PHONY: run test unit lint bench fuzz load deps chromium checkov deploy clean show purge deliver attachments audit-verify bot-pattern
 
 deps: $(PY_STAMP) $(NODE_STAMP)
 
@@ -87,6 +87,10 @@ attachments: deps
 
 audit-verify: deps
 	$(PY) -m shared.audit verify $(TENANT)
+
+# The bot expression the app compiles, made from the pinned crawler-user-agents list (README, "Bots").
+bot-pattern: deps
+	$(PY) -m shared.capture.bot_list
 
 deploy:
 	@test -n "$(REGION)" || { echo "usage: make deploy REGION=us|br|eu|ea"; exit 2; }

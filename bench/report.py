@@ -109,7 +109,7 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
             f"its {r['third_party_modules']} third-party modules alone {r['dependencies_import_s']} s "
             f"(medians of {r['rounds']}); CPU time of the imports alone: ratio {r.get('cpu_import_ratio', '-')}"
             + (
-                f"; within the import, the bot list {r['bot_list_import_s']} s and building its matcher "
+                f"; within the import, compiling the bot expression "
                 f"{r['bot_matcher_import_s']} s, phonenumbers {r['phonenumbers_import_s']} s"
                 if "bot_matcher_import_s" in r
                 else ""
@@ -183,7 +183,13 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
     ),
     "concurrency": (
         lambda r: (
-            f"one host, as many worker threads as clients, at the Bicep's perInstanceConcurrency "
+            "one host, as many worker threads as clients, "
+            + (
+                f"alone on {r['host_cores']} core with storage {r['storage_rtt_ms']:g} ms away (the instance model), "
+                if "storage_rtt_ms" in r
+                else ""
+            )
+            + f"at the Bicep's perInstanceConcurrency "
             f"{r['bicep_concurrency']} (knee: pixel {r['knee']['pixel']}, form {r['knee']['form']}); "
             + "; ".join(
                 f"{kind} "
@@ -193,6 +199,13 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
                     for level, p in sorted(curve.items(), key=lambda item: int(item[0]))
                 )
                 for kind, curve in r["levels"].items()
+            )
+            + (
+                f"; the most one core could give over concurrency 1: {r['core_bound_speedup']}; load generator and "
+                f"storage saturated: {r['load_limited']}; on loopback, every process on every core: "
+                f"{r['loopback']['speedup']} x, p99 {r['loopback']['p99_ratio']} x"
+                if "loopback" in r
+                else ""
             )
         ),
         (

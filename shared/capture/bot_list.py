@@ -1,15 +1,22 @@
 """The one regular expression that tells a bot's user agent: the `crawler-user-agents` list plus PackCloud's own.
 
 The list is the community's (about 1,500 patterns, kept up to date upstream); its version is pinned in
-requirements.txt and raised on purpose, with `bench/bots.py` run again. Joined as one alternation, Python's
-`re` tries every pattern at every position of a user agent (about 1 ms a call); `combine` factors the patterns'
-literal prefixes into a tree first, so each position tries only the patterns whose first characters match.
+requirements-dev.txt and raised on purpose, with `make bot-pattern` and `bench/bots.py` run again. Joined as one
+alternation, Python's `re` tries every pattern at every position of a user agent (about 1 ms a call); `combine`
+factors the patterns' literal prefixes into a tree first, so each position tries only the patterns whose first
+characters match.
+
+This module runs when the pattern is made, not in the deployed app: `make bot-pattern` (`python -m
+shared.capture.bot_list`) writes it to bot_pattern.txt, which the app compiles (bot_pattern.py). Factoring the
+list at every cold start cost about 10 ms, and loading the list's JSON 8 ms more; a unit test fails when the file
+is not what this module makes of the pinned list.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 from crawleruseragents import CRAWLER_USER_AGENTS_DATA  # type: ignore[import-untyped]  # JSON data, no types
 
@@ -85,6 +92,8 @@ ADDITIONS = (
     r"redditbot",
 )
 
+# What bot_pattern.py compiles (not imported from it: importing it compiles the file this module writes).
+PATTERN_FILE = Path(__file__).with_name("bot_pattern.txt")
 _QUANTIFIERS = frozenset("?*+{")
 # One character that stands for itself: any but the metacharacters, or a metacharacter escaped.
 _LITERAL_UNIT = re.compile(r"[^.^$*+?{}\[\]()|\\]|\\[^A-Za-z0-9]")
@@ -198,9 +207,24 @@ def list_patterns() -> list[str]:
     return [entry["pattern"] for entry in CRAWLER_USER_AGENTS_DATA if entry["pattern"] not in MAIL_IMAGE_PROXIES]
 
 
+def bot_pattern() -> str:
+    """The one pattern: the list's (case-sensitive by design: its patterns tell "Bot" from "bot") and the additions
+    (not)."""
+    return combine(list_patterns(), ADDITIONS)
+
+
 def build_matcher() -> re.Pattern[str]:
-    # The list is case-sensitive by design (its patterns tell "Bot" from "bot"); the additions are not.
-    return re.compile(combine(list_patterns(), ADDITIONS))
+    return re.compile(bot_pattern())
 
 
-BOT_MATCHER = build_matcher()
+def write_pattern(path: Path = PATTERN_FILE) -> bool:
+    """Write the pattern the deployed app compiles; answers whether the file changed."""
+    pattern = bot_pattern()
+    if path.exists() and path.read_text(encoding="utf-8") == pattern:
+        return False
+    path.write_text(pattern, encoding="utf-8")
+    return True
+
+
+if __name__ == "__main__":
+    print(f"{PATTERN_FILE.name}: {'written' if write_pattern() else 'up to date'}")

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from shared.capture.bot_list import BOT_MATCHER
+from shared.capture.bot_pattern import BOT_MATCHER
 
 
 def is_bot(user_agent: str | None) -> bool:
-    """Declared crawlers, link previewers, monitors, HTTP libraries and headless browsers (see bot_list.py);
-    mail image proxies (Gmail, Yahoo, Outlook) fetch for a person opening a mail, so they are not bots here."""
+    """Declared crawlers, link previewers, monitors, HTTP libraries and headless browsers (bot_list.py makes the
+    pattern); mail image proxies (Gmail, Yahoo, Outlook) fetch for a person opening a mail, so they are not bots here."""
     return not user_agent or BOT_MATCHER.search(user_agent) is not None
 
 

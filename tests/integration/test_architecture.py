@@ -167,8 +167,10 @@ def test_shared_never_imports_azure_functions():
 # request's), and the two constant-only modules of the notice and link routes (README, "Cold start").
 LOADED_AT_IMPORT = {"shared.pixel", "shared.links.pages", "shared.notice.languages"}
 CAPABILITY_PACKAGES = ("shared.dataverse", "shared.registration", "shared.geologin", "shared.webform")
-# Client libraries that only routes other than the first request's use.
+# Client libraries that only routes other than the first request's use, and the bot list, which only `make
+# bot-pattern` reads (the app compiles the pattern written from it: shared/capture/bot_pattern.py).
 OTHER_ROUTES_LIBRARIES = ("twilio", "sendgrid", "httpx", "msal", "azure.identity", "azure.keyvault")
+BUILD_TIME_ONLY = ("crawleruseragents", "shared.capture.bot_list")
 PROBE = """
 import json, sys
 import function_app
@@ -210,4 +212,6 @@ def test_importing_the_app_registers_every_function_and_loads_no_other_routes_co
         if name in OTHER_ROUTES_LIBRARIES or name.startswith(tuple(f"{library}." for library in OTHER_ROUTES_LIBRARIES))
     ]
     assert libraries == []
+    assert [name for name in BUILD_TIME_ONLY if name in loaded["modules"]] == []
+    assert "shared.capture.bot_pattern" in loaded["modules"]  # the probe saw the app's capture code load
     assert "shared.sms" in packages and "shared.mailchimp" in packages  # the layer line was read

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from bench import bots
-from shared.capture import bot_list
+from shared.capture import bot_list, bot_pattern
 from shared.capture.visitors import is_bot
 
 
@@ -37,7 +37,7 @@ def test_the_factored_matcher_matches_exactly_where_one_of_its_patterns_does():
     disagreeing = [
         agent
         for agent in agents
-        if (bot_list.BOT_MATCHER.search(agent) is not None) != any(pattern.search(agent) for pattern in each)
+        if (bot_pattern.BOT_MATCHER.search(agent) is not None) != any(pattern.search(agent) for pattern in each)
     ]
     assert disagreeing == []
 
@@ -65,3 +65,19 @@ def test_the_mail_image_proxies_are_the_lists_and_count_as_people():
     assert named.keys() >= bot_list.MAIL_IMAGE_PROXIES
     for pattern in bot_list.MAIL_IMAGE_PROXIES:
         assert not any(is_bot(agent) for agent in named[pattern]["instances"])
+
+
+def test_the_deployed_pattern_is_what_the_pinned_list_and_the_additions_make():
+    # A raised list version or a changed addition without `make bot-pattern` would leave the app on the old one.
+    assert bot_list.PATTERN_FILE == bot_pattern.PATTERN_FILE
+    assert bot_pattern.PATTERN_FILE.read_text(encoding="utf-8") == bot_list.bot_pattern(), "run `make bot-pattern`"
+    assert bot_pattern.BOT_MATCHER.pattern == bot_list.bot_pattern()
+
+
+def test_write_pattern_writes_only_when_it_changed(tmp_path):
+    target = tmp_path / "bot_pattern.txt"
+    assert bot_list.write_pattern(target) is True
+    assert target.read_text(encoding="utf-8") == bot_list.bot_pattern()
+    assert bot_list.write_pattern(target) is False
+    target.write_text("stale", encoding="utf-8")
+    assert bot_list.write_pattern(target) is True
