@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from shared.core.settings import Settings
-from shared.storage.blobs import CONNECTION_TIMEOUT_S, RETRY, CountingTransport
+from shared.storage.blobs import CONNECTION_TIMEOUT_S, PROXY_SETTINGS, RETRY, CountingTransport, environment_names
 from shared.storage.identity import async_app_credential
 
 if TYPE_CHECKING:
@@ -36,7 +36,8 @@ def counting_aio_transport(counter: CountingTransport, **kwargs: Any) -> Any:
             counter.note(request.method, request.url)
             return await super().send(request, **options)
 
-    return AsyncCountingTransport(**kwargs)
+    # aiohttp reads only proxies (and ~/.netrc) from the environment: a CA bundle setting does not concern it.
+    return AsyncCountingTransport(use_env_settings=environment_names(PROXY_SETTINGS), **kwargs)
 
 
 class AsyncBlobs:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -141,12 +142,31 @@ def request_kind(method: str, url: str) -> str:
     return "other"
 
 
+# What the HTTP libraries read from the environment when told to: a proxy (requests and aiohttp), and a CA
+# bundle (requests only; a proxy that inspects TLS needs one). Lower-case spellings too, as both read them.
+PROXY_SETTINGS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+CA_BUNDLE_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def environment_names(names: Iterable[str], environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment sets any of `names` (in either case) to something.
+
+    The storage transports read proxy settings from the environment only when it names any. Told to, requests
+    and aiohttp look them up again at every request (and read ~/.netrc): aiohttp in two trips to a worker thread
+    each time, a third of an upload's CPU (bench/README.md, "Storage transports"). A function app's environment
+    does not change while it runs, so deciding once loses nothing; storage requests are signed by the account
+    key or the managed identity, never a netrc password."""
+    wanted = set(names)
+    return any(name.upper() in wanted for name, value in (os.environ if environ is None else environ).items() if value)
+
+
 # azure.core exports RequestsTransport through a module __getattr__, which mypy reads as Any.
 class CountingTransport(RequestsTransport):  # type: ignore[misc]  # subclassing Any: see the line above
     """Counts the HTTP requests the SDK sends: benchmarks and tests check storage round trips."""
 
     def __init__(self, **kwargs: object) -> None:
         session = requests.Session()
+        session.trust_env = environment_names((*PROXY_SETTINGS, *CA_BUNDLE_SETTINGS))
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
         session.mount("http://", adapter)
         session.mount("https://", adapter)

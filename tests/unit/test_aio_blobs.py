@@ -10,7 +10,14 @@ from pydantic import AnyHttpUrl
 
 from shared.core.settings import Settings
 from shared.storage.aio_blobs import AsyncBlobs
-from shared.storage.blobs import CountingTransport, make_service_client, make_transport
+from shared.storage.blobs import (
+    CA_BUNDLE_SETTINGS,
+    PROXY_SETTINGS,
+    CountingTransport,
+    environment_names,
+    make_service_client,
+    make_transport,
+)
 from tests.factories import run_on_own_loop
 
 
@@ -70,3 +77,31 @@ def test_an_account_url_uses_the_managed_identity_through_azure_identity_aio(set
 def test_a_connection_string_needs_no_credential_object(settings):
     _, aio = opened(settings)
     assert not isinstance(aio.credential, DefaultAzureCredential)
+
+
+def test_the_transports_read_proxy_settings_only_when_the_environment_names_them(settings, monkeypatch):
+    # Reading them at every request costs aiohttp two thread hops an upload; with none set there is nothing to read.
+    for name in (*PROXY_SETTINGS, *CA_BUNDLE_SETTINGS):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("NO_PROXY", "*")  # an exception list without a proxy changes nothing
+    monkeypatch.setenv("HTTPS_PROXY", "")
+    assert CountingTransport().session.trust_env is False
+    assert opened(settings)[1]._pipeline._transport._use_env_settings is False
+    proxies = {
+        "HTTPS_PROXY": "http://proxy.contoso.example:3128",
+        "https_proxy": "http://p:1",
+        "ALL_PROXY": "socks5://p:1",
+    }
+    for name, value in proxies.items():
+        with monkeypatch.context() as scoped:
+            scoped.setenv(name, value)
+            assert CountingTransport().session.trust_env is True, name
+            assert opened(settings)[1]._pipeline._transport._use_env_settings is True, name
+    with monkeypatch.context() as scoped:
+        # requests verifies with a CA bundle the environment names (a TLS-inspecting proxy's); aiohttp never reads it
+        scoped.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/inspecting-proxy.pem")
+        assert CountingTransport().session.trust_env is True
+        assert opened(settings)[1]._pipeline._transport._use_env_settings is False
+    assert environment_names(PROXY_SETTINGS, {"http_proxy": "http://p:1"}) is True
+    assert environment_names(PROXY_SETTINGS, {"HTTP_PROXY": "", "NO_PROXY": "localhost"}) is False
