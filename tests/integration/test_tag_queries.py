@@ -4,7 +4,8 @@ Azurite (3.37) answers Find Blobs by Tags from the container's first page of blo
 advances by the matches, not by the blobs read, and gives no continuation when a page holds none): a tenant
 whose blobs sort after a page of others' found nothing. On the emulator `Storage` evaluates the query over a
 listing of the tenant's blobs instead (shared/storage/emulated_tags.py). This module's own Azurite holds a
-full page of other blobs that sort before every tenant, so each test below failed before that path existed.
+full page of other blobs that sort before every tenant, so each test below (the filler's own check aside)
+failed before that path existed.
 """
 
 from __future__ import annotations
