@@ -32,6 +32,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettin
 from shared.core.clock import tag_time
 from shared.core.errors import StorageUnavailable
 from shared.core.settings import Settings
+from shared.storage import emulated_tags
 from shared.storage.identity import app_credential
 
 REGISTRY = "registry"
@@ -51,8 +52,8 @@ RETRY_BACKOFF_S = 0.5
 RETRY: dict[str, Any] = {"backoff": RETRY_BACKOFF_S, "retry_total": RETRY_TOTAL, "random_jitter_range": 0.2}
 POOL_SIZE = 64
 BATCH_DELETE_MAX = 256  # Blob batch takes at most 256 sub-requests.
-# Names one tag-query request answers at most (the service's maximum). Smaller pages would not help: Azurite
-# looks at only that many blobs of the container after the marker, matching or not.
+# Names one tag-query request answers at most (the service's maximum). (Azurite looks at only that many blobs of
+# the container after the marker, matching or not: on it the queries take the path of emulated_tags.py.)
 FIND_PAGE_MAX = 5000
 READERS = 8  # blobs read at once by read_json_each
 # Every JSON blob PackCloud writes (registry documents, records, personal state) is served as JSON.
@@ -61,7 +62,7 @@ JSON_CONTENT = ContentSettings(content_type="application/json")
 # The blob index tags of records and personal state, the one vocabulary their writers and the tag queries (purge,
 # data-subject requests, deletions) share. Values are ids, fixed-width UTC times (`tag_time`, so that range
 # queries compare them as text) or keyed hashes: never personal data.
-TAG_TENANT = "t"
+TAG_TENANT = "t"  # a blob tagged with tenant X is named under `X/` (records and state): emulated_tags scopes by it
 TAG_DATASET = "d"
 TAG_CAPTURED = "cap"  # records only: the purge deletes what a lowered retention no longer allows
 TAG_EXPIRES = "exp"
@@ -221,6 +222,12 @@ class Storage:
     transport: CountingTransport
     _ready: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Azurite answers tag queries from the container's first page only: on it, they are evaluated over a
+    # listing instead (emulated_tags.py). Known once, from the account's name.
+    _emulated_tags: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._emulated_tags = self.service.account_name == emulated_tags.EMULATOR_ACCOUNT
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Storage:
@@ -269,9 +276,16 @@ class Storage:
             return list(pool.map(read, names))
 
     def find_by_tags(self, container: str, where: str, *, read_timeout: float | None = None) -> Iterator[str]:
-        """Names of the blobs whose index tags match; uses the tag index, never lists blobs.
+        """Names of the blobs whose index tags match; uses the tag index, never lists blobs (in Azure: on the
+        emulator, see emulated_tags.py).
 
         `read_timeout` replaces the request timeout of the settings for a job that may wait (the purge)."""
+        if self._emulated_tags:
+            query, prefix = _emulated_query(where)
+            with storage_errors():
+                client = self.container(container)
+                yield from emulated_tags.matching(client, query, prefix, None, _timeout(read_timeout))
+            return
         with storage_errors():
             for item in self.container(container).find_blobs_by_tags(where, **_timeout(read_timeout)):
                 yield item.name
@@ -281,6 +295,14 @@ class Storage:
     ) -> TagPage:
         """One page of a tag query (at most `page_size` names, FIND_PAGE_MAX at most) from `marker`, a
         `TagPage.marker` of the same query, on: one storage request, however many blobs the query matches."""
+        if self._emulated_tags:
+            query, prefix = _emulated_query(where)
+            with storage_errors():
+                client = self.container(container)
+                names, next_marker = emulated_tags.find_page(
+                    client, query, prefix, marker, min(page_size, FIND_PAGE_MAX)
+                )
+            return TagPage(names, next_marker)
         with storage_errors():
             found = self.container(container).find_blobs_by_tags(where, results_per_page=min(page_size, FIND_PAGE_MAX))
             # by_page answers a PageIterator (it keeps the continuation token); its annotation says only Iterator.
@@ -320,6 +342,13 @@ def _read_json(client: ContainerClient, name: str) -> tuple[dict[str, Any] | Non
             return dict(json.loads(download.readall())), str(download.properties.etag)
         except ResourceNotFoundError:
             return None, None
+
+
+def _emulated_query(where: str) -> tuple[emulated_tags.TagQuery, str]:
+    """The query and the name prefix its blobs live under: the tenant's, when it names one."""
+    query = emulated_tags.TagQuery.parse(where)
+    tenant = query.equal_to(TAG_TENANT)
+    return query, "" if tenant is None else f"{tenant}/"
 
 
 def _timeout(read_timeout: float | None) -> dict[str, Any]:
