@@ -66,7 +66,7 @@ def tenant_access(
 
 def home_tenant(services: Gatekeepers, tenant_id: str) -> Tenant:
     """The tenant of an operator route (function key) that reads or changes what the tenant has here: 400 for a
-    malformed id, 404 when this deployment holds no such tenant, 421 naming the region it is homed in otherwise.
+    malformed id, 404 when this deployment holds no such tenant, 421 naming its home region when that is another.
 
     Every method is the 421 elsewhere, also a GET or DELETE: its configuration, datasets and secrets exist only
     where its data is, so a 404 "it has none" would send the operator astray. Fresh: what is configured belongs
