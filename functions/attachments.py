@@ -16,8 +16,8 @@ import azure.functions as func
 
 from functions._http import handles_errors, json_model, json_response
 from shared.core.errors import NotFound
-from shared.core.ids import check_id
 from shared.core.settings import get_settings
+from shared.registry.access import home_tenant
 from shared.registry.models import Tenant
 from shared.services import Services, get_services
 
@@ -26,13 +26,6 @@ if TYPE_CHECKING:
 
 bp = func.Blueprint()
 log = logging.getLogger("packcloud.attachments")
-
-
-def _tenant(services: Services, req: func.HttpRequest) -> Tenant:
-    tenant = services.registry.get_tenant(check_id("tenant", req.route_params.get("tenant")), fresh=True)
-    if tenant is None:
-        raise NotFound("unknown_tenant", "no such tenant in this deployment")
-    return tenant
 
 
 def _job(services: Services, tenant: Tenant) -> AttachmentJob:
@@ -52,7 +45,7 @@ def manage_attachments(req: func.HttpRequest) -> func.HttpResponse:
     from shared.attachments.status import shown
 
     services = get_services()
-    tenant = _tenant(services, req)
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))
     if req.method == "GET":
         return json_response(shown(services.attachment_progress, _job(services, tenant)))
     if req.method == "DELETE":
@@ -63,7 +56,6 @@ def manage_attachments(req: func.HttpRequest) -> func.HttpResponse:
     change = json_model(
         req, AttachmentJobIn, "invalid_attachment_job", "attachment job", services.settings.max_body_bytes
     )
-    services.residency.require_home(tenant)  # files move in the tenant's region, where its target's secret is
     job, created = services.attachment_jobs.put(tenant, change)
     return json_response(shown(services.attachment_progress, job), 201 if created else 200)
 
@@ -75,7 +67,7 @@ def manage_attachments_retry(req: func.HttpRequest) -> func.HttpResponse:
     from shared.attachments.status import RetryIn
 
     services = get_services()
-    tenant = _tenant(services, req)
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))
     retry = json_model(req, RetryIn, "invalid_retry", "retry", services.settings.max_body_bytes)
     job = _job(services, tenant)
     marked, not_failed = services.attachment_progress.retry(job.tenant, None if retry.all else set(retry.ids or ()))

@@ -14,8 +14,7 @@ from functions._http import handles_errors, json_model, json_response
 from shared.core.bodies import parse_json_object, validate_model
 from shared.core.errors import NotFound
 from shared.core.ids import check_id
-from shared.registry.access import tenant_access
-from shared.registry.auth import require_tenant
+from shared.registry.access import home_tenant, tenant_access
 from shared.services import get_services
 
 if TYPE_CHECKING:
@@ -37,9 +36,8 @@ def _shown(state: SequenceState) -> dict[str, Any]:
 @handles_errors
 def manage_sequence(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
-    tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))
     sequence = check_id("sequence", req.route_params.get("sequence"))
-    services.residency.require_home(tenant)
     store = services.sequences
     if req.method == "GET":
         return json_response(_shown(store.get(tenant.id, sequence)))

@@ -13,7 +13,7 @@ import azure.functions as func
 
 from functions._http import handles_errors, json_model, json_response
 from shared.core.errors import NotFound
-from shared.core.ids import check_id
+from shared.registry.access import home_tenant
 from shared.registry.models import Tenant
 from shared.services import Services, get_services
 
@@ -21,17 +21,6 @@ if TYPE_CHECKING:
     from shared.dataverse.targets import Target
 
 bp = func.Blueprint()
-
-
-def _tenant(services: Services, req: func.HttpRequest) -> Tenant:
-    # Fresh: a target belongs to one generation of its tenant.
-    tenant = services.registry.get_tenant(check_id("tenant", req.route_params.get("tenant")), fresh=True)
-    if tenant is None:
-        raise NotFound("unknown_tenant", "no such tenant in this deployment")
-    # Its configuration lives (and its secrets go) where the tenant's data is: elsewhere every method is the
-    # 421 naming that region, as on every tenant route, never a 404 that says it has none.
-    services.residency.require_home(tenant)
-    return tenant
 
 
 def _target(services: Services, tenant: Tenant) -> Target:
@@ -52,7 +41,7 @@ def _shown(services: Services, target: Target) -> dict[str, Any]:
 @handles_errors
 def manage_delivery(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
-    tenant = _tenant(services, req)
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))
     if req.method == "GET":
         return json_response(_shown(services, _target(services, tenant)))
     if req.method == "DELETE":
@@ -73,5 +62,5 @@ def manage_delivery_check(req: func.HttpRequest) -> func.HttpResponse:
     from shared.dataverse.check import check_target
 
     services = get_services()
-    target = _target(services, _tenant(services, req))
+    target = _target(services, home_tenant(services, req.route_params.get("tenant", "")))
     return json_response(check_target(services.delivery_targets, target, services.dataverse_session))

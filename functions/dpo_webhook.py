@@ -15,10 +15,10 @@ import azure.functions as func
 
 from functions._http import handles_errors, json_model, json_response
 from shared.core.errors import NotFound
-from shared.core.ids import check_id
 from shared.core.settings import get_settings
+from shared.registry.access import home_tenant
 from shared.registry.models import Tenant
-from shared.services import Services, get_services
+from shared.services import get_services
 
 if TYPE_CHECKING:
     from shared.dpo.notifier import Notifier
@@ -26,17 +26,6 @@ if TYPE_CHECKING:
 
 bp = func.Blueprint()
 log = logging.getLogger("packcloud.dpo")
-
-
-def _tenant(services: Services, req: func.HttpRequest) -> Tenant:
-    # Fresh: a webhook belongs to one generation of its tenant.
-    tenant = services.registry.get_tenant(check_id("tenant", req.route_params.get("tenant")), fresh=True)
-    if tenant is None:
-        raise NotFound("unknown_tenant", "no such tenant in this deployment")
-    # Its configuration lives (and its secrets go) where the tenant's data is: elsewhere every method is the
-    # 421 naming that region, as on every tenant route, never a 404 that says it has none.
-    services.residency.require_home(tenant)
-    return tenant
 
 
 def _webhook(notifier: Notifier, tenant: Tenant) -> Webhook:
@@ -59,7 +48,7 @@ def manage_dpo_webhook(req: func.HttpRequest) -> func.HttpResponse:
     from shared.dpo.webhooks import WebhookIn
 
     services = get_services()
-    tenant = _tenant(services, req)
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))
     notifier = services.dpo
     if req.method == "GET":
         return json_response(_shown(notifier, _webhook(notifier, tenant)))
@@ -77,7 +66,7 @@ def manage_dpo_webhook(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 def manage_dpo_webhook_test(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
-    tenant = _tenant(services, req)
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))
     event, outcome = services.dpo.send_test(tenant, _webhook(services.dpo, tenant))
     return json_response({"event_id": event.id, **outcome.public()})
 

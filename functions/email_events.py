@@ -9,8 +9,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions._http import handles_errors, json_model, json_response
-from shared.core.errors import NotFound
-from shared.core.ids import check_id
+from shared.registry.access import home_tenant
 from shared.services import get_services
 
 bp = func.Blueprint()
@@ -38,10 +37,7 @@ def manage_email_events_key(req: func.HttpRequest) -> func.HttpResponse:
     from shared.emailevents.keys import VerificationKeyIn
 
     services = get_services()
-    tenant = services.registry.get_tenant(check_id("tenant", req.route_params.get("tenant")), fresh=True)
-    if tenant is None:
-        raise NotFound("unknown_tenant", "no such tenant in this deployment")
-    services.residency.require_home(tenant)  # the key goes where the tenant's events arrive
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))  # the key goes where the tenant's events arrive
     admin = services.email_events.key_admin
     if req.method == "GET":
         admin.require(tenant)

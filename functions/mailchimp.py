@@ -27,8 +27,7 @@ from functions._http import SECURITY_HEADERS, base_url, handles_errors, json_mod
 from shared.core.errors import NotFound
 from shared.core.ids import check_id
 from shared.core.settings import get_settings
-from shared.registry.access import tenant_access
-from shared.registry.models import Tenant
+from shared.registry.access import home_tenant, tenant_access
 from shared.services import Services, get_services
 
 if TYPE_CHECKING:
@@ -36,14 +35,6 @@ if TYPE_CHECKING:
 
 bp = func.Blueprint()
 log = logging.getLogger("packcloud.mailchimp")
-
-
-def _tenant(services: Services, req: func.HttpRequest) -> Tenant:
-    # Fresh: a connection belongs to one generation of its tenant.
-    tenant = services.registry.get_tenant(check_id("tenant", req.route_params.get("tenant")), fresh=True)
-    if tenant is None:
-        raise NotFound("unknown_tenant", "no such tenant in this deployment")
-    return tenant
 
 
 @bp.function_name("manage_mailchimp")
@@ -55,14 +46,12 @@ def manage_mailchimp(req: func.HttpRequest) -> func.HttpResponse:
     from shared.mailchimp.connection import ConnectionIn
 
     services = get_services()
-    tenant = _tenant(services, req)
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))
     connections = services.mailchimp.connections
     if req.method == "PUT":
         change = json_model(
             req, ConnectionIn, "invalid_connection", "Mailchimp connection", services.settings.max_body_bytes
         )
-        # The key goes to the secret store of the region where the tenant's data is.
-        services.residency.require_home(tenant)
         stored, created = connections.put(tenant, change)
         return json_response(stored.public(), 201 if created else 200)
     connection = connections.get(tenant)
@@ -79,7 +68,7 @@ def manage_mailchimp(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 def manage_mailchimp_check(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
-    tenant = _tenant(services, req)
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))
     connection = services.mailchimp.connections.get(tenant)
     if connection is None:
         raise NotFound("no_mailchimp_connection", "the tenant has no Mailchimp connection")
@@ -95,8 +84,7 @@ def manage_mailchimp_check(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 def manage_mailchimp_webhook(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
-    tenant = _tenant(services, req)
-    services.residency.require_home(tenant)
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))
     dataset = services.registry.get_dataset(tenant.id, check_id("dataset", req.route_params.get("dataset")), fresh=True)
     if dataset is None or dataset.capability != "mailchimpevent":
         raise NotFound("unknown_dataset", "the tenant has no mailchimpevent dataset with this id")

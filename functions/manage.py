@@ -15,6 +15,7 @@ import azure.functions as func
 from functions._http import M, handles_errors, json_model, json_response
 from shared.core.errors import NotFound
 from shared.core.ids import check_id
+from shared.registry.access import home_tenant
 from shared.registry.auth import require_tenant
 from shared.registry.datasets import delete_dataset, put_dataset, require_dataset
 from shared.registry.models import Dataset, DatasetDoc, KeyRotation, TenantIn
@@ -53,10 +54,9 @@ def manage_tenant(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 def manage_tenant_keys(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
-    tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
-    rotation = _read(req, KeyRotation, "invalid_rotation", "key rotation")
     # The signing key derives from this deployment's master key: only the tenant's home region can rotate it.
-    services.residency.require_home(tenant)
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))
+    rotation = _read(req, KeyRotation, "invalid_rotation", "key rotation")
     master_key = services.settings.master_key.get_secret_value()
     return json_response(rotate_keys(services.registry, services.audit, master_key, tenant.id, rotation))
 
@@ -66,7 +66,7 @@ def manage_tenant_keys(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 def manage_datasets(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
-    tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))
     docs = services.registry.list_datasets(tenant.id)
     return json_response({"tenant": tenant.id, "datasets": [_shown(doc) for doc in docs]})
 
@@ -80,7 +80,7 @@ def manage_datasets(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 def manage_dataset(req: func.HttpRequest) -> func.HttpResponse:
     services = get_services()
-    tenant = require_tenant(services.registry, req.route_params.get("tenant", ""))
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))
     dataset_id = check_id("dataset", req.route_params.get("dataset"))
     if req.method == "GET":
         return json_response(_shown(require_dataset(services.registry, tenant.id, dataset_id)))

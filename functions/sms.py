@@ -15,9 +15,8 @@ import azure.functions as func
 from functions._http import SECURITY_HEADERS, handles_errors, json_model, json_response, lower_headers
 from shared.core.errors import NotFound
 from shared.core.ids import check_id
-from shared.registry.access import tenant_access
-from shared.registry.models import Tenant
-from shared.services import Services, get_services
+from shared.registry.access import home_tenant, tenant_access
+from shared.services import get_services
 
 if TYPE_CHECKING:
     from shared.sms.webhooks import Webhook
@@ -71,16 +70,6 @@ def sms_inbound(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(EMPTY_TWIML, status_code=200, mimetype="text/xml", headers=SECURITY_HEADERS)
 
 
-def _tenant(services: Services, req: func.HttpRequest) -> Tenant:
-    tenant = services.registry.get_tenant(check_id("tenant", req.route_params.get("tenant")), fresh=True)
-    if tenant is None:
-        raise NotFound("unknown_tenant", "no such tenant in this deployment")
-    # Its configuration lives (and its secrets go) where the tenant's data is: elsewhere every method is the
-    # 421 naming that region, as on every tenant route, never a 404 that says it has none.
-    services.residency.require_home(tenant)
-    return tenant
-
-
 @bp.function_name("manage_sms_account")
 @bp.route(route="manage/tenants/{tenant}/sms", methods=["PUT", "GET", "DELETE"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
@@ -88,7 +77,7 @@ def manage_sms_account(req: func.HttpRequest) -> func.HttpResponse:
     from shared.registry.sms_account import SmsAccountIn
 
     services = get_services()
-    tenant = _tenant(services, req)
+    tenant = home_tenant(services, req.route_params.get("tenant", ""))
     if req.method == "PUT":
         account = json_model(req, SmsAccountIn, "invalid_sms_account", "SMS account", services.settings.max_body_bytes)
         created = services.sms_accounts.put(tenant, account)

@@ -29,6 +29,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -201,6 +202,32 @@ class _Gate:
     @property
     def halted(self) -> DeliveryProblem | None:
         return self._halted
+
+
+class _Retries:
+    """The one rule for sending a `$batch` again: each kind of problem has its waits, one a try (a 429 its Retry-After,
+    MAX_THROTTLED_RETRIES times; a transient failure the back-off steps), and no wait goes past what the run can
+    afford; anything else is final."""
+
+    def __init__(self, backoff_s: tuple[float, ...]) -> None:
+        self._backoff_s = backoff_s
+        self._tries: Counter[type[DeliveryProblem]] = Counter()
+
+    def wait_s(self, problem: DeliveryProblem, gate: _Gate) -> float | None:
+        """The wait before the next try after `problem`, or None when there is none."""
+        kind: type[DeliveryProblem]
+        waits: tuple[float, ...]
+        if isinstance(problem, Throttled):
+            kind, waits = Throttled, (problem.retry_after,) * MAX_THROTTLED_RETRIES
+        elif isinstance(problem, Transient):
+            kind, waits = Transient, self._backoff_s
+        else:
+            return None
+        self._tries[kind] += 1
+        if self._tries[kind] > len(waits):
+            return None
+        wait_s = waits[self._tries[kind] - 1]
+        return wait_s if gate.can_wait(wait_s) else None
 
 
 @dataclass
@@ -473,7 +500,7 @@ class Deliverer:
         Throttled, CredentialsRefused or Transient when that does not help within the run."""
         assert mapping.table is not None and mapping.key is not None
         headers, body = build_batch(target.organization_url, mapping.table, mapping.key, ops, isolated=isolated)
-        failures = throttles = 0
+        retries = _Retries(self._backoff_s)
         while True:
             gate.before_send()
             try:
@@ -488,17 +515,12 @@ class Deliverer:
                 gate.advise(answer.dop_hint)
                 return answer
             if isinstance(problem, Throttled):
-                gate.throttle(problem.retry_after)
-                throttles += 1
-                if throttles <= MAX_THROTTLED_RETRIES and gate.can_wait(problem.retry_after):
-                    continue
-            elif isinstance(problem, Transient) and failures < len(self._backoff_s):
-                pause = self._backoff_s[failures]
-                failures += 1
-                if gate.can_wait(pause):
-                    self._sleep(pause)
-                    continue
-            raise problem
+                gate.throttle(problem.retry_after)  # the whole tenant pauses: its next sends wait in before_send
+            wait_s = retries.wait_s(problem, gate)
+            if wait_s is None:
+                raise problem
+            if not isinstance(problem, Throttled):
+                self._sleep(wait_s)  # a transient failure holds back this request only
 
     # -- what a batch leaves ----------------------------------------------------------------
 

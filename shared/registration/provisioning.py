@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
@@ -31,6 +31,7 @@ from shared.storage.secrets import SecretStore, region_key_secret_name
 
 log = logging.getLogger("packcloud.provisioning")
 TIMEOUT_S = (5, 15)  # connect, read
+S = TypeVar("S")
 
 
 class RegionUnavailable(StorageUnavailable):
@@ -103,10 +104,8 @@ class Provisioner:
         """The tenant's delivery target, in its region: in process here, else through the region's manage API (its
         secret travels once, over https, to that region's secret store, and is kept nowhere here)."""
         if region == self._settings.region:
-            found = self._registry.get_tenant(tenant, fresh=True)
-            if found is None or self._targets is None:
-                raise NotFound("unknown_tenant", "no such tenant in this deployment")
-            self._targets.put(found, target)
+            found, targets = self._here(tenant, self._targets)
+            targets.put(found, target)
             return
         body = {
             "organization_url": target.organization_url,
@@ -127,10 +126,8 @@ class Provisioner:
         """The tenant's Twilio account (the `sms` pack), in its region's secret store: in process here, else through
         the region's manage API (`PUT .../sms`), as the delivery target travels."""
         if region == self._settings.region:
-            found = self._registry.get_tenant(tenant, fresh=True)
-            if found is None or self._sms_accounts is None:
-                raise NotFound("unknown_tenant", "no such tenant in this deployment")
-            self._sms_accounts.put(found, account)
+            found, accounts = self._here(tenant, self._sms_accounts)
+            accounts.put(found, account)
             return
         body = {
             **account.model_dump(exclude_none=True, exclude={"auth_token", "api_key_secret"}),
@@ -144,12 +141,18 @@ class Provisioner:
         """The tenant's Mailchimp API key as its connection, in its region: here directly, else through the region's
         manage API (`PUT .../mailchimp`; it travels once, over https, and is kept there)."""
         if region == self._settings.region:
-            found = self._registry.get_tenant(tenant, fresh=True)
-            if found is None or self._mailchimp_keys is None:
-                raise NotFound("unknown_tenant", "no such tenant in this deployment")
-            self._mailchimp_keys(found, key)
+            found, give_key = self._here(tenant, self._mailchimp_keys)
+            give_key(found, key)
             return
         self._call(region, "PUT", tenant, {"api_key": key}, path="mailchimp")
+
+    def _here(self, tenant: str, store: S | None) -> tuple[Tenant, S]:
+        """The tenant as stored now in this (home) region, and the store that keeps what it is given in process; a
+        provisioner built without that store holds no such tenant either (404)."""
+        found = self._registry.get_tenant(tenant, fresh=True)
+        if found is None or store is None:
+            raise NotFound("unknown_tenant", "no such tenant in this deployment")
+        return found, store
 
     def give_email_key(self, region: Region, tenant: str, key: str) -> None:
         """The tenant's SendGrid verification key, in its region's secret store: here directly, else through the

@@ -1,4 +1,5 @@
-"""What every tenant endpoint checks first: the tenant key, the home region, and the dataset."""
+"""What every tenant endpoint checks first: the tenant key, the home region, and the dataset; and what every
+operator route of a tenant's configuration checks first: the tenant, and its home region."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Protocol
 
 from shared.core.errors import NotFound
 from shared.core.ids import check_id
-from shared.registry.auth import authenticate_tenant
+from shared.registry.auth import authenticate_tenant, require_tenant
 from shared.registry.datasets import require_dataset
 from shared.registry.models import DatasetDoc, Tenant
 from shared.registry.residency import Residency
@@ -61,3 +62,16 @@ def tenant_access(
         return Access(tenant, None)
     check_id("dataset", dataset_id)
     return Access(tenant, require_dataset(services.registry, tenant.id, dataset_id, fresh=fresh))
+
+
+def home_tenant(services: Gatekeepers, tenant_id: str) -> Tenant:
+    """The tenant of an operator route (function key) that reads or changes what the tenant has here: 400 for a
+    malformed id, 404 when this deployment holds no such tenant, 421 naming its home region when that is another.
+
+    Every method is the 421 elsewhere, also a GET or DELETE: its configuration, datasets and secrets exist only
+    where its data is, so a 404 "it has none" would send the operator astray. Fresh: what is configured belongs
+    to one generation of the tenant, and a tenant deleted on another instance counts at once.
+    """
+    tenant = require_tenant(services.registry, tenant_id, fresh=True)
+    services.residency.require_home(tenant)
+    return tenant

@@ -39,9 +39,9 @@ def authenticate_tenant(
     return tenant
 
 
-def require_tenant(registry: Registry, tenant_id: str) -> Tenant:
+def require_tenant(registry: Registry, tenant_id: str, *, fresh: bool = False) -> Tenant:
     check_id("tenant", tenant_id)
-    tenant = registry.get_tenant(tenant_id)
+    tenant = registry.get_tenant(tenant_id, fresh=fresh)
     if tenant is None:
         raise NotFound("unknown_tenant", "no such tenant in this deployment")
     return tenant

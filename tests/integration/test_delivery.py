@@ -28,6 +28,7 @@ from shared.core.logs import quiet_request_logs
 from shared.dataverse import dead_letters
 from shared.dataverse.check import check_target
 from shared.dataverse.targets import TargetIn
+from shared.lifecycle.dataverse_push import BACKOFF_S, MAX_THROTTLED_RETRIES, Deliverer
 from shared.lifecycle.delivery import SETTLE
 from shared.registry.models import Dataset, Tenant, TenantIn
 from shared.services import Services
@@ -336,13 +337,18 @@ def test_a_short_retry_after_is_waited_out_in_the_run(dv, world, tenant_id):
     assert (report.delivered, report.requests) == (2, 2)
 
 
-def test_transient_failures_are_retried_with_back_off(dv, world, azurite, tenant_id):
+def two_records_and_a_recorded_sleep(dv, world, tenant_id) -> tuple[FakeDataverse, Deliverer, list[float]]:
+    """A connected organisation with two records settled, and a deliverer whose waits are recorded, not slept."""
     org = world.orgs[0]
     connect(dv, world, org, tenant_id)
     capture_pixels(dv, tenant_id, 2)
     settle(dv)
     pauses: list[float] = []
-    deliverer = dv.push_deliverer(session=dv.dataverse_session, sleep=pauses.append)
+    return org, dv.push_deliverer(session=dv.dataverse_session, sleep=pauses.append), pauses
+
+
+def test_transient_failures_are_retried_with_back_off(dv, world, azurite, tenant_id):
+    org, deliverer, pauses = two_records_and_a_recorded_sleep(dv, world, tenant_id)
 
     org.fail_next(503, count=2)
     report = deliverer.run()
@@ -362,6 +368,26 @@ def test_transient_failures_are_retried_with_back_off(dv, world, azurite, tenant
     assert deliverer.run().tenants[tenant_id].state == "ok"
     assert held_records(azurite, tenant_id) == set()
     assert dv.delivery_targets.status(target).state == "ok"
+
+
+def test_throttling_and_failures_each_have_their_own_retries(dv, world, azurite, tenant_id):
+    """A batch goes again after each of five short 429s and after each back-off step, counted apart: the 429s
+    between two failures do not use up the back-off, nor the failures the 429s; a sixth 429 pauses the tenant."""
+    org, deliverer, pauses = two_records_and_a_recorded_sleep(dv, world, tenant_id)
+
+    org.fail_next(503, count=len(BACKOFF_S) - 1)
+    org.fail_next(429, count=MAX_THROTTLED_RETRIES, retry_after=1)
+    org.fail_next(503)
+    report = deliverer.run()
+    assert (report.delivered, report.requests) == (2, len(BACKOFF_S) + MAX_THROTTLED_RETRIES + 1)
+    assert [pause for pause in pauses if pause > 1] == list(BACKOFF_S[1:])  # the back-off steps, in order
+
+    more = capture_pixels(dv, tenant_id, 1)
+    settle(dv)
+    org.fail_next(429, count=MAX_THROTTLED_RETRIES + 1, retry_after=1)
+    report = deliverer.run()
+    assert (report.tenants[tenant_id].state, report.requests) == ("paused", MAX_THROTTLED_RETRIES + 1)
+    assert held_records(azurite, tenant_id) == set(more)
 
 
 def test_an_expired_token_gets_one_fresh_token(dv, world, tenant_id):
