@@ -39,12 +39,15 @@ class Seen:
 
 # Called before each request is forwarded: None forwards it, a status code answers it instead (an outage).
 Before = Callable[[Seen], int | None]
+# Called when storage has answered a request, before the answer goes back: a slow answer, read before a change.
+After = Callable[[Seen], None]
 
 
 class StorageProxy:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.before: Before | None = None
+        self.after: After | None = None
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Handler,), {"proxy": self}))
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
@@ -59,12 +62,12 @@ class StorageProxy:
         self._server.server_close()
 
     @contextmanager
-    def acting(self, before: Before) -> Iterator[None]:
-        self.before = before
+    def acting(self, before: Before | None = None, *, after: After | None = None) -> Iterator[None]:
+        self.before, self.after = before, after
         try:
             yield
         finally:
-            self.before = None
+            self.before, self.after = None, None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -82,8 +85,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         path = urlsplit(self.path).path
         blob = unquote(path).removeprefix(f"/{ACCOUNT}/")
-        before = self.proxy.before
-        status = before(Seen(self.command, blob, headers)) if before is not None else None
+        seen = Seen(self.command, blob, headers)
+        before, after = self.proxy.before, self.proxy.after
+        status = before(seen) if before is not None else None
         if status is not None:
             self._answer(status, [("x-ms-error-code", "ServerBusy")], b"")
             return
@@ -93,6 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
             upstream.request(self.command, self.path, body=body, headers=sent)
             answer = upstream.getresponse()
             content = answer.read()
+            if after is not None:
+                after(seen)
             kept = [(name, value) for name, value in answer.getheaders() if name.lower() not in HOP_BY_HOP]
             self._answer(answer.status, kept, content)
         finally:
