@@ -28,10 +28,10 @@ from typing import Any
 
 import requests
 
-from bench.common import write_results
+from bench.common import graph_upload, status_mb, write_results
 from devenv.azurite import start_azurite
 from shared.attachments.config import AttachmentJobIn
-from shared.attachments.graph import SIMPLE_UPLOAD_MAX, graph_tokens
+from shared.attachments.graph import graph_tokens
 from shared.core.settings import Settings
 from shared.dataverse.client import AppCredentials, TokenSource, make_session
 from shared.dataverse.targets import TargetIn
@@ -98,7 +98,6 @@ def _raw(
 ) -> None:
     """Download each file by blocks and upload it: what moving needs on the wire, and nothing else."""
     dataverse = {"Authorization": f"Bearer {tokens[0]}", "Accept": "application/json"}
-    graph = {"Authorization": f"Bearer {tokens[1]}"}
     for note_id in ids:
         target = {"annotationid": note_id, "@odata.type": "Microsoft.Dynamics.CRM.annotation"}
         opened = session.post(
@@ -110,17 +109,7 @@ def _raw(
             body = {"Offset": offset, "BlockLength": min(BLOCK, size - offset), "FileContinuationToken": token}
             answer = session.post(org.url + API + "DownloadBlock", json=body, headers=dataverse)
             parts.append(base64.b64decode(answer.json()["Data"]))
-        data = b"".join(parts)
-        item_url = f"{graph_url}/drives/{DRIVE}/root:/raw/{uuid.uuid4()}.bin:"
-        if size <= SIMPLE_UPLOAD_MAX:
-            session.put(f"{item_url}/content?@microsoft.graph.conflictBehavior=fail", data=data, headers=graph)
-            continue
-        body = {"item": {"@microsoft.graph.conflictBehavior": "fail"}}
-        upload_url = session.post(f"{item_url}/createUploadSession", json=body, headers=graph).json()["uploadUrl"]
-        for offset in range(0, size, CHUNK):
-            piece = data[offset : offset + CHUNK]
-            headers = {"Content-Range": f"bytes {offset}-{offset + len(piece) - 1}/{size}"}
-            answer = session.put(upload_url, data=piece, headers=headers)
+        answer = graph_upload(session, graph_url, DRIVE, f"raw/{uuid.uuid4()}.bin", b"".join(parts), tokens[1], CHUNK)
         if answer.status_code != 201:
             raise AssertionError("the raw upload did not complete")
 
@@ -196,25 +185,18 @@ def memory(services: Services, org: FakeDataverse, graph: FakeGraph, env: dict[s
     }
 
 
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def child() -> None:
     """The measured process: the mover as the command line builds it, on the one large note."""
     from shared.services import get_services
 
     services = get_services()
     mover = services.attachment_mover
-    idle = _status_mb("VmRSS")
+    idle = status_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM, the peak, to the current RSS
     started = time.perf_counter()
     report = mover.run()
     elapsed = time.perf_counter() - started
-    peak = _status_mb("VmHWM")
+    peak = status_mb("VmHWM")
     (outcome,) = report.tenants.values()
     print(
         json.dumps(

@@ -13,11 +13,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
+import requests
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from devenv.azurite import ROOT, Azurite, free_port, start_azurite
 from devenv.local_host import start_local_host, stop_local_host
+from shared.attachments.graph import SIMPLE_UPLOAD_MAX
 from shared.core.settings import Settings
 from shared.services import Services
 from shared.storage.blobs import CountingTransport
@@ -58,6 +62,27 @@ def local_stack(settings: dict[str, str] | None = None) -> Iterator[Stack]:
     finally:
         stop_local_host(host)
         azurite.stop()
+
+
+@dataclass
+class Tenant:
+    """The tenant a capture benchmark measures, on its own stack."""
+
+    stack: Stack
+    id: str
+    api_key: str
+
+
+@contextmanager
+def stack_with_dataset(
+    dataset: str, declaration: dict[str, object], settings: dict[str, str] | None = None
+) -> Iterator[Tenant]:
+    """`local_stack` with the tenant `bench`, made through the manage API as a publisher would, declaring `dataset`."""
+    with local_stack(settings) as stack:
+        with httpx.Client(base_url=stack.api, headers={"x-functions-key": stack.function_key}, timeout=30) as manage:
+            key = manage.put("/manage/tenants/bench", json={}).raise_for_status().json()["api_key"]
+            manage.put(f"/manage/tenants/bench/datasets/{dataset}", json=declaration).raise_for_status()
+        yield Tenant(stack, "bench", key)
 
 
 @dataclass
@@ -110,6 +135,28 @@ def run_concurrently(make_worker: Callable[[], Callable[[], None]], clients: int
     return Load(len(latencies), elapsed, latencies)
 
 
+def against_raw(load: Callable[[], Load], raw_rate: Callable[[], float], rounds: int) -> dict[str, float]:
+    """A warm-up load (connections, caches, imports), then `rounds` rounds of the raw baseline and the load,
+    interleaved so that both see the same machine load: the best rate of each, their ratio, and the load's
+    latency percentiles over all rounds."""
+    load()
+    raw_rates, rates, latencies = [], [], []
+    for _ in range(rounds):
+        raw_rates.append(raw_rate())
+        measured = load()
+        rates.append(measured.rate)
+        latencies.extend(measured.latencies_ms)
+    best, raw_best = max(rates), max(raw_rates)
+    ordered = sorted(latencies)
+    return {
+        "rate": round(best, 1),
+        "raw_rate": round(raw_best, 1),
+        "ratio": round(best / raw_best, 3),
+        "p50_ms": round(ordered[len(ordered) // 2], 2),
+        "p99_ms": round(ordered[int(len(ordered) * 0.99)], 2),
+    }
+
+
 def raw_upload_rate(
     connection_string: str, upload: Callable[[ContainerClient], None], clients: int, per_client: int
 ) -> float:
@@ -127,6 +174,33 @@ def upload_record(body: bytes, tags: dict[str, str]) -> Callable[[ContainerClien
         container.upload_blob(f"raw/{uuid.uuid4().hex}.json", body, tags=tags)
 
     return upload
+
+
+def graph_upload(
+    session: requests.Session, graph_url: str, drive: str, path: str, data: bytes, token: str, chunk: int
+) -> requests.Response:
+    """One file into a drive as Microsoft Graph takes it, with nothing checked or retried (the raw baselines of
+    the uploads): a simple PUT up to SIMPLE_UPLOAD_MAX, else an upload session in `chunk`-byte pieces. The last
+    answer, which describes the item."""
+    auth = {"Authorization": f"Bearer {token}"}
+    item_url = f"{graph_url}/drives/{drive}/root:/{path}:"
+    if len(data) <= SIMPLE_UPLOAD_MAX:
+        return session.put(f"{item_url}/content?@microsoft.graph.conflictBehavior=fail", data=data, headers=auth)
+    body = {"item": {"@microsoft.graph.conflictBehavior": "fail"}}
+    upload_url = session.post(f"{item_url}/createUploadSession", json=body, headers=auth).json()["uploadUrl"]
+    for offset in range(0, len(data), chunk):
+        piece = data[offset : offset + chunk]
+        content_range = f"bytes {offset}-{offset + len(piece) - 1}/{len(data)}"
+        answer = session.put(upload_url, data=piece, headers={"Content-Range": content_range})
+    return answer
+
+
+def status_mb(field: str) -> float:
+    """A memory figure of this process from Linux's /proc/self/status (VmRSS, VmHWM: the peak), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def write_results(key: str, values: dict[str, object]) -> None:

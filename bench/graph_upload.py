@@ -26,8 +26,8 @@ from typing import Any
 
 import requests
 
-from bench.common import write_results
-from shared.attachments.graph import SIMPLE_UPLOAD_MAX, GraphClient, QuickXorHash, graph_tokens, quick_xor_hash
+from bench.common import graph_upload, status_mb, write_results
+from shared.attachments.graph import GraphClient, QuickXorHash, graph_tokens, quick_xor_hash
 from shared.dataverse.client import AppCredentials, make_session
 from tests.integration.fake_graph import FakeGraph, graph_fakes
 
@@ -60,21 +60,8 @@ def _through_client(client: GraphClient, files: list[bytes]) -> list[str | None]
 
 def _raw(session: requests.Session, base: str, token: str, files: list[bytes]) -> list[str | None]:
     """What the uploads need on the wire, and nothing else: no checks, no retries, bytes already in memory."""
-    auth = {"Authorization": f"Bearer {token}"}
-    hashes = []
-    for data in files:
-        item_url = f"{base}/drives/{DRIVE}/root:/bench/{uuid.uuid4()}.bin:"
-        if len(data) <= SIMPLE_UPLOAD_MAX:
-            answer = session.put(f"{item_url}/content?@microsoft.graph.conflictBehavior=fail", data=data, headers=auth)
-        else:
-            body = {"item": {"@microsoft.graph.conflictBehavior": "fail"}}
-            upload_url = session.post(f"{item_url}/createUploadSession", json=body, headers=auth).json()["uploadUrl"]
-            for offset in range(0, len(data), CHUNK):
-                piece = data[offset : offset + CHUNK]
-                content_range = f"bytes {offset}-{offset + len(piece) - 1}/{len(data)}"
-                answer = session.put(upload_url, data=piece, headers={"Content-Range": content_range})
-        hashes.append(answer.json()["file"]["hashes"]["quickXorHash"])
-    return hashes
+    answers = [graph_upload(session, base, DRIVE, f"bench/{uuid.uuid4()}.bin", data, token, CHUNK) for data in files]
+    return [answer.json()["file"]["hashes"]["quickXorHash"] for answer in answers]
 
 
 def throughput(graph: FakeGraph) -> dict[str, Any]:
@@ -143,13 +130,6 @@ def memory(graph: FakeGraph, bundle: str) -> dict[str, Any]:
     }
 
 
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def child(job: dict[str, Any]) -> None:
     """The measured process: upload one large file from disk by ranges, hashing what it reads."""
     authority, tenant, client_id, secret = job["credentials"]
@@ -167,12 +147,12 @@ def child(job: dict[str, Any]) -> None:
             hasher.update(data)
             return data
 
-        idle = _status_mb("VmRSS")
+        idle = status_mb("VmRSS")
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM, the peak, to the current RSS
         started = time.perf_counter()
         item = client.upload(DRIVE, f"bench/large-{uuid.uuid4()}.bin", content, size)
         elapsed = time.perf_counter() - started
-    peak = _status_mb("VmHWM")
+    peak = status_mb("VmHWM")
     print(
         json.dumps(
             {

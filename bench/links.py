@@ -15,10 +15,12 @@ import httpx
 
 from bench.common import (
     BROWSER_UA,
+    Tenant,
+    against_raw,
     in_process_services,
-    local_stack,
     raw_upload_rate,
     run_concurrently,
+    stack_with_dataset,
     upload_record,
     write_results,
 )
@@ -93,40 +95,29 @@ def requests_per_redirect(env: dict[str, str], tenant: str, link: str) -> float:
     return (services.storage.transport.sent - before) / follows
 
 
+def tracked_links(api: str, tenant: Tenant) -> list[str]:
+    """One link per client, each to the same target for another contact."""
+    with httpx.Client(base_url=api, headers={"authorization": f"Bearer {tenant.api_key}"}, timeout=30) as client:
+        return [
+            client.post(f"/links/{tenant.id}/assets", json={"target_url": TARGET, "contact_id": f"{CONTACT}-{n}"})
+            .raise_for_status()
+            .json()["link"]
+            for n in range(CLIENTS)
+        ]
+
+
 def main() -> dict[str, float]:
-    with local_stack() as stack:
-        tenant = "bench"
-        with httpx.Client(base_url=stack.api, headers={"x-functions-key": stack.function_key}, timeout=30) as manage:
-            key = manage.put(f"/manage/tenants/{tenant}", json={}).raise_for_status().json()["api_key"]
-            manage.put(f"/manage/tenants/{tenant}/datasets/assets", json=LINKS).raise_for_status()
-            auth = {"authorization": f"Bearer {key}"}
-            links = [
-                manage.post(
-                    f"/links/{tenant}/assets", json={"target_url": TARGET, "contact_id": f"{CONTACT}-{n}"}, headers=auth
-                )
-                .raise_for_status()
-                .json()["link"]
-                for n in range(CLIENTS)
-            ]
-        redirects(stack.api, tenant, links)  # warm-up: connections, caches, imports
-        raw_rates, rates, latencies = [], [], []
-        for _ in range(ROUNDS):  # interleaved, so both see the same machine load
-            raw_rates.append(raw_uploads(stack.azurite.connection_string, links[0]))
-            load = redirects(stack.api, tenant, links)
-            rates.append(load.rate)
-            latencies.extend(load.latencies_ms)
-        requests = requests_per_redirect(stack.env, tenant, links[0])
-    raw_rate, rate = max(raw_rates), max(rates)
-    ordered = sorted(latencies)
-    result = {
-        "rate": round(rate, 1),
-        "raw_rate": round(raw_rate, 1),
-        "ratio": round(rate / raw_rate, 3),
-        "p50_ms": round(ordered[len(ordered) // 2], 2),
-        "p99_ms": round(ordered[int(len(ordered) * 0.99)], 2),
-        "requests_per_redirect": requests,
-        "clients": CLIENTS,
-    }
+    with stack_with_dataset("assets", LINKS) as tenant:
+        stack = tenant.stack
+        links = tracked_links(stack.api, tenant)
+        rates = against_raw(
+            lambda: redirects(stack.api, tenant.id, links),
+            lambda: raw_uploads(stack.azurite.connection_string, links[0]),
+            ROUNDS,
+        )
+        requests = requests_per_redirect(stack.env, tenant.id, links[0])
+    rate, raw_rate = rates["rate"], rates["raw_rate"]
+    result = {**rates, "requests_per_redirect": requests, "clients": CLIENTS}
     write_results("links", result)
     print(
         f"links: {rate:.0f} redirects/s through the local host vs {raw_rate:.0f} raw SDK uploads/s "

@@ -15,10 +15,11 @@ import httpx
 
 from bench.common import (
     BROWSER_UA,
+    against_raw,
     in_process_services,
-    local_stack,
     raw_upload_rate,
     run_concurrently,
+    stack_with_dataset,
     upload_record,
     write_results,
 )
@@ -88,30 +89,14 @@ def writes_per_hit(env: dict[str, str], tenant: str) -> float:
 
 
 def main() -> dict[str, float]:
-    with local_stack() as stack:
-        tenant = "bench"
-        with httpx.Client(base_url=stack.api, headers={"x-functions-key": stack.function_key}, timeout=30) as manage:
-            manage.put(f"/manage/tenants/{tenant}", json={}).raise_for_status()
-            manage.put(f"/manage/tenants/{tenant}/datasets/pricing", json=demo_dataset(PAGE_ORIGIN)).raise_for_status()
-        pixel_hits(stack.api, tenant)  # warm-up: connections, caches, imports
-        raw_rates, pixel_rates, latencies = [], [], []
-        for _ in range(ROUNDS):  # interleaved, so both see the same machine load
-            raw_rates.append(raw_uploads(stack.azurite.connection_string))
-            load = pixel_hits(stack.api, tenant)
-            pixel_rates.append(load.rate)
-            latencies.extend(load.latencies_ms)
-        writes = writes_per_hit(stack.env, tenant)
-    raw_rate, rate = max(raw_rates), max(pixel_rates)
-    ordered = sorted(latencies)
-    result = {
-        "rate": round(rate, 1),
-        "raw_rate": round(raw_rate, 1),
-        "ratio": round(rate / raw_rate, 3),
-        "p50_ms": round(ordered[len(ordered) // 2], 2),
-        "p99_ms": round(ordered[int(len(ordered) * 0.99)], 2),
-        "writes_per_hit": writes,
-        "clients": CLIENTS,
-    }
+    with stack_with_dataset("pricing", demo_dataset(PAGE_ORIGIN)) as tenant:
+        stack = tenant.stack
+        rates = against_raw(
+            lambda: pixel_hits(stack.api, tenant.id), lambda: raw_uploads(stack.azurite.connection_string), ROUNDS
+        )
+        writes = writes_per_hit(stack.env, tenant.id)
+    rate, raw_rate = rates["rate"], rates["raw_rate"]
+    result = {**rates, "writes_per_hit": writes, "clients": CLIENTS}
     write_results("pixel", result)
     print(
         f"pixel: {rate:.0f} hits/s through the local host vs {raw_rate:.0f} raw SDK uploads/s "

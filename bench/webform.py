@@ -19,10 +19,11 @@ import httpx
 
 from bench.common import (
     BROWSER_UA,
+    against_raw,
     in_process_services,
-    local_stack,
     raw_upload_rate,
     run_concurrently,
+    stack_with_dataset,
     upload_record,
     write_results,
 )
@@ -86,28 +87,17 @@ def writes_per_submission(env: dict[str, str], tenant: str, keyed: bool) -> floa
 
 
 def main() -> dict[str, float]:
-    with local_stack({"PACKCLOUD_FORM_RATE_PER_MINUTE": "100000"}) as stack:
-        tenant = "bench"
-        with httpx.Client(base_url=stack.api, headers={"x-functions-key": stack.function_key}, timeout=30) as manage:
-            manage.put(f"/manage/tenants/{tenant}", json={}).raise_for_status()
-            manage.put(f"/manage/tenants/{tenant}/datasets/contact", json=demo_form_dataset(ORIGIN)).raise_for_status()
-        submissions(stack.api, tenant)  # warm-up: connections, caches, imports
-        raw_rates, rates, latencies = [], [], []
-        for _ in range(ROUNDS):  # interleaved, so both see the same machine load
-            raw_rates.append(raw_uploads(stack.azurite.connection_string))
-            load = submissions(stack.api, tenant)
-            rates.append(load.rate)
-            latencies.extend(load.latencies_ms)
-        writes = writes_per_submission(stack.env, tenant, keyed=False)
-        keyed_writes = writes_per_submission(stack.env, tenant, keyed=True)
-    raw_rate, rate = max(raw_rates), max(rates)
-    ordered = sorted(latencies)
+    settings = {"PACKCLOUD_FORM_RATE_PER_MINUTE": "100000"}
+    with stack_with_dataset("contact", demo_form_dataset(ORIGIN), settings) as tenant:
+        stack = tenant.stack
+        rates = against_raw(
+            lambda: submissions(stack.api, tenant.id), lambda: raw_uploads(stack.azurite.connection_string), ROUNDS
+        )
+        writes = writes_per_submission(stack.env, tenant.id, keyed=False)
+        keyed_writes = writes_per_submission(stack.env, tenant.id, keyed=True)
+    rate, raw_rate = rates["rate"], rates["raw_rate"]
     result = {
-        "rate": round(rate, 1),
-        "raw_rate": round(raw_rate, 1),
-        "ratio": round(rate / raw_rate, 3),
-        "p50_ms": round(ordered[len(ordered) // 2], 2),
-        "p99_ms": round(ordered[int(len(ordered) * 0.99)], 2),
+        **rates,
         "writes_per_submission": writes,
         "writes_per_keyed_submission": keyed_writes,
         "clients": CLIENTS,

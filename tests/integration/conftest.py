@@ -20,6 +20,7 @@ from tests.factories import (
     settings_env,
     settings_for,
 )
+from tests.integration.storage_proxy import StorageProxy
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -107,3 +108,11 @@ def browser() -> Iterator[Browser]:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
+
+
+@pytest.fixture
+def proxy(azurite: Azurite) -> Iterator[StorageProxy]:
+    """An HTTP proxy in front of the session's Azurite that a test can have act before forwarding a request."""
+    proxy = StorageProxy(azurite.port)
+    yield proxy
+    proxy.close()

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from azure.core.exceptions import ResourceModifiedError
 
 import shared.autonumber.sequences as autonumber
 from devenv.azurite import free_port, start_azurite
@@ -22,8 +21,10 @@ from devenv.local_host import start_local_host, stop_local_host
 from shared.autonumber.sequences import SequenceBusy, SequenceDefinition, SequenceStore
 from shared.core.errors import Conflict, NotFound
 from shared.registry.models import TenantIn
-from shared.storage.blobs import REGISTRY
+from shared.registry.store import sequence_prefix
+from shared.storage.blobs import REGISTRY, Storage
 from tests.factories import FUNCTION_KEY, HOST_MASTER_KEY, MASTER_KEY, all_blobs, settings_env
+from tests.integration.storage_proxy import on_conditional_writes, settings_through
 
 INVOICE = {"format": "INV-{DATETIMEUTC:yyyy}-{SEQNUM:6}", "reset": "yearly"}
 
@@ -134,20 +135,59 @@ def test_unknown_sequence(store, tenant_id):
         store.next(tenant_id, "nope", 1, None)
 
 
-def test_endless_contention_answers_busy_and_consumes_nothing(store, tenant_id, monkeypatch):
+@pytest.fixture
+def racing(services, proxy, clock):
+    """An instance whose storage requests pass the proxy, where the test lets another instance win its races."""
+    return SequenceStore(Storage.from_settings(settings_through(services.settings, proxy)), clock, MASTER_KEY)
+
+
+def sequence_blob(tenant: str, sequence: str) -> str:
+    return f"{REGISTRY}/{sequence_prefix(tenant)}{sequence}.json"
+
+
+def test_a_race_lost_to_another_instance_is_retried_without_a_gap_or_a_duplicate(store, racing, proxy, tenant_id):
+    """The other instance takes numbers between this one's read and its write, three times: Azurite answers
+    each write 412, and this instance reads again and numbers after the other's, as if it had come later."""
+    store.put(tenant_id, "s1", SequenceDefinition(format="{SEQNUM:4}"))
+    rival: list[list[int]] = []
+
+    def rival_takes_a_number() -> None:
+        if len(rival) < 3:
+            rival.append(store.next(tenant_id, "s1", 1, f"rival-{len(rival)}").seq)
+
+    with proxy.acting(on_conditional_writes(sequence_blob(tenant_id, "s1"), rival_takes_a_number)):
+        mine = racing.next(tenant_id, "s1", 2, "mine")
+    assert rival == [[1000], [1001], [1002]] and racing.retries == 3  # three real races, all lost
+    assert mine.seq == [1003, 1004]  # after the winner's numbers: no duplicate, no gap
+    assert store.next(tenant_id, "s1", 2, "mine") == mine  # the replay, on the other instance, is the same
+    assert racing.next(tenant_id, "s1", 1, "rival-1").seq == [1001]
+    assert racing.next(tenant_id, "s1", 1, None).seq == [1005]
+
+
+RIVAL_GIVES_UP = 100
+
+
+def test_endless_contention_answers_busy_and_consumes_nothing(store, racing, proxy, tenant_id, monkeypatch):
+    """Another instance rewrites the sequence before every write of this one: Azurite refuses each of them
+    (412) until the retries' time is up, and only then is the answer sequence_busy."""
     store.put(tenant_id, "s1", SequenceDefinition(format="{SEQNUM:4}"))
     before = all_blobs_for(store, tenant_id)
+    lost: list[int] = []
 
-    def always_stale(state, etag):
-        raise ResourceModifiedError("stale etag")
+    def rival_rewrites_the_definition() -> None:  # the same definition again: a new ETag, the same counter
+        if len(lost) < RIVAL_GIVES_UP:  # far beyond the budget: a store that ignored it would then succeed
+            lost.append(1)
+            store.put(tenant_id, "s1", SequenceDefinition(format="{SEQNUM:4}"))
 
-    monkeypatch.setattr(autonumber, "CAS_BUDGET_S", 0.2)
-    monkeypatch.setattr(store, "_write", always_stale)
-    with pytest.raises(SequenceBusy) as caught:
-        store.next(tenant_id, "s1", 1, None)
+    monkeypatch.setattr(autonumber, "CAS_BUDGET_S", 1.0)  # room for retries on a busy machine
+    rival = on_conditional_writes(sequence_blob(tenant_id, "s1"), rival_rewrites_the_definition)
+    with proxy.acting(rival), pytest.raises(SequenceBusy) as caught:
+        racing.next(tenant_id, "s1", 1, None)
     assert caught.value.status == 503 and caught.value.code == "sequence_busy"
     assert caught.value.headers["Retry-After"] == "1"
+    assert 1 < len(lost) < RIVAL_GIVES_UP and racing.retries == len(lost)  # retried each lost race, within the budget
     assert all_blobs_for(store, tenant_id) == before
+    assert racing.next(tenant_id, "s1", 1, None).seq == [1000]  # the lost races consumed nothing
 
 
 def test_deleting_the_tenant_deletes_its_sequences(services, store, tenant_id, azurite):

@@ -194,39 +194,37 @@ def test_the_form_limit_admits_its_limit_under_concurrency(limited_host):
     assert RATE_PER_MINUTE <= statuses[400] <= RATE_PER_MINUTE + refilled
 
 
-def test_a_read_that_started_before_a_change_does_not_cache_the_old_document(services, clock):
+def test_a_read_that_started_before_a_change_does_not_cache_the_old_document(services, clock, proxy):
     """A request reads a dataset while another, on the same instance, changes it: the change stays in the cache."""
     from shared.registry.models import Dataset, TenantIn
-    from shared.registry.store import Registry
+    from shared.registry.store import Registry, dataset_blob
+    from shared.storage.blobs import REGISTRY, Storage
+    from tests.integration.storage_proxy import Seen, settings_through
 
     paused, resume = threading.Event(), threading.Event()
 
-    class SlowReads(Registry):
-        """Holds the first read of the cache back until the change is written, as a slow storage answer would."""
+    def slow_answer(request: Seen) -> None:
+        """Holds storage's answer to the first read of the dataset back until the change is written."""
+        read = request.method == "GET" and request.blob == f"{REGISTRY}/{dataset_blob(tenant, 'contact')}"
+        if read and not paused.is_set():
+            paused.set()
+            resume.wait(30)
 
-        def _read(self, name, model):  # type: ignore[no-untyped-def]
-            value = super()._read(name, model)
-            if threading.current_thread().name == "slow-reader" and not paused.is_set():
-                paused.set()
-                resume.wait(30)
-            return value
-
-    registry = SlowReads(services.storage, clock, "eu", 30)
+    registry = Registry(Storage.from_settings(settings_through(services.settings, proxy)), clock, "eu", 30)
     tenant = "cr" + uuid.uuid4().hex[:10]
     registry.put_tenant(tenant, TenantIn())
     first = demo_form_dataset(ORIGIN)
     registry.put_dataset(tenant, "contact", Dataset.model_validate(first))
     registry.forget()
     seen: list[Any] = []
-    reader = threading.Thread(
-        target=lambda: seen.append(registry.get_dataset(tenant, "contact")), name="slow-reader", daemon=True
-    )
-    reader.start()
-    assert paused.wait(30)
-    changed = {**first, "purpose": "Answer enquiries sent from the contact page, and the support page"}
-    registry.put_dataset(tenant, "contact", Dataset.model_validate(changed))
-    resume.set()
-    reader.join(30)
+    reader = threading.Thread(target=lambda: seen.append(registry.get_dataset(tenant, "contact")), daemon=True)
+    with proxy.acting(after=slow_answer):
+        reader.start()
+        assert paused.wait(30)
+        changed = {**first, "purpose": "Answer enquiries sent from the contact page, and the support page"}
+        registry.put_dataset(tenant, "contact", Dataset.model_validate(changed))
+        resume.set()
+        reader.join(30)
     assert seen[0].purpose == first["purpose"]  # its read began before the change
     cached = registry.get_dataset(tenant, "contact")
     assert cached is not None and cached.purpose == changed["purpose"]

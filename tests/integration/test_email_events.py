@@ -11,14 +11,11 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-import requests
-from pydantic import SecretStr
 
-from devenv.azurite import connection_string, free_port
+from devenv.azurite import free_port
 from devenv.sendgrid_events import WebhookKey, batch, sendgrid_event
 from shared.core.clock import ManualClock
 from shared.core.errors import StorageUnavailable, Unprocessable
@@ -41,6 +38,7 @@ from tests.factories import (
     target_body,
 )
 from tests.integration.fake_dataverse import Column, fakes
+from tests.integration.storage_proxy import Seen, settings_through
 
 DATASET = {
     "capability": "emailevent",
@@ -85,68 +83,44 @@ def make_tenant(services: Services, tenant_id: str, declaration: dict | None = N
 
 
 class FailingStorage:
-    """An HTTP proxy in front of Azurite that answers 503 to every upload of the next `fail_records` records (the
-    blob SDK's own retries included), or to everything while `down`, and passes the rest through unchanged."""
+    """At the proxy in front of Azurite: a 503 to every upload of the next `fail_records` records (the blob SDK's
+    own retries included), or to everything while `down`; the rest passes through unchanged."""
 
-    def __init__(self, upstream: int) -> None:
+    def __init__(self) -> None:
         self.fail_records = 0
-        self.container = "/records/"  # whose uploads fail_records counts
+        self.container = "records/"  # whose uploads fail_records counts
         self.down = False
         self.doomed: set[str] = set()
         self.lock = threading.Lock()
-        proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def __call__(self, request: Seen) -> int | None:
+        failed = request.method == "PUT" and request.blob.startswith(self.container) and self._take(request.blob)
+        return 503 if self.down or failed else None
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _forward(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                if proxy.down or (self.command == "PUT" and proxy.container in self.path and proxy._take(self.path)):
-                    self.send_response(503)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-                    return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                answer = requests.request(
-                    self.command, f"http://127.0.0.1:{upstream}{self.path}", headers=headers, data=body, timeout=30
-                )
-                self.send_response(answer.status_code)
-                for name, value in answer.headers.items():
-                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                        self.send_header(name, value)
-                self.send_header("content-length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def _take(self, path: str) -> bool:
+    def _take(self, blob: str) -> bool:
         with self.lock:
-            if path in self.doomed:
+            if blob in self.doomed:
                 return True
             if self.fail_records > 0:
                 self.fail_records -= 1
-                self.doomed.add(path)
+                self.doomed.add(blob)
                 return True
             return False
 
 
 @pytest.fixture
-def failing(azurite) -> Iterator[FailingStorage]:
-    proxy = FailingStorage(azurite.port)
-    yield proxy
-    proxy.server.shutdown()
+def failing(proxy) -> Iterator[FailingStorage]:
+    failing = FailingStorage()
+    with proxy.acting(failing):
+        yield failing
 
 
-def test_a_storage_failure_is_503_and_the_retry_stores_each_event_once(settings, clock, failing, azurite, tenant_id):
-    via_proxy = settings.model_copy(update={"storage_connection_string": SecretStr(connection_string(failing.port))})
+@pytest.fixture
+def via_proxy(settings, proxy):
+    return settings_through(settings, proxy)
+
+
+def test_a_storage_failure_is_503_and_the_retry_stores_each_event_once(via_proxy, clock, failing, azurite, tenant_id):
     services = Services.build(via_proxy, clock)
     key = make_tenant(services, tenant_id)
     body = batch(events(30))
@@ -164,12 +138,11 @@ def test_a_storage_failure_is_503_and_the_retry_stores_each_event_once(settings,
     assert len({r["fields"]["activity_id"] for r in stored}) == 30  # none twice
 
 
-def test_a_marker_shard_that_cannot_be_written_takes_back_the_others(settings, clock, failing, azurite, tenant_id):
-    via_proxy = settings.model_copy(update={"storage_connection_string": SecretStr(connection_string(failing.port))})
+def test_a_marker_shard_that_cannot_be_written_takes_back_the_others(via_proxy, clock, failing, azurite, tenant_id):
     services = Services.build(via_proxy, clock)
     key = make_tenant(services, tenant_id)
     body = batch(events(200))  # in most of the 64 shards of the hour
-    failing.container, failing.fail_records = "/state/", 1
+    failing.container, failing.fail_records = "state/", 1
     with pytest.raises(StorageUnavailable):
         services.email_events.receive(tenant_id, "mail", headers_of(key, body, clock), body)
     assert all_blobs(azurite, "records", f"{tenant_id}/") == {}
@@ -180,8 +153,7 @@ def test_a_marker_shard_that_cannot_be_written_takes_back_the_others(settings, c
     assert (answer.stored, answer.duplicates) == (200, 0)
 
 
-def test_storage_down_before_the_batch_is_503_and_nothing_is_stored(settings, clock, failing, azurite, tenant_id):
-    via_proxy = settings.model_copy(update={"storage_connection_string": SecretStr(connection_string(failing.port))})
+def test_storage_down_before_the_batch_is_503_and_nothing_is_stored(via_proxy, clock, failing, azurite, tenant_id):
     services = Services.build(via_proxy, clock)
     key = make_tenant(services, tenant_id)
     failing.down = True

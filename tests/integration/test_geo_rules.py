@@ -11,6 +11,7 @@ import pytest
 from shared.geologin.locator import NOWHERE
 from tests.city_db import ADDRESSES
 from tests.factories import OSLO, SIGNINS, USER, all_blobs, geo_services, sign_in
+from tests.integration.storage_proxy import Seen, settings_through
 
 
 @pytest.fixture
@@ -149,22 +150,23 @@ def test_erasure_and_purge_remove_the_last_location(services, clock, signins, az
     assert last_state(azurite, signins) == {} and records(azurite, signins) == []
 
 
-def test_a_failed_record_puts_the_last_sign_in_back_so_the_retry_still_alerts(
-    services, clock, signins, azurite, monkeypatch
-):
+def test_a_failed_record_puts_the_last_sign_in_back_so_the_retry_still_alerts(services, clock, signins, azurite, proxy):
+    """Storage refuses the record's write (a real 503 from the storage endpoint, after the SDK's retries), after
+    the last sign-in was replaced: it is put back, so the client's retry of that sign-in still alerts."""
     from shared.core.errors import StorageUnavailable
+    from shared.services import Services
 
-    sign_in(services, signins, "oslo")
+    geo = Services.build(settings_through(services.settings, proxy), clock)
+    sign_in(geo, signins, "oslo")
     clock.advance(timedelta(minutes=30))
 
-    def storage_down(target, record):
-        raise StorageUnavailable()
+    def storage_refuses_records(request: Seen) -> int | None:
+        return 503 if request.method == "PUT" and request.blob.startswith(f"records/{signins}/") else None
 
-    with monkeypatch.context() as patched:
-        patched.setattr(services.capture, "commit", storage_down)
-        with pytest.raises(StorageUnavailable):
-            sign_in(services, signins, "sydney")
+    with proxy.acting(storage_refuses_records), pytest.raises(StorageUnavailable):
+        sign_in(geo, signins, "sydney")
     (state,) = last_state(azurite, signins).values()
     assert state["country"] == "NO"
-    assert [a.to_country for a in sign_in(services, signins, "sydney").alerts] == ["AU"]
+    assert len(records(azurite, signins)) == 1
+    assert [a.to_country for a in sign_in(geo, signins, "sydney").alerts] == ["AU"]
     assert len(records(azurite, signins)) == 2
