@@ -103,10 +103,10 @@ class Services:
 
     @cached_property
     def sms_accounts(self) -> SmsAccounts:
-        """Each tenant's Twilio account, in the secret store."""
+        """Each tenant's Twilio account: its document, and its secrets in the secret store."""
         from shared.registry.sms_account import SmsAccounts
 
-        return SmsAccounts(self.secrets, self.audit)
+        return SmsAccounts(self.storage, self.secrets, self.audit, self.clock)
 
     @cached_property
     def sms(self) -> SmsService:

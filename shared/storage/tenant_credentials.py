@@ -100,10 +100,12 @@ class TenantCredentials(Generic[D]):
         secret: str,
         fields: Mapping[str, Any],
         facts: Callable[[D], Mapping[str, Any]] = lambda _: {},
+        *,
+        had: bool = False,
     ) -> tuple[D, bool]:
         """The secret under a new name, the document (`fields`: the provider's non-secret part), then the previous
         secret goes; audited with `facts` of the new document. Returns the document and whether it is new to this
-        generation of the tenant."""
+        generation of the tenant (`had`: the tenant has it in a provider's earlier layout, so it is replaced)."""
         before = self.stored(tenant.id)  # maybe an earlier generation's, whose secret goes too
         existing = before if before is not None and before.tenant_generation == tenant.generation else None
         now = self._clock.now()
@@ -126,8 +128,9 @@ class TenantCredentials(Generic[D]):
             raise
         if before is not None:
             self._forget_secret(before.secret_name)
-        self._audit.append(tenant.id, self.kind, change="replaced" if existing else "created", **facts(doc))
-        return doc, existing is None
+        replaced = existing is not None or had
+        self._audit.append(tenant.id, self.kind, change="replaced" if replaced else "created", **facts(doc))
+        return doc, not replaced
 
     def delete(self, tenant_id: str, *, audited: bool, also: Iterable[str] = ()) -> bool:
         """The document, the blobs `also` (a provider's own, such as a status), then the secret; `audited`: with
