@@ -41,3 +41,15 @@ def store_verification_key(secrets: SecretStore, tenant: str, text: str) -> None
     """Checked, then kept in the secret store of this region (ValueError naming the problem, never the value)."""
     parse_verification_key(text)
     secrets.set(verification_key_secret(tenant), "".join(text.split()))
+
+
+class VerificationKeySecrets:
+    """The tenants' keys as one of the tenant credential stores (shared/storage/tenant_credentials.py), for their
+    deletion with the tenant; they are kept and read by name above (`store_verification_key`,
+    shared/emailevents/)."""
+
+    def __init__(self, secrets: SecretStore) -> None:
+        self._secrets = secrets
+
+    def forget(self, tenant_id: str) -> None:
+        self._secrets.delete(verification_key_secret(tenant_id))

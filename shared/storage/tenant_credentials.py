@@ -38,6 +38,15 @@ class TenantRef(Protocol):
     def generation(self) -> str: ...
 
 
+class TenantCredentialStore(Protocol):
+    """A store of what a tenant was given (a delivery target, an account, a key, a webhook...): the composition
+    root's `forget_tenant_credentials` goes through every one when the tenant is deleted."""
+
+    def forget(self, tenant_id: str) -> None:
+        """Whatever the tenant has here goes, with its secrets; nothing there is no error."""
+        ...
+
+
 class CredentialDocument(BaseModel):
     """The stored part every provider's document has; a provider's model adds its non-secret fields."""
 

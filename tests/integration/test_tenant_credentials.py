@@ -5,20 +5,27 @@ fixed name); and every credential store going with its tenant (shared/services.p
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 from pydantic import SecretStr
 
+from devenv.sendgrid_events import WebhookKey
 from shared.core.errors import StorageUnavailable
+from shared.dataverse.targets import TargetIn
+from shared.dpo.webhooks import WebhookIn
+from shared.mailchimp.connection import ConnectionIn
 from shared.registry.models import TenantIn
 from shared.registry.sms_account import SmsAccountIn, SmsAccounts, sms_secret_name
+from shared.services import Services
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import REGISTRY, Storage
-from shared.storage.secrets import KeyVaultSecrets
+from shared.storage.email_keys import store_verification_key, verification_key_secret
+from shared.storage.secrets import KeyVaultSecrets, LocalSecrets
 from shared.storage.tenant_credentials import CredentialDocument, TenantCredentials
-from tests.factories import all_blobs
+from tests.factories import all_blobs, settings_env, settings_from, target_body
 from tests.integration.fake_keyvault import FakeCredential, FakeKeyVault, start_fake_keyvault
 
 SID = "AC" + "0" * 32
@@ -248,3 +255,38 @@ def test_an_account_kept_as_one_secret_for_an_earlier_generation_is_none_and_del
     assert sms.delete(tenant.id)
     assert key_vault.get(sms_secret_name(tenant.id)) is None
     assert audit_changes(storage, clock, tenant.id, "sms_account") == ["deleted"]
+
+
+# ------------------------------------------------------------------ every store goes with its tenant
+
+
+@pytest.fixture
+def world(azurite, tmp_path, clock) -> Services:
+    env = {
+        **settings_env(azurite),
+        "PACKCLOUD_DPO_WEBHOOK_DEV_NETWORKS": "127.0.0.0/8",
+        "PACKCLOUD_LOCAL_SECRETS_PATH": str(tmp_path / "secrets.json"),
+    }
+    return Services.build(settings_from(env), clock)
+
+
+def test_forgetting_a_tenant_takes_every_credential_and_its_secret(world, azurite, tenant_id):
+    world.registry.put_tenant(tenant_id, TenantIn())
+    tenant = world.registry.get_tenant(tenant_id, fresh=True)
+    world.delivery_targets.put(
+        tenant,
+        TargetIn.model_validate(target_body("https://contoso.crm4.dynamics.com", str(uuid.uuid4()), str(uuid.uuid4()))),
+    )
+    world.sms_accounts.put(tenant, sms_account(TOKEN_A))
+    store_verification_key(world.secrets, tenant_id, WebhookKey.generate().public_base64)
+    world.mailchimp.connections.put(tenant, ConnectionIn(api_key=SecretStr(MAILCHIMP_KEY)))
+    world.dpo.webhooks.put(tenant, WebhookIn(url="https://127.0.0.1:9/dpo"))
+    secrets = LocalSecrets(world.settings.local_secrets_path)
+    assert len(json.loads(world.settings.local_secrets_path.read_text())) == 5
+
+    world.forget_tenant_credentials(tenant_id)
+    assert json.loads(world.settings.local_secrets_path.read_text()) == {}
+    assert secrets.get(verification_key_secret(tenant_id)) is None
+    for prefix in ("delivery/targets/", "sms/accounts/", "mailchimp/connections/", "dpo/webhooks/"):
+        assert all_blobs(azurite, REGISTRY, f"{prefix}{tenant_id}") == {}
+    assert world.dpo.webhooks.get(tenant) is None  # at once, not at the DPO timer's next run
