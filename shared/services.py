@@ -186,7 +186,7 @@ class Services:
         the Mailchimp connection and the DPO webhook (with its waiting events), each with its secret."""
         from shared.storage.email_keys import VerificationKeySecrets
 
-        email_keys = VerificationKeySecrets(self.secrets)
+        email_keys = VerificationKeySecrets(self.secrets, self.audit)
         return (self.delivery_targets, self.sms_accounts, email_keys, self.mailchimp.connections, self.dpo)
 
     def forget_tenant_credentials(self, tenant_id: str) -> None:

@@ -197,8 +197,8 @@ class Targets:
         return self._docs.delete(tenant_id, audited=True, also=[status_blob(tenant_id)])
 
     def forget(self, tenant_id: str) -> None:
-        """With its tenant (shared/services.py `forget_tenant_credentials`)."""
-        self.delete(tenant_id)
+        """With its tenant (shared/services.py `forget_tenant_credentials`): audited, as every credential store's."""
+        self.remove(tenant_id)
 
     # -- the deliverer ----------------------------------------------------------------------
 

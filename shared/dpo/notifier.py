@@ -226,8 +226,9 @@ class Notifier:
         return removed
 
     def forget(self, tenant_id: str) -> None:
-        """With its tenant (shared/services.py `forget_tenant_credentials`): at once, not at the timer's next run."""
-        self.remove(tenant_id)
+        """With its tenant (shared/services.py `forget_tenant_credentials`): at once, not at the timer's next run, and
+        audited, as every credential store's."""
+        self.remove(tenant_id, audited=True)
 
     def send_test(self, tenant: Tenant, webhook: Webhook) -> tuple[OutboxEvent, Outcome]:
         """A `webhook.test` event, sent now and once, outside the outbox: the answer says how it went."""

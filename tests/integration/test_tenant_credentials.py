@@ -290,3 +290,9 @@ def test_forgetting_a_tenant_takes_every_credential_and_its_secret(world, azurit
     for prefix in ("delivery/targets/", "sms/accounts/", "mailchimp/connections/", "dpo/webhooks/"):
         assert all_blobs(azurite, REGISTRY, f"{prefix}{tenant_id}") == {}
     assert world.dpo.webhooks.get(tenant) is None  # at once, not at the DPO timer's next run
+    # Every store's removal is in the tenant's audit trail (only the SMS and Mailchimp ones were).
+    kinds = ("delivery_target", "sms_account", "email_events_key", "mailchimp_connection", "dpo_webhook")
+    deleted = [e["kind"] for e in world.audit.entries(tenant_id) if e.get("change") == "deleted"]
+    assert sorted(deleted) == sorted(kinds)
+    world.forget_tenant_credentials(tenant_id)  # nothing left: nothing more to tell
+    assert len([e for e in world.audit.entries(tenant_id) if e.get("change") == "deleted"]) == len(kinds)
