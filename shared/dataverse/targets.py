@@ -34,7 +34,7 @@ from shared.registry.models import Tenant
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import REGISTRY, Storage
 from shared.storage.secrets import SecretStore
-from shared.storage.tenant_credentials import CredentialDocument, TenantCredentials
+from shared.storage.tenant_credentials import CredentialDocument, CredentialSpec, TenantCredentials
 
 MAX_CLIENT_SECRET = 1024
 MAX_CERTIFICATE_PEM = 16384
@@ -137,6 +137,9 @@ class TargetStatus(BaseModel):
         return {"state": self.state, "last_error": last_error, "paused_until": paused}
 
 
+TARGETS = CredentialSpec(Target, TARGETS_PREFIX, purpose="dataverse", audit="delivery_target")
+
+
 class Targets:
     def __init__(
         self, storage: Storage, secrets: SecretStore, audit: AuditLog, clock: Clock, settings: Settings
@@ -144,16 +147,7 @@ class Targets:
         self._storage = storage
         self._secrets = secrets
         self._settings = settings
-        self._docs = TenantCredentials(
-            storage,
-            secrets,
-            audit,
-            clock,
-            document=Target,
-            prefix=TARGETS_PREFIX,
-            purpose="dataverse",
-            kind="delivery_target",
-        )
+        self._docs = TenantCredentials(storage, secrets, audit, clock, TARGETS)
 
     # -- the manage API ---------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from shared.registry.models import Tenant
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import Storage
 from shared.storage.secrets import SecretStore
-from shared.storage.tenant_credentials import CredentialDocument, TenantCredentials
+from shared.storage.tenant_credentials import CredentialDocument, CredentialSpec, TenantCredentials
 
 WEBHOOKS_PREFIX = "dpo/webhooks/"
 MAX_URL = 2048
@@ -50,6 +50,9 @@ class Webhook(CredentialDocument):
         return self.model_dump(mode="json", include={"url", "version", "created_at", "updated_at"})
 
 
+WEBHOOKS = CredentialSpec(Webhook, WEBHOOKS_PREFIX, purpose="dpo-webhook", audit="dpo_webhook")
+
+
 class Webhooks:
     def __init__(
         self,
@@ -61,16 +64,7 @@ class Webhooks:
         dev_networks: Sequence[Network] = (),
         resolver: Resolver = system_resolver,
     ) -> None:
-        self._docs = TenantCredentials(
-            storage,
-            secrets,
-            audit,
-            clock,
-            document=Webhook,
-            prefix=WEBHOOKS_PREFIX,
-            purpose="dpo-webhook",
-            kind="dpo_webhook",
-        )
+        self._docs = TenantCredentials(storage, secrets, audit, clock, WEBHOOKS)
         self.dev_networks = tuple(dev_networks)
         self.resolver = resolver
 

@@ -18,7 +18,7 @@ from shared.registry.models import MAILCHIMP_API_KEY_PATTERN, Tenant
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import Storage
 from shared.storage.secrets import SecretStore
-from shared.storage.tenant_credentials import CredentialDocument, TenantCredentials
+from shared.storage.tenant_credentials import CredentialDocument, CredentialSpec, TenantCredentials
 
 CONNECTIONS_PREFIX = "mailchimp/connections/"
 
@@ -50,20 +50,14 @@ class Connection(CredentialDocument):
         return self.model_dump(mode="json", include={"tenant", "data_centre", "created_at", "updated_at"})
 
 
+CONNECTIONS = CredentialSpec(Connection, CONNECTIONS_PREFIX, purpose="mailchimp", audit="mailchimp_connection")
+
+
 class Connections:
     def __init__(
         self, storage: Storage, secrets: SecretStore, audit: AuditLog, clock: Clock, apis: MailchimpApis
     ) -> None:
-        self._docs = TenantCredentials(
-            storage,
-            secrets,
-            audit,
-            clock,
-            document=Connection,
-            prefix=CONNECTIONS_PREFIX,
-            purpose="mailchimp",
-            kind="mailchimp_connection",
-        )
+        self._docs = TenantCredentials(storage, secrets, audit, clock, CONNECTIONS)
         self._apis = apis
 
     def put(self, tenant: Tenant, change: ConnectionIn) -> tuple[Connection, bool]:

@@ -24,7 +24,7 @@ from shared.registry.models import Tenant
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import Storage
 from shared.storage.secrets import SecretStore, tenant_secret_name
-from shared.storage.tenant_credentials import CredentialDocument, TenantCredentials
+from shared.storage.tenant_credentials import CredentialDocument, CredentialSpec, TenantCredentials
 
 ACCOUNT_SID = r"^AC[0-9a-fA-F]{32}$"
 API_KEY_SID = r"^SK[0-9a-fA-F]{32}$"
@@ -115,6 +115,9 @@ class SmsAccount(CredentialDocument):
     messaging_service_sid: str | None = None
 
 
+SMS_ACCOUNTS = CredentialSpec(SmsAccount, SMS_ACCOUNTS_PREFIX, purpose="sms-twilio", audit=AUDIT_KIND)
+
+
 class SmsAccounts:
     """The accounts of this region's tenants: a document in the registry container and a secret in the region's
     secret store (shared/storage/tenant_credentials.py). An account given before accounts had documents is a secret
@@ -123,16 +126,7 @@ class SmsAccounts:
     def __init__(self, storage: Storage, secrets: SecretStore, audit: AuditLog, clock: Clock) -> None:
         self._secrets = secrets
         self._audit = audit
-        self._docs = TenantCredentials(
-            storage,
-            secrets,
-            audit,
-            clock,
-            document=SmsAccount,
-            prefix=SMS_ACCOUNTS_PREFIX,
-            purpose="sms-twilio",
-            kind=AUDIT_KIND,
-        )
+        self._docs = TenantCredentials(storage, secrets, audit, clock, SMS_ACCOUNTS)
 
     def get(self, tenant: Tenant) -> SmsAccountIn | None:
         doc = self._docs.get(tenant)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from secrets import token_hex
 from typing import Any, Generic, Protocol, TypeVar
@@ -62,30 +63,32 @@ class CredentialDocument(BaseModel):
 D = TypeVar("D", bound=CredentialDocument)
 
 
+@dataclass(frozen=True)
+class CredentialSpec(Generic[D]):
+    """One provider's credential: its document model, the documents' prefix in the registry container, the
+    `<purpose>` of its secrets' names `pc-<tenant>--<purpose>-<random>`, and its audit entries' kind (whose
+    `change` is created, replaced or deleted)."""
+
+    document: type[D]
+    prefix: str
+    purpose: str
+    audit: str
+
+
 class TenantCredentials(Generic[D]):
-    """The documents under `prefix` and their secrets named `pc-<tenant>--<purpose>-<random>`; `kind`: the audit
-    entry's kind (`change` created, replaced or deleted)."""
+    """The credentials of one kind of this region's tenants."""
 
     def __init__(
-        self,
-        storage: Storage,
-        secrets: SecretStore,
-        audit: AuditLog,
-        clock: Clock,
-        *,
-        document: type[D],
-        prefix: str,
-        purpose: str,
-        kind: str,
+        self, storage: Storage, secrets: SecretStore, audit: AuditLog, clock: Clock, spec: CredentialSpec[D]
     ) -> None:
         self._storage = storage
         self._secrets = secrets
         self._audit = audit
         self._clock = clock
-        self._document = document
-        self.prefix = prefix
-        self._purpose = purpose
-        self.kind = kind
+        self._document = spec.document
+        self.prefix = spec.prefix
+        self._purpose = spec.purpose
+        self.kind = spec.audit
 
     def blob(self, tenant_id: str) -> str:
         return f"{self.prefix}{tenant_id}.json"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -24,9 +25,9 @@ from shared.storage.audit import AuditLog
 from shared.storage.blobs import REGISTRY, Storage
 from shared.storage.email_keys import store_verification_key, verification_key_secret
 from shared.storage.secrets import KeyVaultSecrets, LocalSecrets
-from shared.storage.tenant_credentials import CredentialDocument, TenantCredentials
+from shared.storage.tenant_credentials import CredentialDocument, CredentialSpec, TenantCredentials
 from tests.factories import all_blobs, settings_env, settings_from, target_body
-from tests.integration.fake_keyvault import FakeCredential, FakeKeyVault, start_fake_keyvault
+from tests.integration.fake_keyvault import FakeCredential, FakeKeyVault, serving_fake_keyvault
 
 SID = "AC" + "0" * 32
 TOKEN_A = "auth-token-a-0123456789abcdef"
@@ -38,6 +39,9 @@ class Thing(CredentialDocument):
     label: str
 
 
+THINGS = CredentialSpec(Thing, "tests/things/", purpose="thing", audit="thing")
+
+
 class Ref:
     def __init__(self, tenant_id: str, generation: str) -> None:
         self.id = tenant_id
@@ -45,21 +49,19 @@ class Ref:
 
 
 @pytest.fixture(scope="module")
-def fake_vault(tmp_path_factory):
-    vault, server = start_fake_keyvault(tmp_path_factory.mktemp("vault"))
-    yield vault
-    server.shutdown()
+def fake_vault(tmp_path_factory) -> Iterator[FakeKeyVault]:
+    yield from serving_fake_keyvault(tmp_path_factory.mktemp("vault"))
 
 
 @pytest.fixture
-def vault(fake_vault: FakeKeyVault) -> FakeKeyVault:
-    fake_vault.reset()
+def key_vault(fake_vault: FakeKeyVault) -> KeyVaultSecrets:
+    fake_vault.reset()  # each test starts with an empty vault and request log
+    return KeyVaultSecrets(fake_vault.url, FakeCredential(), poll_interval_s=0.01, **fake_vault.client_options())
+
+
+@pytest.fixture
+def vault(fake_vault: FakeKeyVault, key_vault: KeyVaultSecrets) -> FakeKeyVault:
     return fake_vault
-
-
-@pytest.fixture
-def key_vault(vault: FakeKeyVault) -> KeyVaultSecrets:
-    return KeyVaultSecrets(vault.url, FakeCredential(), poll_interval_s=0.01, **vault.client_options())
 
 
 @pytest.fixture
@@ -70,9 +72,7 @@ def storage(settings) -> Storage:
 @pytest.fixture
 def things(storage, key_vault, clock) -> TenantCredentials[Thing]:
     audit = AuditLog(storage, clock)
-    return TenantCredentials(
-        storage, key_vault, audit, clock, document=Thing, prefix="tests/things/", purpose="thing", kind="thing"
-    )
+    return TenantCredentials(storage, key_vault, audit, clock, THINGS)
 
 
 def audit_changes(storage: Storage, clock, tenant_id: str, kind: str) -> list[str]:
