@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from shared.registry.sms_account import SmsAccounts
     from shared.sms.messages import SmsService
     from shared.storage.secrets import SecretStore
+    from shared.storage.tenant_credentials import TenantCredentialStore
     from shared.webform.intake import FormIntake
 
 
@@ -103,10 +104,10 @@ class Services:
 
     @cached_property
     def sms_accounts(self) -> SmsAccounts:
-        """Each tenant's Twilio account, in the secret store."""
+        """Each tenant's Twilio account: its document, and its secrets in the secret store."""
         from shared.registry.sms_account import SmsAccounts
 
-        return SmsAccounts(self.secrets, self.audit)
+        return SmsAccounts(self.storage, self.secrets, self.audit, self.clock)
 
     @cached_property
     def sms(self) -> SmsService:
@@ -180,16 +181,20 @@ class Services:
         store = RegistrationStore(self.storage, self.registry)
         return Registrations(store, secrets, provisioner, self.audit, self.settings, self.clock)
 
-    def forget_tenant_credentials(self, tenant_id: str) -> None:
-        """What a tenant was given besides its data goes with it: the delivery target, the Twilio account, the
-        e-mail events key, the Mailchimp connection, each with its secret, and the attachment job with its cursor
-        and markers. One list, for the manage API's delete and the registration engine's deregistration."""
-        from shared.storage.email_keys import verification_key_secret
+    def tenant_credential_stores(self) -> tuple[TenantCredentialStore, ...]:
+        """Every store of what a tenant is given: the delivery target, the Twilio account, the e-mail events key,
+        the Mailchimp connection and the DPO webhook (with its waiting events), each with its secret."""
+        from shared.storage.email_keys import VerificationKeySecrets
 
-        self.delivery_targets.delete(tenant_id)
-        self.sms_accounts.delete(tenant_id)
-        self.secrets.delete(verification_key_secret(tenant_id))
-        self.mailchimp.connections.remove(tenant_id)
+        email_keys = VerificationKeySecrets(self.secrets, self.audit)
+        return (self.delivery_targets, self.sms_accounts, email_keys, self.mailchimp.connections, self.dpo)
+
+    def forget_tenant_credentials(self, tenant_id: str) -> None:
+        """What a tenant was given besides its data goes with it: every credential store's, and the attachment job
+        with its cursor and markers. One list, for the manage API's delete and the registration engine's
+        deregistration."""
+        for store in self.tenant_credential_stores():
+            store.forget(tenant_id)
         self.forget_attachments(tenant_id)
 
     def _give_mailchimp_key(self, tenant: Tenant, key: str) -> None:

@@ -14,13 +14,11 @@ gets a new version, which is how `stopped` ends.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 from secrets import token_hex
 from typing import Any, Literal
 from uuid import UUID
 
-from azure.core.exceptions import ResourceNotFoundError
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -28,22 +26,26 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from shared.core.clock import Clock
-from shared.core.errors import StorageUnavailable, Unprocessable
+from shared.core.errors import Unprocessable
 from shared.core.settings import Settings
 from shared.core.urls import dynamics_url
 from shared.dataverse.client import AppCredentials, CredentialKind
 from shared.registry.models import Tenant
 from shared.storage.audit import AuditLog
-from shared.storage.blobs import JSON_CONTENT, REGISTRY, Storage, storage_errors
-from shared.storage.secrets import SecretStore, tenant_secret_name
+from shared.storage.blobs import REGISTRY, Storage
+from shared.storage.secrets import SecretStore
+from shared.storage.tenant_credentials import CredentialDocument, CredentialSpec, TenantCredentials
 
 MAX_CLIENT_SECRET = 1024
 MAX_CERTIFICATE_PEM = 16384
 TargetState = Literal["ok", "failing", "stopped"]
 
 
+TARGETS_PREFIX = "delivery/targets/"
+
+
 def target_blob(tenant: str) -> str:
-    return f"delivery/targets/{tenant}.json"
+    return f"{TARGETS_PREFIX}{tenant}.json"
 
 
 def status_blob(tenant: str) -> str:
@@ -105,21 +107,14 @@ class TargetIn(TargetCredentials):
     organization_url: str = Field(min_length=8, max_length=2048)
 
 
-class Target(BaseModel):
+class Target(CredentialDocument):
     """As stored: never the secret, only its name in the secret store."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tenant: str
-    tenant_generation: str
     organization_url: str
     entra_tenant_id: UUID
     client_id: UUID
     credential: CredentialKind
-    secret_name: str
     version: str = Field(pattern=r"^[0-9a-f]{16}$")
-    created_at: datetime
-    updated_at: datetime
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"secret_name", "tenant_generation"})
@@ -142,15 +137,17 @@ class TargetStatus(BaseModel):
         return {"state": self.state, "last_error": last_error, "paused_until": paused}
 
 
+TARGETS = CredentialSpec(Target, TARGETS_PREFIX, purpose="dataverse", audit="delivery_target")
+
+
 class Targets:
     def __init__(
         self, storage: Storage, secrets: SecretStore, audit: AuditLog, clock: Clock, settings: Settings
     ) -> None:
         self._storage = storage
         self._secrets = secrets
-        self._audit = audit
-        self._clock = clock
         self._settings = settings
+        self._docs = TenantCredentials(storage, secrets, audit, clock, TARGETS)
 
     # -- the manage API ---------------------------------------------------------------------
 
@@ -158,40 +155,18 @@ class Targets:
         """Store a target (a new version): the secret under a new name first, then the document, then the previous
         secret is deleted. Nothing is written when the organisation URL is refused."""
         url = self.organization_url(change.organization_url)
-        before = self._stored(tenant.id)  # maybe an earlier generation's, whose secret goes too
-        existing = before if before is not None and before.tenant_generation == tenant.generation else None
-        now = self._clock.now()
-        secret_name = tenant_secret_name(tenant.id, f"dataverse-{token_hex(4)}")
-        self._secrets.set(secret_name, change.secret_value())
-        target = Target(
-            tenant=tenant.id,
-            tenant_generation=tenant.generation,
-            organization_url=url,
-            entra_tenant_id=change.entra_tenant_id,
-            client_id=change.client_id,
-            credential=change.kind,
-            secret_name=secret_name,
-            version=token_hex(8),
-            created_at=existing.created_at if existing else now,
-            updated_at=now,
-        )
-        try:
-            self._write(target_blob(tenant.id), target)
-        except Exception:
-            with contextlib.suppress(StorageUnavailable):
-                self._secrets.delete(secret_name)
-            raise
-        if before is not None:
-            self._forget_secret(before.secret_name)
-        self._audit.append(
-            tenant.id,
-            "delivery_target",
-            change="replaced" if existing else "created",
-            organization=url,
-            credential=change.kind,
-            version=target.version,
-        )
-        return target, existing is None
+        fields = {
+            "organization_url": url,
+            "entra_tenant_id": change.entra_tenant_id,
+            "client_id": change.client_id,
+            "credential": change.kind,
+            "version": token_hex(8),
+        }
+
+        def facts(target: Target) -> dict[str, Any]:
+            return {"organization": url, "credential": change.kind, "version": target.version}
+
+        return self._docs.put(tenant, change.secret_value(), fields, facts)
 
     def organization_url(self, url: str) -> str:
         try:
@@ -205,42 +180,28 @@ class Targets:
 
     def get(self, tenant: Tenant) -> Target | None:
         """The tenant's target, when it was given to this generation of the tenant."""
-        target = self._stored(tenant.id)
-        return target if target is not None and target.tenant_generation == tenant.generation else None
+        return self._docs.get(tenant)
 
     def delete(self, tenant_id: str) -> bool:
         """The target, its status and its secret."""
-        target = self._stored(tenant_id)
-        if target is None:
-            return False
-        self._delete_blob(target_blob(tenant_id))
-        self._delete_blob(status_blob(tenant_id))
-        self._forget_secret(target.secret_name)
-        return True
+        return self._docs.delete(tenant_id, audited=False, also=[status_blob(tenant_id)])
 
     def remove(self, tenant_id: str) -> bool:
         """The operator's deletion of a target: as `delete`, with its audit entry."""
-        if not self.delete(tenant_id):
-            return False
-        self._audit.append(tenant_id, "delivery_target", change="deleted")
-        return True
+        return self._docs.delete(tenant_id, audited=True, also=[status_blob(tenant_id)])
+
+    def forget(self, tenant_id: str) -> None:
+        """With its tenant (shared/services.py `forget_tenant_credentials`): audited, as every credential store's."""
+        self.remove(tenant_id)
 
     # -- the deliverer ----------------------------------------------------------------------
 
     def all(self) -> list[Target]:
         """Every target of this deployment: one listing of `delivery/targets/`."""
-        container = self._storage.container(REGISTRY)
-        with storage_errors():
-            names = [blob.name for blob in container.list_blobs(name_starts_with="delivery/targets/")]
-        targets = []
-        for name in names:
-            body, _ = self._storage.read_json(REGISTRY, name)
-            if body is not None:
-                targets.append(Target.model_validate(body))
-        return targets
+        return self._docs.all()
 
     def credentials(self, target: Target) -> AppCredentials | None:
-        secret = self._secrets.get(target.secret_name)
+        secret = self._docs.secret(target)
         if secret is None:
             return None
         return AppCredentials(
@@ -259,25 +220,4 @@ class Targets:
         )
 
     def set_status(self, target: Target, status: TargetStatus) -> None:
-        self._write(status_blob(target.tenant), status)
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    def _stored(self, tenant_id: str) -> Target | None:
-        body, _ = self._storage.read_json(REGISTRY, target_blob(tenant_id))
-        return Target.model_validate(body) if body is not None else None
-
-    def _write(self, name: str, doc: BaseModel) -> None:
-        with storage_errors():
-            self._storage.container(REGISTRY).upload_blob(
-                name, doc.model_dump_json().encode(), overwrite=True, content_settings=JSON_CONTENT
-            )
-
-    def _delete_blob(self, name: str) -> None:
-        with contextlib.suppress(ResourceNotFoundError), storage_errors(ResourceNotFoundError):
-            self._storage.container(REGISTRY).delete_blob(name)
-
-    def _forget_secret(self, name: str) -> None:
-        """Best effort: a secret left behind is disabled with its target, and named by no document."""
-        with contextlib.suppress(StorageUnavailable):
-            self._secrets.delete(name)
+        self._docs.write(status_blob(target.tenant), status)

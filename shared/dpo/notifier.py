@@ -225,6 +225,11 @@ class Notifier:
         self._storage.delete_names(REGISTRY, [lock_blob(tenant_id)])
         return removed
 
+    def forget(self, tenant_id: str) -> None:
+        """With its tenant (shared/services.py `forget_tenant_credentials`): at once, not at the timer's next run, and
+        audited, as every credential store's."""
+        self.remove(tenant_id, audited=True)
+
     def send_test(self, tenant: Tenant, webhook: Webhook) -> tuple[OutboxEvent, Outcome]:
         """A `webhook.test` event, sent now and once, outside the outbox: the answer says how it went."""
         event = new_event(tenant.id, self._region, WEBHOOK_TEST, {"message": "test event"}, self._clock.now())

@@ -8,22 +8,20 @@ secret. A webhook belongs to one generation of its tenant: a tenant deleted and 
 
 from __future__ import annotations
 
-import contextlib
 import secrets as random_secrets
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.core.clock import Clock
-from shared.core.errors import StorageUnavailable, Unprocessable
+from shared.core.errors import Unprocessable
 from shared.dpo.guard import Network, Refused, Resolver, resolve, system_resolver, webhook_url
 from shared.registry.models import Tenant
 from shared.storage.audit import AuditLog
-from shared.storage.blobs import JSON_CONTENT, REGISTRY, Storage, storage_errors
-from shared.storage.secrets import SecretStore, tenant_secret_name
+from shared.storage.blobs import Storage
+from shared.storage.secrets import SecretStore
+from shared.storage.tenant_credentials import CredentialDocument, CredentialSpec, TenantCredentials
 
 WEBHOOKS_PREFIX = "dpo/webhooks/"
 MAX_URL = 2048
@@ -42,21 +40,17 @@ class WebhookIn(BaseModel):
     url: str = Field(min_length=9, max_length=MAX_URL, description="https URL on a public address")
 
 
-class Webhook(BaseModel):
+class Webhook(CredentialDocument):
     """As stored: never the secret, only its name in the secret store."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tenant: str
-    tenant_generation: str
     url: str
-    secret_name: str
     version: str = Field(pattern=r"^[0-9a-f]{16}$")
-    created_at: datetime
-    updated_at: datetime
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json", include={"url", "version", "created_at", "updated_at"})
+
+
+WEBHOOKS = CredentialSpec(Webhook, WEBHOOKS_PREFIX, purpose="dpo-webhook", audit="dpo_webhook")
 
 
 class Webhooks:
@@ -70,10 +64,7 @@ class Webhooks:
         dev_networks: Sequence[Network] = (),
         resolver: Resolver = system_resolver,
     ) -> None:
-        self._storage = storage
-        self._secrets = secrets
-        self._audit = audit
-        self._clock = clock
+        self._docs = TenantCredentials(storage, secrets, audit, clock, WEBHOOKS)
         self.dev_networks = tuple(dev_networks)
         self.resolver = resolver
 
@@ -93,75 +84,27 @@ class Webhooks:
     def put(self, tenant: Tenant, change: WebhookIn) -> tuple[Webhook, str, bool]:
         """Store the webhook with a new secret: the webhook, the secret (to show once), whether it is new."""
         url = self.check_url(change.url)
-        before = self._stored(tenant.id)
-        existing = before if before is not None and before.tenant_generation == tenant.generation else None
-        now = self._clock.now()
         secret = SECRET_PREFIX + random_secrets.token_urlsafe(32)
-        secret_name = tenant_secret_name(tenant.id, f"dpo-webhook-{random_secrets.token_hex(4)}")
-        self._secrets.set(secret_name, secret)
-        webhook = Webhook(
-            tenant=tenant.id,
-            tenant_generation=tenant.generation,
-            url=url,
-            secret_name=secret_name,
-            version=random_secrets.token_hex(8),
-            created_at=existing.created_at if existing else now,
-            updated_at=now,
-        )
-        try:
-            with storage_errors():
-                self._storage.container(REGISTRY).upload_blob(
-                    webhook_blob(tenant.id),
-                    webhook.model_dump_json().encode(),
-                    overwrite=True,
-                    content_settings=JSON_CONTENT,
-                )
-        except Exception:
-            self._forget_secret(secret_name)
-            raise
-        if before is not None:
-            self._forget_secret(before.secret_name)
-        # The host only: a webhook's path may carry the receiver's own token.
-        self._audit.append(
-            tenant.id,
-            "dpo_webhook",
-            change="replaced" if existing else "created",
-            host=webhook_url(url).host,
-            version=webhook.version,
-        )
-        return webhook, secret, existing is None
+        fields = {"url": url, "version": random_secrets.token_hex(8)}
+
+        def facts(webhook: Webhook) -> dict[str, Any]:
+            # The host only: a webhook's path may carry the receiver's own token.
+            return {"host": webhook_url(url).host, "version": webhook.version}
+
+        webhook, created = self._docs.put(tenant, secret, fields, facts)
+        return webhook, secret, created
 
     def get(self, tenant: Tenant) -> Webhook | None:
-        webhook = self._stored(tenant.id)
-        return webhook if webhook is not None and webhook.tenant_generation == tenant.generation else None
+        return self._docs.get(tenant)
 
     def delete(self, tenant_id: str, *, audited: bool = False) -> bool:
         """The document and its secret (events are the outbox's: shared/dpo/notifier.py); `audited`: the operator's
         deletion, with its audit entry (a webhook that outlived its tenant goes without one)."""
-        webhook = self._stored(tenant_id)
-        if webhook is None:
-            return False
-        with contextlib.suppress(ResourceNotFoundError), storage_errors(ResourceNotFoundError):
-            self._storage.container(REGISTRY).delete_blob(webhook_blob(tenant_id))
-        self._forget_secret(webhook.secret_name)
-        if audited:
-            self._audit.append(tenant_id, "dpo_webhook", change="deleted")
-        return True
+        return self._docs.delete(tenant_id, audited=audited)
 
     def secret(self, webhook: Webhook) -> str | None:
-        return self._secrets.get(webhook.secret_name)
+        return self._docs.secret(webhook)
 
     def tenants(self) -> list[str]:
         """Every tenant with a webhook document: one listing."""
-        with storage_errors():
-            names = self._storage.container(REGISTRY).list_blobs(name_starts_with=WEBHOOKS_PREFIX)
-            return [blob.name[len(WEBHOOKS_PREFIX) : -len(".json")] for blob in names]
-
-    def _stored(self, tenant_id: str) -> Webhook | None:
-        body, _ = self._storage.read_json(REGISTRY, webhook_blob(tenant_id))
-        return Webhook.model_validate(body) if body is not None else None
-
-    def _forget_secret(self, name: str) -> None:
-        """Best effort: a secret left behind is named by no document."""
-        with contextlib.suppress(StorageUnavailable):
-            self._secrets.delete(name)
+        return self._docs.tenants()

@@ -13,7 +13,7 @@ from shared.core.errors import NotFound, field_problems
 from shared.emailevents.webhook import VerificationKeys
 from shared.registry.models import Tenant
 from shared.storage.audit import AuditLog
-from shared.storage.email_keys import MAX_KEY_CHARS, store_verification_key, verification_key_secret
+from shared.storage.email_keys import AUDIT_KIND, MAX_KEY_CHARS, store_verification_key, verification_key_secret
 from shared.storage.secrets import SecretStore
 
 
@@ -38,7 +38,7 @@ class KeyAdmin:
             problem = {"field": "verification_key", "reason": str(reason)}
             raise field_problems("invalid_key", "invalid verification key", [problem]) from None
         self._keys.forget(tenant.id)
-        self._audit.append(tenant.id, "email_events_key", change="set")
+        self._audit.append(tenant.id, AUDIT_KIND, change="set")
 
     def require(self, tenant: Tenant) -> None:
         if self._secrets.get(verification_key_secret(tenant.id)) is None:
@@ -48,4 +48,4 @@ class KeyAdmin:
         if not self._secrets.delete(verification_key_secret(tenant.id)):
             raise NotFound("no_verification_key", "the tenant has no SendGrid verification key")
         self._keys.forget(tenant.id)
-        self._audit.append(tenant.id, "email_events_key", change="deleted")
+        self._audit.append(tenant.id, AUDIT_KIND, change="deleted")

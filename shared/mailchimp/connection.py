@@ -7,26 +7,24 @@ again has none until one is given again.
 
 from __future__ import annotations
 
-import contextlib
 import re
-from datetime import datetime
-from secrets import token_hex
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from shared.core.clock import Clock
-from shared.core.errors import StorageUnavailable
 from shared.mailchimp.client import MailchimpApi, MailchimpApis, data_centre
 from shared.registry.models import MAILCHIMP_API_KEY_PATTERN, Tenant
 from shared.storage.audit import AuditLog
-from shared.storage.blobs import JSON_CONTENT, REGISTRY, Storage, storage_errors
-from shared.storage.secrets import SecretStore, tenant_secret_name
+from shared.storage.blobs import Storage
+from shared.storage.secrets import SecretStore
+from shared.storage.tenant_credentials import CredentialDocument, CredentialSpec, TenantCredentials
+
+CONNECTIONS_PREFIX = "mailchimp/connections/"
 
 
 def connection_blob(tenant: str) -> str:
-    return f"mailchimp/connections/{tenant}.json"
+    return f"{CONNECTIONS_PREFIX}{tenant}.json"
 
 
 class ConnectionIn(BaseModel):
@@ -42,88 +40,43 @@ class ConnectionIn(BaseModel):
         return value
 
 
-class Connection(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tenant: str
+class Connection(CredentialDocument):
+    # Documents written before connections named their generation read as none of any tenant's.
     tenant_generation: str = ""
     data_centre: str
-    secret_name: str
-    created_at: datetime
-    updated_at: datetime
 
     def public(self) -> dict[str, Any]:
         """What the manage API shows: never the key, nor the secret's name."""
         return self.model_dump(mode="json", include={"tenant", "data_centre", "created_at", "updated_at"})
 
 
+CONNECTIONS = CredentialSpec(Connection, CONNECTIONS_PREFIX, purpose="mailchimp", audit="mailchimp_connection")
+
+
 class Connections:
     def __init__(
         self, storage: Storage, secrets: SecretStore, audit: AuditLog, clock: Clock, apis: MailchimpApis
     ) -> None:
-        self._storage = storage
-        self._secrets = secrets
-        self._audit = audit
-        self._clock = clock
+        self._docs = TenantCredentials(storage, secrets, audit, clock, CONNECTIONS)
         self._apis = apis
 
     def put(self, tenant: Tenant, change: ConnectionIn) -> tuple[Connection, bool]:
         """The key under a new secret name first, then the document, then the previous key goes."""
-        before = self._stored(tenant.id)
-        existing = before if before is not None and before.tenant_generation == tenant.generation else None
-        now = self._clock.now()
         key = change.api_key.get_secret_value()
-        secret_name = tenant_secret_name(tenant.id, f"mailchimp-{token_hex(4)}")
-        self._secrets.set(secret_name, key)
-        connection = Connection(
-            tenant=tenant.id,
-            tenant_generation=tenant.generation,
-            data_centre=data_centre(key),
-            secret_name=secret_name,
-            created_at=existing.created_at if existing else now,
-            updated_at=now,
-        )
-        try:
-            with storage_errors():
-                self._storage.container(REGISTRY).upload_blob(
-                    connection_blob(tenant.id),
-                    connection.model_dump_json().encode(),
-                    overwrite=True,
-                    content_settings=JSON_CONTENT,
-                )
-        except Exception:
-            with contextlib.suppress(StorageUnavailable):
-                self._secrets.delete(secret_name)
-            raise
-        if before is not None:
-            self._forget_secret(before.secret_name)
-        change_kind = "replaced" if existing else "created"
-        self._audit.append(tenant.id, "mailchimp_connection", change=change_kind, data_centre=connection.data_centre)
-        return connection, existing is None
+        centre = data_centre(key)
+        return self._docs.put(tenant, key, {"data_centre": centre}, lambda _: {"data_centre": centre})
 
     def get(self, tenant: Tenant) -> Connection | None:
-        connection = self._stored(tenant.id)
-        return connection if connection is not None and connection.tenant_generation == tenant.generation else None
+        return self._docs.get(tenant)
 
     def remove(self, tenant_id: str) -> bool:
-        connection = self._stored(tenant_id)
-        if connection is None:
-            return False
-        with contextlib.suppress(ResourceNotFoundError), storage_errors(ResourceNotFoundError):
-            self._storage.container(REGISTRY).delete_blob(connection_blob(tenant_id))
-        self._forget_secret(connection.secret_name)
-        self._audit.append(tenant_id, "mailchimp_connection", change="deleted")
-        return True
+        return self._docs.delete(tenant_id, audited=True)
+
+    def forget(self, tenant_id: str) -> None:
+        """With its tenant (shared/services.py `forget_tenant_credentials`)."""
+        self.remove(tenant_id)
 
     def api(self, connection: Connection) -> MailchimpApi | None:
         """The API of the connection's key, or None when the secret store no longer has it."""
-        key = self._secrets.get(connection.secret_name)
+        key = self._docs.secret(connection)
         return self._apis.for_key(key) if key is not None else None
-
-    def _stored(self, tenant_id: str) -> Connection | None:
-        body, _ = self._storage.read_json(REGISTRY, connection_blob(tenant_id))
-        return Connection.model_validate(body) if body is not None else None
-
-    def _forget_secret(self, name: str) -> None:
-        with contextlib.suppress(StorageUnavailable):
-            self._secrets.delete(name)

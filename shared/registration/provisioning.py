@@ -26,6 +26,7 @@ from shared.registry.sms_account import SmsAccountIn, SmsAccounts
 from shared.registry.store import Registry
 from shared.registry.tenants import delete_tenant, put_tenant
 from shared.storage.audit import AuditLog
+from shared.storage.email_keys import AUDIT_KIND as EMAIL_KEY_AUDIT_KIND
 from shared.storage.email_keys import store_verification_key, verification_key_secret
 from shared.storage.secrets import SecretStore, region_key_secret_name
 
@@ -159,6 +160,8 @@ class Provisioner:
         region's manage API (it travels once, over https, and is kept there)."""
         if region == self._settings.region:
             store_verification_key(self._secrets, tenant, key)
+            # Audited as the region's manage API audits it: every credential given is.
+            self._audit.append(tenant, EMAIL_KEY_AUDIT_KIND, change="set")
             return
         self._call(region, "PUT", tenant, {"verification_key": key}, path="email-events/key", expected=(200,))
 

@@ -1,24 +1,30 @@
 """A tenant's SMS provider account (Twilio): who PackCloud sends as, and the secret that signs Twilio's webhooks.
 
-The whole account is one secret in the region's secret store (`pc-<tenant>--sms-twilio`, a JSON value), never a
-blob: the Account SID, the Auth Token (it signs every webhook Twilio sends, so it is always needed), optionally an
-API key (SID and secret) to send with instead of the Auth Token, and the sender (a phone number or a Messaging
-Service SID). The value names the tenant generation it was given for: a tenant deleted and created again has no
-account until one is given again. It lives in `registry/` because both the SMS capability (which sends and
+The account is kept as every tenant credential is (shared/storage/tenant_credentials.py): the document
+`registry/sms/accounts/<tenant>.json` holds the Account SID, the optional API key SID and the sender (a phone number
+or a Messaging Service SID), and names a secret in the region's secret store (`pc-<tenant>--sms-twilio-<random>`, a
+name never used before) holding the Auth Token (it signs every webhook Twilio sends, so it is always needed) and the
+optional API key secret. The document names the tenant generation it was given for: a tenant deleted and created
+again has no account until one is given again. It lives in `registry/` because both the SMS capability (which sends and
 verifies) and the registration engine (whose `sms` pack carries it) need it, and those two are siblings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from shared.core.clock import Clock
+from shared.core.errors import StorageUnavailable
 from shared.core.fieldtypes import InvalidValue, normalise
 from shared.registry.models import Tenant
 from shared.storage.audit import AuditLog
+from shared.storage.blobs import Storage
 from shared.storage.secrets import SecretStore, tenant_secret_name
+from shared.storage.tenant_credentials import CredentialDocument, CredentialSpec, TenantCredentials
 
 ACCOUNT_SID = r"^AC[0-9a-fA-F]{32}$"
 API_KEY_SID = r"^SK[0-9a-fA-F]{32}$"
@@ -34,7 +40,12 @@ REGISTRATION_CREDENTIALS = {
 }
 
 
+SMS_ACCOUNTS_PREFIX = "sms/accounts/"
+AUDIT_KIND = "sms_account"
+
+
 def sms_secret_name(tenant: str) -> str:
+    """The one secret an account was kept in before accounts had documents (read, and deleted, still)."""
     return tenant_secret_name(tenant, "sms-twilio")
 
 
@@ -95,14 +106,67 @@ class SmsAccountIn(BaseModel):
         return self.account_sid, self.auth_token.get_secret_value()
 
 
-class SmsAccounts:
-    """The accounts of this region's tenants, in the region's secret store."""
+class SmsAccount(CredentialDocument):
+    """As stored: the account's ids and sender; its Auth Token and API key secret are the secret's (a JSON value)."""
 
-    def __init__(self, secrets: SecretStore, audit: AuditLog) -> None:
+    account_sid: str
+    api_key_sid: str | None = None
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+
+
+SMS_ACCOUNTS = CredentialSpec(SmsAccount, SMS_ACCOUNTS_PREFIX, purpose="sms-twilio", audit=AUDIT_KIND)
+
+
+class SmsAccounts:
+    """The accounts of this region's tenants: a document in the registry container and a secret in the region's
+    secret store (shared/storage/tenant_credentials.py). An account given before accounts had documents is a secret
+    alone, under the fixed name `sms_secret_name`: it is read until the account is given again or deleted."""
+
+    def __init__(self, storage: Storage, secrets: SecretStore, audit: AuditLog, clock: Clock) -> None:
         self._secrets = secrets
         self._audit = audit
+        self._docs = TenantCredentials(storage, secrets, audit, clock, SMS_ACCOUNTS)
 
     def get(self, tenant: Tenant) -> SmsAccountIn | None:
+        doc = self._docs.get(tenant)
+        if doc is None:
+            return None if self._docs.stored(tenant.id) is not None else self._legacy(tenant)
+        raw = self._docs.secret(doc)
+        try:
+            secrets = json.loads(raw) if raw is not None else None
+            if not isinstance(secrets, dict):
+                return None
+            ids = doc.model_dump(include={"account_sid", "api_key_sid", "from_number", "messaging_service_sid"})
+            return SmsAccountIn.model_validate({**ids, **secrets})
+        except (ValueError, ValidationError):
+            return None
+
+    def put(self, tenant: Tenant, account: SmsAccountIn) -> bool:
+        """Store the account; True when the tenant had none."""
+        legacy = self._docs.stored(tenant.id) is None and self._legacy(tenant) is not None
+        secrets = {"auth_token": account.auth_token.get_secret_value()}
+        if account.api_key_secret is not None:
+            secrets["api_key_secret"] = account.api_key_secret.get_secret_value()
+        ids = account.model_dump(exclude_none=True, exclude={"auth_token", "api_key_secret"})
+        _, created = self._docs.put(tenant, json.dumps(secrets), ids, had=legacy)
+        with contextlib.suppress(StorageUnavailable):
+            self._secrets.delete(sms_secret_name(tenant.id))  # best effort: an earlier layout's, named by no document
+        return created
+
+    def delete(self, tenant: str) -> bool:
+        found = self._docs.delete(tenant, audited=False)
+        found = self._secrets.delete(sms_secret_name(tenant)) or found
+        if found:
+            self._audit.append(tenant, AUDIT_KIND, change="deleted")
+        return found
+
+    def forget(self, tenant_id: str) -> None:
+        """With its tenant (shared/services.py `forget_tenant_credentials`)."""
+        self.delete(tenant_id)
+
+    def _legacy(self, tenant: Tenant) -> SmsAccountIn | None:
+        """An account kept as one secret (`{"generation", "account"}`) before accounts had documents."""
         raw = self._secrets.get(sms_secret_name(tenant.id))
         if raw is None:
             return None
@@ -113,20 +177,3 @@ class SmsAccounts:
             return SmsAccountIn.model_validate(value["account"])
         except (ValueError, KeyError, TypeError, AttributeError, ValidationError):
             return None
-
-    def put(self, tenant: Tenant, account: SmsAccountIn) -> bool:
-        """Store the account; True when the tenant had none."""
-        created = self.get(tenant) is None
-        secrets = {"auth_token": account.auth_token.get_secret_value()}
-        if account.api_key_secret is not None:
-            secrets["api_key_secret"] = account.api_key_secret.get_secret_value()
-        value = {"generation": tenant.generation, "account": {**account.model_dump(exclude_none=True), **secrets}}
-        self._secrets.set(sms_secret_name(tenant.id), json.dumps(value))
-        self._audit.append(tenant.id, "sms_account", change="created" if created else "replaced")
-        return created
-
-    def delete(self, tenant: str) -> bool:
-        found = self._secrets.delete(sms_secret_name(tenant))
-        if found:
-            self._audit.append(tenant, "sms_account", change="deleted")
-        return found

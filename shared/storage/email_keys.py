@@ -10,11 +10,13 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook  # type: ignore[import-untyped]  # sendgrid ships no types
 
+from shared.storage.audit import AuditLog
 from shared.storage.secrets import SecretStore, tenant_secret_name
 
 # The name of the credential in a registration of the `email` pack, and of the key's secret.
 VERIFICATION_KEY_CREDENTIAL = "sendgrid-verification-key"
 MAX_KEY_CHARS = 1024
+AUDIT_KIND = "email_events_key"
 
 
 def verification_key_secret(tenant: str) -> str:
@@ -41,3 +43,17 @@ def store_verification_key(secrets: SecretStore, tenant: str, text: str) -> None
     """Checked, then kept in the secret store of this region (ValueError naming the problem, never the value)."""
     parse_verification_key(text)
     secrets.set(verification_key_secret(tenant), "".join(text.split()))
+
+
+class VerificationKeySecrets:
+    """The tenants' keys as one of the tenant credential stores (shared/storage/tenant_credentials.py), for their
+    deletion with the tenant; they are kept and read by name above (`store_verification_key`,
+    shared/emailevents/)."""
+
+    def __init__(self, secrets: SecretStore, audit: AuditLog) -> None:
+        self._secrets = secrets
+        self._audit = audit
+
+    def forget(self, tenant_id: str) -> None:
+        if self._secrets.delete(verification_key_secret(tenant_id)):
+            self._audit.append(tenant_id, AUDIT_KIND, change="deleted")

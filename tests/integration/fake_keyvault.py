@@ -25,6 +25,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -144,6 +145,13 @@ def start_fake_keyvault(folder: Path) -> tuple[FakeKeyVault, ThreadingHTTPServer
     server.vault = vault  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return vault, server
+
+
+def serving_fake_keyvault(folder: Path) -> Iterator[FakeKeyVault]:
+    """The fake for the life of a fixture: `yield from` it."""
+    vault, server = start_fake_keyvault(folder)
+    yield vault
+    server.shutdown()
 
 
 class _Handler(BaseHTTPRequestHandler):

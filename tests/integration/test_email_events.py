@@ -246,6 +246,19 @@ def test_the_email_pack_gives_the_verification_key_to_the_tenants_region(home, c
     assert home.email_events.keys.verifier(tenant) is None
 
 
+def test_the_email_pack_audits_the_key_it_gives_as_the_manage_api_does(home):
+    """Every credential a registration gives is in the tenant's audit trail; the e-mail key was the one left out."""
+    key = WebhookKey.generate()
+    body = registration(str(uuid.uuid4()), credentials={"sendgrid-verification-key": key.public_base64})
+    _, created = home.registrations.register(RegistrationIn.model_validate(body))
+    entries = [e for e in home.audit.entries(created["tenant"]) if e["kind"] == "email_events_key"]
+    assert [e["change"] for e in entries] == ["set"]
+    assert key.public_base64 not in json.dumps(entries)
+    home.registrations.deregister(created["tenant"])
+    entries = [e for e in home.audit.entries(created["tenant"]) if e["kind"] == "email_events_key"]
+    assert [e["change"] for e in entries] == ["set", "deleted"]
+
+
 @pytest.fixture(scope="module")
 def eu_host(azurite, tmp_path_factory) -> Iterator[tuple[str, LocalSecrets]]:
     """The EU region's deployment (same storage account here, its own secret store), reached over its manage API."""
