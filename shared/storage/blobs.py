@@ -280,8 +280,9 @@ class Storage:
         emulator, see emulated_tags.py).
 
         `read_timeout` replaces the request timeout of the settings for a job that may wait (the purge)."""
-        if self._emulated_tags:
-            query, prefix = _emulated_query(where)
+        emulated = _emulated_query(where) if self._emulated_tags else None
+        if emulated is not None:
+            query, prefix = emulated
             with storage_errors():
                 client = self.container(container)
                 yield from emulated_tags.matching(client, query, prefix, None, _timeout(read_timeout))
@@ -295,8 +296,9 @@ class Storage:
     ) -> TagPage:
         """One page of a tag query (at most `page_size` names, FIND_PAGE_MAX at most) from `marker`, a
         `TagPage.marker` of the same query, on: one storage request, however many blobs the query matches."""
-        if self._emulated_tags:
-            query, prefix = _emulated_query(where)
+        emulated = _emulated_query(where) if self._emulated_tags else None
+        if emulated is not None:
+            query, prefix = emulated
             with storage_errors():
                 client = self.container(container)
                 names, next_marker = emulated_tags.find_page(
@@ -344,11 +346,18 @@ def _read_json(client: ContainerClient, name: str) -> tuple[dict[str, Any] | Non
             return None, None
 
 
-def _emulated_query(where: str) -> tuple[emulated_tags.TagQuery, str]:
-    """The query and the name prefix its blobs live under: the tenant's, when it names one."""
+def _emulated_query(where: str) -> tuple[emulated_tags.TagQuery, str] | None:
+    """The query and the name prefix its blobs live under (the tenant's), when it names a tenant; None for a
+    query over the whole container (the purge's expired records and state), which Azurite answers itself.
+
+    Listing a whole container with its tags costs about 0.45 ms a blob on Azurite (a local stack's purge over
+    a test session's tens of thousands of blobs took minutes), where its own filter takes a tenth of that. Such a
+    query keeps Azurite's first-page limit: on a local stack holding more than 5,000 blobs the purge can leave
+    expired state and records of deleted datasets for a later run, while every tenant's retention queries and
+    every data-subject request (tenant queries) see all of the tenant's blobs."""
     query = emulated_tags.TagQuery.parse(where)
     tenant = query.equal_to(TAG_TENANT)
-    return query, "" if tenant is None else f"{tenant}/"
+    return None if tenant is None else (query, f"{tenant}/")
 
 
 def _timeout(read_timeout: float | None) -> dict[str, Any]:

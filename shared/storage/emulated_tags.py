@@ -4,7 +4,8 @@ Azurite (3.37.0, the pinned version; its main branch is unchanged as of August 2
 from the container's first page of blobs only: `FilterBlobPage.fill` (src/blob/persistence/FilterBlobPage.ts)
 advances by the matches rather than by the blobs it read, and gives no continuation when a page holds none, so a
 blob after the first `maxresults` blobs of the container is never found. Real Blob Storage has no such limit.
-`Storage` sends its tag queries here when its account is the emulator's; in Azure the service's index answers.
+`Storage` sends its tag queries that name a tenant here when its account is the emulator's (blobs.py says why the
+others are not); in Azure the service's index answers.
 
 Only the queries `blobs.tag_query` builds are understood: `"tag" op 'value'` terms (op one of = < <= > >=)
 joined by AND. Anything else is refused with `UnsupportedTagQuery`, as no PackCloud query needs it.
