@@ -16,6 +16,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from shared.core.clock import SystemClock
 from shared.emailevents.intake import WRITERS
 from shared.emailevents.webhook import VerificationKeys, signed_request, verify
 from shared.storage.blobs import CountingTransport
+from shared.storage.tenant_credentials import TenantRef
 
 EVENTS = 1000
 ROUNDS = 3
@@ -108,21 +110,21 @@ def raw_batch_seconds(connection_string: str, events: list[dict], with_marker: b
 def verification_cost_us(key: WebhookKey, body: bytes) -> float:
     """Microseconds per event of verifying a 1,000-event batch: headers, timestamp, the library's ECDSA check."""
 
-    class Secrets:
-        def get(self, name: str) -> str:
+    class Keys:
+        def get(self, tenant: TenantRef) -> str:
             return key.public_base64
 
-        def set(self, name: str, value: str) -> None: ...
+    @dataclass(frozen=True)
+    class Tenant:
+        id: str = "bench"
+        generation: str = "0" * 32
 
-        def delete(self, name: str) -> bool:
-            return False
-
-    keys, clock = VerificationKeys(Secrets()), SystemClock()
+    keys, clock, tenant = VerificationKeys(Keys()), SystemClock(), Tenant()
     headers = {k.lower(): v for k, v in key.headers(body).items()}
-    verify(signed_request(headers.get, body), "bench", keys, clock)  # the key parsed and cached, as in a host
+    verify(signed_request(headers.get, body), tenant, keys, clock)  # the key parsed and cached, as in a host
     started = time.perf_counter()
     for _ in range(VERIFY_ROUNDS):
-        verify(signed_request(headers.get, body), "bench", keys, clock)
+        verify(signed_request(headers.get, body), tenant, keys, clock)
     return (time.perf_counter() - started) / VERIFY_ROUNDS / EVENTS * 1e6
 
 

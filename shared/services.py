@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from shared.registry.models import Tenant
     from shared.registry.sms_account import SmsAccounts
     from shared.sms.messages import SmsService
+    from shared.storage.email_keys import VerificationKeyStore
     from shared.storage.secrets import SecretStore
     from shared.storage.tenant_credentials import TenantCredentialStore
     from shared.webform.intake import FormIntake
@@ -126,10 +127,17 @@ class Services:
 
     @cached_property
     def email_events(self) -> EmailEvents:
-        """SendGrid's signed Event Webhook batches; the tenants' verification keys come from the secret store."""
+        """SendGrid's signed Event Webhook batches, verified with the tenants' keys (`email_keys`)."""
         from shared.emailevents.intake import EmailEvents
 
-        return EmailEvents(self.capture, self.storage, self.secrets, self.audit, self.settings, self.clock)
+        return EmailEvents(self.capture, self.storage, self.email_keys, self.settings, self.clock)
+
+    @cached_property
+    def email_keys(self) -> VerificationKeyStore:
+        """Each tenant's SendGrid verification key: its document, and the key in the secret store."""
+        from shared.storage.email_keys import VerificationKeyStore
+
+        return VerificationKeyStore(self.storage, self.secrets, self.audit, self.clock)
 
     @cached_property
     def mailchimp(self) -> Mailchimp:
@@ -175,6 +183,7 @@ class Services:
             secrets,
             targets=self.delivery_targets,
             sms_accounts=self.sms_accounts,
+            email_keys=self.email_keys,
             mailchimp_keys=self._give_mailchimp_key,
             forget_credentials=self.forget_tenant_credentials,
         )
@@ -184,10 +193,7 @@ class Services:
     def tenant_credential_stores(self) -> tuple[TenantCredentialStore, ...]:
         """Every store of what a tenant is given: the delivery target, the Twilio account, the e-mail events key,
         the Mailchimp connection and the DPO webhook (with its waiting events), each with its secret."""
-        from shared.storage.email_keys import VerificationKeySecrets
-
-        email_keys = VerificationKeySecrets(self.secrets, self.audit)
-        return (self.delivery_targets, self.sms_accounts, email_keys, self.mailchimp.connections, self.dpo)
+        return (self.delivery_targets, self.sms_accounts, self.email_keys, self.mailchimp.connections, self.dpo)
 
     def forget_tenant_credentials(self, tenant_id: str) -> None:
         """What a tenant was given besides its data goes with it: every credential store's, and the attachment job

@@ -32,9 +32,8 @@ from shared.emailevents.keys import KeyAdmin
 from shared.emailevents.markers import EventMarkers
 from shared.emailevents.webhook import VerificationKeys, signed_request, verify
 from shared.registry.models import Record
-from shared.storage.audit import AuditLog
 from shared.storage.blobs import Storage
-from shared.storage.secrets import SecretStore
+from shared.storage.email_keys import VerificationKeyStore
 
 WRITERS = 16  # events stored at once
 
@@ -62,15 +61,14 @@ class EmailEvents:
         self,
         capture: CaptureStore,
         storage: Storage,
-        secrets: SecretStore,
-        audit: AuditLog,
+        key_store: VerificationKeyStore,
         settings: Settings,
         clock: Clock,
     ) -> None:
         self._capture = capture
         self._clock = clock
-        self.keys = VerificationKeys(secrets)
-        self.key_admin = KeyAdmin(secrets, self.keys, audit)
+        self.keys = VerificationKeys(key_store)
+        self.key_admin = KeyAdmin(key_store, self.keys)
         self._markers = EventMarkers(storage, settings.master_key.get_secret_value())
         self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="email-events")
 
@@ -79,7 +77,7 @@ class EmailEvents:
         # The body is read (bounded) before its signature is checked, so a malformed one is a 400 as on every
         # route; nothing of it is used, or stored, unless the signature holds.
         data = parse_body(body)
-        verify(signed_request(headers, body), target.tenant.id, self.keys, self._clock)
+        verify(signed_request(headers, body), target.tenant, self.keys, self._clock)
         batch = parse_batch(data)
         prepared, dropped = self._prepare(target, batch.events)
         now = self._clock.now()

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cachetools import TTLCache
 from sendgrid.helpers.eventwebhook import EventWebhook  # type: ignore[import-untyped]  # sendgrid ships no types
@@ -21,16 +22,22 @@ from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 from shared.core.clock import Clock
 from shared.core.errors import BadRequest, Unauthorized
 from shared.core.numbers import ascii_int
-from shared.storage.email_keys import parse_verification_key, verification_key_secret
-from shared.storage.secrets import SecretStore
+from shared.storage.email_keys import parse_verification_key
+from shared.storage.tenant_credentials import TenantRef
 
 SIGNATURE_HEADER = EventWebhookHeader.SIGNATURE  # X-Twilio-Email-Event-Webhook-Signature
 TIMESTAMP_HEADER = EventWebhookHeader.TIMESTAMP  # X-Twilio-Email-Event-Webhook-Timestamp
 MAX_SKEW = timedelta(minutes=5)
 MAX_SIGNATURE_CHARS = 200  # a base64 DER ECDSA P-256 signature has at most 96
-# A key is re-read from the secret store at most this often per instance: a new key counts within it.
+# A key is re-read from its store at most this often per instance: a new key counts within it.
 KEY_TTL_S = 60
 MAX_CACHED_KEYS = 10_000
+
+
+class KeySource(Protocol):
+    """Where the tenants' keys are kept (shared/storage/email_keys.py `VerificationKeyStore`)."""
+
+    def get(self, tenant: TenantRef) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -63,18 +70,21 @@ def check_fresh(timestamp: str, now: datetime) -> None:
 
 
 class VerificationKeys:
-    """Each tenant's verifier, read from the secret store and kept for KEY_TTL_S (an absent key too)."""
+    """Each tenant's verifier, read from its store and kept for KEY_TTL_S (an absent key too): a signed batch costs
+    no read while it is kept. Kept per generation of the tenant, so a tenant deleted and created again with the same
+    id never meets the verifier of the one before, even within KEY_TTL_S."""
 
-    def __init__(self, secrets: SecretStore) -> None:
-        self._secrets = secrets
-        self._cache: TTLCache[str, EventWebhook | None] = TTLCache(maxsize=MAX_CACHED_KEYS, ttl=KEY_TTL_S)
+    def __init__(self, keys: KeySource) -> None:
+        self._keys = keys
+        self._cache: TTLCache[tuple[str, str], EventWebhook | None] = TTLCache(maxsize=MAX_CACHED_KEYS, ttl=KEY_TTL_S)
         self._lock = threading.Lock()
 
-    def verifier(self, tenant: str) -> EventWebhook | None:
+    def verifier(self, tenant: TenantRef) -> EventWebhook | None:
+        cached = (tenant.id, tenant.generation)
         with self._lock:
-            if tenant in self._cache:
-                return self._cache[tenant]
-        text = self._secrets.get(verification_key_secret(tenant))
+            if cached in self._cache:
+                return self._cache[cached]
+        text = self._keys.get(tenant)
         verifier: EventWebhook | None = None
         if text is not None:
             try:
@@ -82,15 +92,15 @@ class VerificationKeys:
             except ValueError:
                 verifier = None  # stored before it was checked: as good as none
         with self._lock:
-            self._cache[tenant] = verifier
+            self._cache[cached] = verifier
         return verifier
 
-    def forget(self, tenant: str) -> None:
+    def forget(self, tenant: TenantRef) -> None:
         with self._lock:
-            self._cache.pop(tenant, None)
+            self._cache.pop((tenant.id, tenant.generation), None)
 
 
-def verify(request: SignedRequest, tenant: str, keys: VerificationKeys, clock: Clock) -> str:
+def verify(request: SignedRequest, tenant: TenantRef, keys: VerificationKeys, clock: Clock) -> str:
     """The body as text once it is proven SendGrid's, for this tenant, now; else the error the module names."""
     check_fresh(request.timestamp, clock.now())
     verifier = keys.verifier(tenant)

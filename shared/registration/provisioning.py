@@ -26,8 +26,7 @@ from shared.registry.sms_account import SmsAccountIn, SmsAccounts
 from shared.registry.store import Registry
 from shared.registry.tenants import delete_tenant, put_tenant
 from shared.storage.audit import AuditLog
-from shared.storage.email_keys import AUDIT_KIND as EMAIL_KEY_AUDIT_KIND
-from shared.storage.email_keys import store_verification_key, verification_key_secret
+from shared.storage.email_keys import VerificationKeyStore
 from shared.storage.secrets import SecretStore, region_key_secret_name
 
 log = logging.getLogger("packcloud.provisioning")
@@ -69,6 +68,7 @@ class Provisioner:
         session: requests.Session | None = None,
         targets: Targets | None = None,
         sms_accounts: SmsAccounts | None = None,
+        email_keys: VerificationKeyStore | None = None,
         mailchimp_keys: Callable[[Tenant, str], None] | None = None,
         forget_credentials: Callable[[str], None] | None = None,
     ) -> None:
@@ -78,6 +78,7 @@ class Provisioner:
         self._secrets = secrets
         self._targets = targets
         self._sms_accounts = sms_accounts
+        self._email_keys = email_keys
         # The tenant's Mailchimp connection is a capability's (shared/mailchimp/, a sibling layer): the composition
         # root hands the way to set it.
         self._mailchimp_keys = mailchimp_keys
@@ -159,9 +160,8 @@ class Provisioner:
         """The tenant's SendGrid verification key, in its region's secret store: here directly, else through the
         region's manage API (it travels once, over https, and is kept there)."""
         if region == self._settings.region:
-            store_verification_key(self._secrets, tenant, key)
-            # Audited as the region's manage API audits it: every credential given is.
-            self._audit.append(tenant, EMAIL_KEY_AUDIT_KIND, change="set")
+            found, keys = self._here(tenant, self._email_keys)
+            keys.put(found, key)  # audited as the region's manage API audits it: every credential given is
             return
         self._call(region, "PUT", tenant, {"verification_key": key}, path="email-events/key", expected=(200,))
 
@@ -170,7 +170,8 @@ class Provisioner:
             if self._forget_credentials is not None:
                 self._forget_credentials(tenant)  # what the tenant was given (target, accounts, keys) goes with it
             else:  # a provisioner built without the composition root (tests): what it was given
-                self._secrets.delete(verification_key_secret(tenant))
+                if self._email_keys is not None:
+                    self._email_keys.delete(tenant)
                 if self._targets is not None:
                     self._targets.delete(tenant)
                 if self._sms_accounts is not None:

@@ -1,8 +1,7 @@
 """A tenant's credential kept as a document and a secret: delivery targets (dataverse/targets.py), Twilio accounts
-(registry/sms_account.py), Mailchimp connections (mailchimp/connection.py) and DPO webhooks (dpo/webhooks.py) are
-kept through `TenantCredentials`, each described by one `CredentialSpec`. (The SendGrid verification key, a public
-key read by name on every event batch, is a secret alone: storage/email_keys.py; it joins the others in
-`TenantCredentialStore`, what goes with a deleted tenant.)
+(registry/sms_account.py), Mailchimp connections (mailchimp/connection.py), DPO webhooks (dpo/webhooks.py) and
+SendGrid verification keys (storage/email_keys.py) are kept through `TenantCredentials`, each described by one
+`CredentialSpec`; each is a `TenantCredentialStore`, what goes with a deleted tenant.
 
 The secret goes to the secret store under a name never used before (`pc-<tenant>--<purpose>-<random>`: Key Vault
 keeps a deleted name under purge protection, and writing it again would bring back the deleted values as older

@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,8 +25,7 @@ from shared.lifecycle.delivery import SETTLE
 from shared.registration.engine import RegistrationIn
 from shared.registry.models import Dataset, TenantIn
 from shared.services import Services
-from shared.storage.email_keys import store_verification_key, verification_key_secret
-from shared.storage.secrets import LocalSecrets, region_key_secret_name
+from shared.storage.secrets import region_key_secret_name
 from tests.factories import (
     CLIENT_SECRET,
     FUNCTION_KEY,
@@ -75,7 +75,7 @@ def make_tenant(services: Services, tenant_id: str, declaration: dict | None = N
     services.registry.put_tenant(tenant_id, TenantIn())
     services.registry.put_dataset(tenant_id, "mail", Dataset.model_validate(declaration or DATASET))
     key = WebhookKey.generate()
-    store_verification_key(services.secrets, tenant_id, key.public_base64)
+    services.email_keys.put(services.registry.get_tenant(tenant_id, fresh=True), key.public_base64)
     return key
 
 
@@ -230,7 +230,8 @@ def test_the_email_pack_gives_the_verification_key_to_the_tenants_region(home, c
     status, created = home.registrations.register(RegistrationIn.model_validate(body))
     assert status == 201 and created["credentials"] == ["sendgrid-verification-key"]
     tenant = created["tenant"]
-    assert home.secrets.get(verification_key_secret(tenant)) == key.public_base64
+    given = home.registry.get_tenant(tenant, fresh=True)
+    assert home.email_keys.get(given) == key.public_base64
     home.registry.put_dataset(tenant, "mail", Dataset.model_validate(DATASET))
     events_body = batch(events(2))
     assert home.email_events.receive(tenant, "mail", headers_of(key, events_body, clock), events_body).stored == 2
@@ -241,9 +242,10 @@ def test_the_email_pack_gives_the_verification_key_to_the_tenants_region(home, c
     assert caught.value.extra["errors"][0]["field"] == "credentials.sendgrid-verification-key"
     # Deregistration takes the key with the tenant.
     home.registrations.deregister(tenant)
-    assert home.secrets.get(verification_key_secret(tenant)) is None
-    home.email_events.keys.forget(tenant)
-    assert home.email_events.keys.verifier(tenant) is None
+    assert home.email_keys.get(given) is None
+    assert key_secrets(home.settings.local_secrets_path, tenant) == []  # no secret of its key is left
+    home.email_events.keys.forget(given)
+    assert home.email_events.keys.verifier(given) is None
 
 
 def test_the_email_pack_audits_the_key_it_gives_as_the_manage_api_does(home):
@@ -252,15 +254,21 @@ def test_the_email_pack_audits_the_key_it_gives_as_the_manage_api_does(home):
     body = registration(str(uuid.uuid4()), credentials={"sendgrid-verification-key": key.public_base64})
     _, created = home.registrations.register(RegistrationIn.model_validate(body))
     entries = [e for e in home.audit.entries(created["tenant"]) if e["kind"] == "email_events_key"]
-    assert [e["change"] for e in entries] == ["set"]
+    assert [e["change"] for e in entries] == ["created"]
     assert key.public_base64 not in json.dumps(entries)
     home.registrations.deregister(created["tenant"])
     entries = [e for e in home.audit.entries(created["tenant"]) if e["kind"] == "email_events_key"]
-    assert [e["change"] for e in entries] == ["set", "deleted"]
+    assert [e["change"] for e in entries] == ["created", "deleted"]
+
+
+def key_secrets(secrets: Path, tenant: str) -> list[str]:
+    """The values of the tenant's verification key secrets in a local secret store (`pc-<tenant>--sendgrid-key-*`)."""
+    values = json.loads(secrets.read_text()) if secrets.exists() else {}
+    return [value for name, value in values.items() if name.startswith(f"pc-{tenant}--sendgrid-key-")]
 
 
 @pytest.fixture(scope="module")
-def eu_host(azurite, tmp_path_factory) -> Iterator[tuple[str, LocalSecrets]]:
+def eu_host(azurite, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """The EU region's deployment (same storage account here, its own secret store), reached over its manage API."""
     from devenv.local_host import start_local_host, stop_local_host
 
@@ -274,7 +282,7 @@ def eu_host(azurite, tmp_path_factory) -> Iterator[tuple[str, LocalSecrets]]:
         "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
     }
     process = start_local_host(port, env)
-    yield f"http://127.0.0.1:{port}/api", LocalSecrets(secrets)
+    yield f"http://127.0.0.1:{port}/api", secrets
     stop_local_host(process)
 
 
@@ -288,8 +296,8 @@ def test_the_email_pack_in_another_region_gives_its_key_to_that_region(home, eu_
     assert status == 201 and created["base_url"] == eu_api
     tenant = created["tenant"]
     # The home keeps the registration's credential; the key that verifies events is in the EU secret store.
-    assert services.secrets.get(verification_key_secret(tenant)) is None
-    assert eu_secrets.get(verification_key_secret(tenant)) == key.public_base64
+    assert key_secrets(services.settings.local_secrets_path, tenant) == []
+    assert key_secrets(eu_secrets, tenant) == [key.public_base64]
     with httpx.Client(base_url=eu_api, timeout=30) as eu:
         manage = {"x-functions-key": FUNCTION_KEY}
         assert eu.get(f"/manage/tenants/{tenant}/email-events/key", headers=manage).json() == {"configured": True}
@@ -298,4 +306,4 @@ def test_the_email_pack_in_another_region_gives_its_key_to_that_region(home, eu_
         answer = eu.post(f"/email/events/{tenant}/mail", content=sent, headers=key.headers(sent))
         assert answer.status_code == 200 and answer.json()["stored"] == 3
     services.registrations.deregister(tenant)
-    assert eu_secrets.get(verification_key_secret(tenant)) is None  # the key went with the tenant
+    assert key_secrets(eu_secrets, tenant) == []  # the key went with the tenant

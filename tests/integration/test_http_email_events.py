@@ -256,6 +256,23 @@ def test_export_and_erasure_find_a_recipients_events(anon, tenant, azurite):
     assert [r["fields"]["activity_id"] for r in left] == [other[0]["activity_id"]]
 
 
+def test_a_tenant_deleted_and_created_again_has_no_key_until_given_one(anon, manage, tenant):
+    """The host had verified the old tenant's batches: its verifier, kept by tenant id, counted for the new tenant."""
+    body = batch(events(1))
+    assert post(anon, tenant, body).status_code == 200
+    assert manage.delete(f"/manage/tenants/{tenant.id}").status_code == 204
+    assert manage.put(f"/manage/tenants/{tenant.id}", json={}).status_code == 201
+    assert manage.put(f"/manage/tenants/{tenant.id}/datasets/mail", json=EVENTS).status_code == 201
+    answer = post(anon, tenant, body)  # signed with the old tenant's key
+    assert (answer.status_code, answer.json()["error"]) == (401, "no_verification_key")
+    assert manage.get(f"/manage/tenants/{tenant.id}/email-events/key").status_code == 404
+    key = WebhookKey.generate()
+    given = manage.put(f"/manage/tenants/{tenant.id}/email-events/key", json={"verification_key": key.public_base64})
+    assert given.status_code == 200
+    assert post(anon, tenant, body, key.headers(body)).status_code == 200
+    assert post(anon, tenant, body).json()["error"] == "invalid_signature"
+
+
 def test_no_email_address_in_logs_errors_or_audit(host, anon, tenant, azurite):
     """Runs last in the module: every address any test sent is searched for in the DEBUG log and audit entries."""
     post(anon, tenant, batch(events(1, email="not-valid@")))

@@ -13,20 +13,21 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from pydantic import SecretStr
 
-from devenv.sendgrid_events import WebhookKey
-from shared.core.errors import StorageUnavailable
+from devenv.sendgrid_events import WebhookKey, batch, sendgrid_event
+from shared.core.errors import NotFound, StorageUnavailable, Unauthorized
 from shared.dataverse.targets import TargetIn
 from shared.dpo.webhooks import WebhookIn
+from shared.emailevents.keys import VerificationKeyIn
 from shared.mailchimp.connection import ConnectionIn
-from shared.registry.models import TenantIn
+from shared.registry.models import Dataset, TenantIn
 from shared.registry.sms_account import SmsAccountIn, SmsAccounts, sms_secret_name
+from shared.registry.tenants import delete_tenant
 from shared.services import Services
 from shared.storage.audit import AuditLog
 from shared.storage.blobs import REGISTRY, Storage
-from shared.storage.email_keys import store_verification_key, verification_key_secret
-from shared.storage.secrets import KeyVaultSecrets, LocalSecrets
+from shared.storage.secrets import KeyVaultSecrets
 from shared.storage.tenant_credentials import CredentialDocument, CredentialSpec, TenantCredentials
-from tests.factories import all_blobs, settings_env, settings_from, target_body
+from tests.factories import EMAIL_EVENTS, all_blobs, settings_env, settings_from, target_body
 from tests.integration.fake_keyvault import FakeCredential, FakeKeyVault, serving_fake_keyvault
 
 SID = "AC" + "0" * 32
@@ -257,6 +258,128 @@ def test_an_account_kept_as_one_secret_for_an_earlier_generation_is_none_and_del
     assert audit_changes(storage, clock, tenant.id, "sms_account") == ["deleted"]
 
 
+# ------------------------------------------------------------------ the SendGrid key (was one fixed-name secret)
+
+
+def with_vault(settings, clock, key_vault: KeyVaultSecrets) -> Services:
+    """A deployment (one instance) whose secret store is the Key Vault fake, reached by the real SDK (Key Vault is
+    otherwise reached with the app's managed identity, which a test has not)."""
+    services = Services.build(settings, clock)
+    services.__dict__["secrets"] = key_vault  # before first use: the cached accessor is never built
+    return services
+
+
+def created_tenant(services: Services, tenant_id: str):
+    services.registry.put_tenant(tenant_id, TenantIn())
+    services.registry.put_dataset(tenant_id, "mail", Dataset.model_validate(EMAIL_EVENTS))
+    return services.registry.get_tenant(tenant_id, fresh=True)
+
+
+def give_key(services: Services, tenant, key: WebhookKey) -> None:
+    services.email_events.key_admin.put(tenant, VerificationKeyIn(verification_key=SecretStr(key.public_base64)))
+
+
+def signed(services: Services, tenant_id: str, key: WebhookKey, clock) -> int:
+    """The stored count of a one-event batch signed with `key`, or the 401's code."""
+    body = batch([sendgrid_event(1)])
+    headers = {k.lower(): v for k, v in key.headers(body, int(clock.now().timestamp())).items()}
+    try:
+        return services.email_events.receive(tenant_id, "mail", headers.get, body).stored
+    except Unauthorized as refused:
+        return refused.code
+
+
+def earlier_layout(tenant_id: str) -> str:
+    """The fixed name a key was kept under before keys had documents."""
+    return f"pc-{tenant_id}--sendgrid-verification-key"
+
+
+def test_replacing_an_email_key_leaves_the_old_key_nowhere_readable(settings, clock, key_vault, vault, tenant_id):
+    """The key used to be overwritten in place: Key Vault kept the old key as an older version of the secret."""
+    services = with_vault(settings, clock, key_vault)
+    tenant = created_tenant(services, tenant_id)
+    old, new = WebhookKey.generate(), WebhookKey.generate()
+    give_key(services, tenant, old)
+    give_key(services, tenant, new)
+    assert not [value for value in live_values(vault) if old.public_base64 in value]
+    assert [value for value in live_values(vault) if new.public_base64 in value] == [new.public_base64]
+    assert signed(services, tenant_id, new, clock) == 1
+    assert signed(services, tenant_id, old, clock) == "invalid_signature"
+    assert audit_changes(services.storage, clock, tenant_id, "email_events_key") == ["created", "replaced"]
+
+
+def test_an_email_key_given_again_after_deletion_brings_no_deleted_key_back(
+    settings, clock, key_vault, vault, tenant_id
+):
+    """The fixed name used to be written again: Key Vault recovered the deleted secret, old key and all."""
+    services = with_vault(settings, clock, key_vault)
+    tenant = created_tenant(services, tenant_id)
+    old, new = WebhookKey.generate(), WebhookKey.generate()
+    give_key(services, tenant, old)
+    services.email_events.key_admin.delete(tenant)
+    give_key(services, tenant, new)
+    assert not [path for _, path, _ in vault.requests if path.endswith("/recover")]
+    assert not [value for value in live_values(vault) if old.public_base64 in value]
+
+
+def test_a_tenant_created_again_never_finds_the_old_tenants_key(settings, clock, key_vault, vault, tenant_id):
+    """The key had no generation: a key left by the tenant before (its deletion in the registry alone, or a
+    verifier another instance still held) was the new tenant's."""
+    first = with_vault(settings, clock, key_vault)
+    old = WebhookKey.generate()
+    give_key(first, created_tenant(first, tenant_id), old)
+    assert signed(first, tenant_id, old, clock) == 1
+    # Deleted and created again through this instance: its verifier of the old tenant's key does not count.
+    first.forget_tenant_credentials(tenant_id)
+    delete_tenant(first.registry, first.audit, tenant_id)
+    created_tenant(first, tenant_id)
+    assert signed(first, tenant_id, old, clock) == "no_verification_key"
+    # A key the old tenant left behind (its tenant deleted in the registry only) is not the new tenant's either.
+    give_key(first, first.registry.get_tenant(tenant_id, fresh=True), old)
+    delete_tenant(first.registry, first.audit, tenant_id)
+    other = with_vault(settings, clock, key_vault)  # another instance: nothing cached
+    tenant = created_tenant(other, tenant_id)
+    assert signed(other, tenant_id, old, clock) == "no_verification_key"
+    with pytest.raises(NotFound):
+        other.email_events.key_admin.require(tenant)
+    # Its own key replaces it, and the old tenant's key goes from the vault.
+    new = WebhookKey.generate()
+    give_key(other, tenant, new)
+    assert signed(other, tenant_id, new, clock) == 1
+    assert not [value for value in live_values(vault) if old.public_base64 in value]
+
+
+def test_a_key_kept_as_one_secret_before_still_counts_and_moves_when_given_again(
+    settings, clock, key_vault, vault, azurite, tenant_id
+):
+    services = with_vault(settings, clock, key_vault)
+    tenant = created_tenant(services, tenant_id)
+    old, new = WebhookKey.generate(), WebhookKey.generate()
+    key_vault.set(earlier_layout(tenant_id), old.public_base64)
+    services.email_events.key_admin.require(tenant)  # GET: configured
+    assert signed(services, tenant_id, old, clock) == 1
+    give_key(services, tenant, new)
+    assert earlier_layout(tenant_id) in vault.deleted
+    assert not [value for value in live_values(vault) if old.public_base64 in value]
+    (name,) = all_blobs(azurite, REGISTRY, f"email/keys/{tenant_id}.json")
+    body = json.loads(all_blobs(azurite, REGISTRY, name)[name])
+    assert body["tenant_generation"] == tenant.generation and vault.secrets[body["secret_name"]] == new.public_base64
+    assert audit_changes(services.storage, clock, tenant_id, "email_events_key") == ["replaced"]  # the tenant had one
+    later = with_vault(settings, clock, key_vault)  # another instance: read from the store, not a cache
+    assert signed(later, tenant_id, new, clock) == 1 and signed(later, tenant_id, old, clock) == "invalid_signature"
+
+
+def test_a_key_kept_as_one_secret_before_goes_with_its_tenant_audited(settings, clock, key_vault, vault, tenant_id):
+    services = with_vault(settings, clock, key_vault)
+    created_tenant(services, tenant_id)
+    key = WebhookKey.generate()
+    key_vault.set(earlier_layout(tenant_id), key.public_base64)
+    services.forget_tenant_credentials(tenant_id)
+    assert key_vault.get(earlier_layout(tenant_id)) is None
+    entries = [e for e in services.audit.entries(tenant_id) if e["kind"] == "email_events_key"]
+    assert [e["change"] for e in entries] == ["deleted"] and key.public_base64 not in json.dumps(entries)
+
+
 # ------------------------------------------------------------------ every store goes with its tenant
 
 
@@ -278,16 +401,15 @@ def test_forgetting_a_tenant_takes_every_credential_and_its_secret(world, azurit
         TargetIn.model_validate(target_body("https://contoso.crm4.dynamics.com", str(uuid.uuid4()), str(uuid.uuid4()))),
     )
     world.sms_accounts.put(tenant, sms_account(TOKEN_A))
-    store_verification_key(world.secrets, tenant_id, WebhookKey.generate().public_base64)
+    world.email_keys.put(tenant, WebhookKey.generate().public_base64)
     world.mailchimp.connections.put(tenant, ConnectionIn(api_key=SecretStr(MAILCHIMP_KEY)))
     world.dpo.webhooks.put(tenant, WebhookIn(url="https://127.0.0.1:9/dpo"))
-    secrets = LocalSecrets(world.settings.local_secrets_path)
     assert len(json.loads(world.settings.local_secrets_path.read_text())) == 5
 
     world.forget_tenant_credentials(tenant_id)
     assert json.loads(world.settings.local_secrets_path.read_text()) == {}
-    assert secrets.get(verification_key_secret(tenant_id)) is None
-    for prefix in ("delivery/targets/", "sms/accounts/", "mailchimp/connections/", "dpo/webhooks/"):
+    assert world.email_keys.get(tenant) is None
+    for prefix in ("delivery/targets/", "sms/accounts/", "email/keys/", "mailchimp/connections/", "dpo/webhooks/"):
         assert all_blobs(azurite, REGISTRY, f"{prefix}{tenant_id}") == {}
     assert world.dpo.webhooks.get(tenant) is None  # at once, not at the DPO timer's next run
     # Every store's removal is in the tenant's audit trail (only the SMS and Mailchimp ones were).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -18,28 +19,35 @@ from shared.emailevents.events import MAX_EVENTS, parse_batch, parse_body
 from shared.emailevents.webhook import VerificationKeys, signed_request, verify
 from shared.registry.delivery_mapping import DeliveryMapping, check_mapping
 from shared.registry.models import Dataset
-from shared.storage.email_keys import parse_verification_key, verification_key_secret
+from shared.storage.email_keys import parse_verification_key
 from tests.factories import variant
 
+GENERATION = "0" * 32
 
-class Secrets:
-    def __init__(self, values: dict[str, str]) -> None:
+
+@dataclass(frozen=True)
+class Ref:
+    id: str
+    generation: str = GENERATION
+
+
+ACME = Ref("acme")
+
+
+class Keys:
+    """The key store as VerificationKeys sees it: each tenant's key, by generation."""
+
+    def __init__(self, values: dict[tuple[str, str], str]) -> None:
         self.values = values
         self.reads = 0
 
-    def set(self, name: str, value: str) -> None:
-        self.values[name] = value
-
-    def get(self, name: str) -> str | None:
+    def get(self, tenant: Ref) -> str | None:
         self.reads += 1
-        return self.values.get(name)
-
-    def delete(self, name: str) -> bool:
-        return self.values.pop(name, None) is not None
+        return self.values.get((tenant.id, tenant.generation))
 
 
 def keys_for(**tenants: WebhookKey) -> VerificationKeys:
-    return VerificationKeys(Secrets({verification_key_secret(t): k.public_base64 for t, k in tenants.items()}))
+    return VerificationKeys(Keys({(t, GENERATION): k.public_base64 for t, k in tenants.items()}))
 
 
 def request(headers: dict[str, str], body: bytes):
@@ -59,7 +67,7 @@ def test_the_sendgrid_library_verifies_a_signature_made_with_cryptography():
     # The library itself, as SendGrid documents it.
     assert verifier.verify_signature(body.decode(), headers[SIGNATURE], headers[TIMESTAMP]) is True
     assert verifier.verify_signature(body.decode() + " ", headers[SIGNATURE], headers[TIMESTAMP]) is False
-    assert verify(request(headers, body), "acme", keys_for(acme=key), now_clock()) == body.decode()
+    assert verify(request(headers, body), ACME, keys_for(acme=key), now_clock()) == body.decode()
 
 
 def test_tampered_body_stale_or_future_timestamp_and_another_tenants_key_are_refused():
@@ -76,14 +84,14 @@ def test_tampered_body_stale_or_future_timestamp_and_another_tenants_key_are_ref
     ]
     for signed, code in cases:
         with pytest.raises(Unauthorized) as caught:
-            verify(signed, "acme", keys, clock)
+            verify(signed, ACME, keys, clock)
         assert caught.value.code == code
     # The timestamp is part of what is signed: the right body with another (fresh) timestamp does not pass.
     moved = {**mine.headers(body), TIMESTAMP: str(int(time.time()) - 1)}
     with pytest.raises(Unauthorized):
-        verify(request(moved, body), "acme", keys, clock)
+        verify(request(moved, body), ACME, keys, clock)
     # Just inside the window passes.
-    assert verify(request(mine.headers(body, int(time.time()) - 290), body), "acme", keys, clock)
+    assert verify(request(mine.headers(body, int(time.time()) - 290), body), ACME, keys, clock)
 
 
 def test_missing_headers_name_the_header_and_bad_timestamps_are_400():
@@ -96,20 +104,31 @@ def test_missing_headers_name_the_header_and_bad_timestamps_are_400():
         assert missing in caught.value.detail
     for stamp in ("yesterday", "-5", "1e9", "1" * 12, "٣"):
         with pytest.raises(BadRequest):
-            verify(request({**key.headers(body), TIMESTAMP: stamp}, body), "acme", keys_for(acme=key), now_clock())
+            verify(request({**key.headers(body), TIMESTAMP: stamp}, body), ACME, keys_for(acme=key), now_clock())
 
 
 def test_no_key_and_a_key_read_once_per_ttl():
     key = WebhookKey.generate()
-    secrets = Secrets({verification_key_secret("acme"): key.public_base64})
-    keys = VerificationKeys(secrets)
+    store = Keys({("acme", GENERATION): key.public_base64})
+    keys = VerificationKeys(store)
     body = b"[]"
     with pytest.raises(Unauthorized) as caught:
-        verify(request(key.headers(body), body), "nobody", keys, now_clock())
+        verify(request(key.headers(body), body), Ref("nobody"), keys, now_clock())
     assert caught.value.code == "no_verification_key"
     for _ in range(5):
-        verify(request(key.headers(body), body), "acme", keys, now_clock())
-    assert secrets.reads == 2  # one for "nobody", one for "acme"
+        verify(request(key.headers(body), body), ACME, keys, now_clock())
+    assert store.reads == 2  # one for "nobody", one for "acme"
+
+
+def test_a_tenant_created_again_is_not_served_the_verifier_of_the_one_before():
+    """The verifiers were kept by tenant id: for a minute, a tenant created again counted the old tenant's key."""
+    key = WebhookKey.generate()
+    keys = VerificationKeys(Keys({("acme", GENERATION): key.public_base64}))
+    body = b"[]"
+    verify(request(key.headers(body), body), ACME, keys, now_clock())  # kept
+    with pytest.raises(Unauthorized) as caught:
+        verify(request(key.headers(body), body), Ref("acme", "1" * 32), keys, now_clock())
+    assert caught.value.code == "no_verification_key"
 
 
 @pytest.mark.parametrize("text", ["", "abc", "bm90IGEga2V5", "x" * 2000])
