@@ -71,6 +71,11 @@ class CaptureStore:
         self._counts = counts
         self._residency = residency or Residency(registry, settings)
 
+    @property
+    def aio(self) -> AsyncBlobs:
+        """The account's aio client, for the other writes of an async capture (a form's idempotency marker)."""
+        return self._aio
+
     def resolve(self, tenant_id: str, dataset_id: str, capability: Capability) -> Target:
         """The tenant and dataset a capture goes to, or the reason it may not be stored here."""
         check_id("tenant", tenant_id)

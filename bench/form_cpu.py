@@ -1,0 +1,101 @@
+"""The host's CPU per form post: what bench/concurrency.py's one-core bound for forms is made of.
+
+One host (PYTHON_THREADPOOL_THREAD_COUNT as the Bicep's level), Azurite on loopback, the demo form dataset (the
+rate limiter on, at a rate the run never reaches, so its work is counted), clients posting bench/concurrency.py's
+SUBMISSION as JSON at concurrency 1 and the Bicep's level. The figure is the host process's CPU milliseconds per
+post (/proc/<pid>/stat, every thread), steady on a shared machine where wall rates are not; the best of ROUNDS.
+
+`--against DIR`: the same measurement, interleaved round by round, of another checkout of PackCloud (the code
+before a change), each host on its own port, the same Azurite and dataset. `--profile FILE`: a sampling profile of
+the host (py-spy, on-CPU samples of every thread) over one more load at the Bicep's level, as raw collapsed stacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import local_stack, write_results
+from bench.concurrency import ORIGIN, bicep_concurrency, form_worker, measure
+from devenv.azurite import ROOT, free_port, wait_for_port
+from devenv.demo import demo_form_dataset
+from devenv.local_host import stop_local_host
+
+ROUNDS = 3
+RATE_PER_MINUTE = "100000"  # the most the settings allow: the limiter works on every post but never refuses one
+
+
+def start_host(root: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devhost", "--root", str(root), "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port, 60, process)
+    return process
+
+
+def profile(pid: int, api: str, level: int, output: Path) -> None:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    sampler = subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--output", str(output)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(4):
+            measure(pid, form_worker(api), level)
+    finally:
+        sampler.send_signal(2)  # SIGINT: py-spy writes its file and ends
+        sampler.wait(timeout=60)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.form_cpu", description=__doc__)
+    parser.add_argument("--against", type=Path, help="another checkout, measured interleaved with this one")
+    parser.add_argument("--profile", type=Path, help="write a py-spy profile (raw collapsed stacks) of this host")
+    args = parser.parse_args(argv)
+    chosen = bicep_concurrency()
+    roots = {"this": ROOT, **({"against": args.against.resolve()} if args.against else {})}
+    result: dict[str, Any] = {}
+    with local_stack({"PACKCLOUD_FORM_RATE_PER_MINUTE": RATE_PER_MINUTE}) as stack:
+        with httpx.Client(base_url=stack.api, headers={"x-functions-key": stack.function_key}, timeout=30) as manage:
+            manage.put("/manage/tenants/bench", json={}).raise_for_status()
+            manage.put("/manage/tenants/bench/datasets/contact", json=demo_form_dataset(ORIGIN)).raise_for_status()
+        for level in sorted({1, chosen}):
+            env = {**stack.env, "PYTHON_THREADPOOL_THREAD_COUNT": str(level)}
+            ports = {name: free_port() for name in roots}
+            hosts = {name: start_host(root, ports[name], env) for name, root in roots.items()}
+            try:
+                runs: dict[str, list[dict[str, float]]] = {name: [] for name in roots}
+                for _ in range(ROUNDS):
+                    for name in roots:
+                        api = f"http://127.0.0.1:{ports[name]}/api"
+                        runs[name].append(measure(hosts[name].pid, form_worker(api), level))
+                if args.profile and level == chosen:
+                    profile(hosts["this"].pid, f"http://127.0.0.1:{ports['this']}/api", level, args.profile)
+            finally:
+                for host in hosts.values():
+                    stop_local_host(host)
+            best = {name: min(points, key=lambda point: point["cpu_ms_per_capture"]) for name, points in runs.items()}
+            result[str(level)] = best
+            shown = "; ".join(
+                f"{name}: {point['cpu_ms_per_capture']:.3f} CPU ms a post, {point['captures_per_s']:.0f}/s"
+                for name, point in best.items()
+            )
+            print(f"concurrency {level}: {shown}", flush=True)
+    result["load_average"] = list(os.getloadavg())
+    write_results("form_cpu", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
