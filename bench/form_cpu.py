@@ -60,8 +60,10 @@ def profile(pid: int, api: str, level: int, output: Path) -> None:
         sampler.wait(timeout=60)
 
 
-def level_figures(roots: dict[str, Path], env: dict[str, str]) -> dict[str, dict[str, float]]:
-    """Each checkout's best round at one level, the hosts measured alternately."""
+def level_figures(roots: dict[str, Path], env: dict[str, str], load_pids: tuple[int, ...]) -> dict[str, Any]:
+    """Each checkout's round of least CPU at one level, the hosts measured alternately; with every round's
+    captures/s, and the CPU the load side (the clients, Azurite, the relay) spent per post, which says whether it
+    limited the rate (the rates vary with whatever else shares its core; the host's CPU per post does not)."""
     level = int(env["PYTHON_THREADPOOL_THREAD_COUNT"])
     ports = {name: free_port() for name in roots}
     hosts = {name: start_host(root, ports[name], env) for name, root in roots.items()}
@@ -71,14 +73,22 @@ def level_figures(roots: dict[str, Path], env: dict[str, str]) -> dict[str, dict
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in roots}
         for _ in range(ROUNDS):
             for name in roots:
-                runs[name].append(measure(hosts[name].pid, form_worker(f"http://127.0.0.1:{ports[name]}/api"), level))
+                worker = form_worker(f"http://127.0.0.1:{ports[name]}/api")
+                runs[name].append(measure(hosts[name].pid, worker, level, load_pids))
     finally:
         for host in hosts.values():
             stop_local_host(host)
-    best = {name: min(points, key=lambda point: point["cpu_ms_per_capture"]) for name, points in runs.items()}
+    best: dict[str, Any] = {
+        name: {
+            **min(points, key=lambda point: point["cpu_ms_per_capture"]),
+            "rounds_captures_per_s": [point["captures_per_s"] for point in points],
+            "rounds_cpu_ms_per_capture": [point["cpu_ms_per_capture"] for point in points],
+        }
+        for name, points in runs.items()
+    }
     shown = "; ".join(
-        f"{name}: {point['cpu_ms_per_capture']:.3f} CPU ms a post, {point['captures_per_s']:.0f}/s, "
-        f"p50 {point['p50_ms']:.1f} ms"
+        f"{name}: {point['cpu_ms_per_capture']:.3f} CPU ms a post (rounds {point['rounds_cpu_ms_per_capture']}), "
+        f"load side {point['load_cpu_ms_per_capture']:.2f} ms, captures/s by round {point['rounds_captures_per_s']}"
         for name, point in best.items()
     )
     print(f"concurrency {level}: {shown}", flush=True)
@@ -107,7 +117,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             with delayed_relay(stack.azurite.port, STORAGE_RTT_MS, others) as relay:
                 env = {**stack.env, "PACKCLOUD_STORAGE_CONNECTION_STRING": connection_string(relay.port)}
                 for level in sorted({1, chosen}):
-                    result[str(level)] = level_figures(roots, {**env, "PYTHON_THREADPOOL_THREAD_COUNT": str(level)})
+                    threads = {**env, "PYTHON_THREADPOOL_THREAD_COUNT": str(level)}
+                    result[str(level)] = level_figures(
+                        roots, threads, load_pids=(os.getpid(), stack.azurite.process.pid, relay.pid)
+                    )
                     if args.profile and level == chosen:
                         port = free_port()
                         host = start_host(ROOT, port, env | {"PYTHON_THREADPOOL_THREAD_COUNT": str(level)})
