@@ -61,6 +61,7 @@ CONTROL_PREFIX = "_packcloud_"
 SUBMISSION_FIELD = "_packcloud_submission"  # the snippet's submission id: an idempotency key in the form
 RETURN_FIELD = "_packcloud_return"  # the form's page, for plain posts whose browser sends no full Referer
 MARKER_TTL = timedelta(hours=24)
+CLAIM_ROUNDS = 3  # a marker that keeps changing under a claim: a 503 after this many tries
 PREFLIGHT_HEADERS = ("accept", "content-type", "idempotency-key")
 PREFLIGHT_MAX_AGE = "600"
 
@@ -394,7 +395,7 @@ class SubmissionMarkers:
         record_id: str,
         dropped: tuple[str, ...],
         subject: str | None = None,
-        rounds: int = 3,
+        rounds: int = CLAIM_ROUNDS,
     ) -> str | None:
         """None when this submission is new and now claimed; else the id already answered for it."""
         if rounds == 0:
@@ -416,6 +417,8 @@ class SubmissionMarkers:
         """`claim` for an async function: the new marker written by the aio client; a marker already there (a
         retry, or an attempt in progress) judged by `claim`'s own code in a worker thread."""
         marker = self._marker(target, key, record_id, dropped, subject)
+        if not self._storage.ready:  # creating the containers is sync storage: not on the loop
+            await asyncio.to_thread(self._storage.ensure_containers)
         container = await self._capture.aio.container(STATE)
         with storage_errors():
             try:
@@ -425,7 +428,7 @@ class SubmissionMarkers:
                 return None
             except ResourceExistsError:
                 pass
-        return await asyncio.to_thread(self._claimed_before, target, key, marker, 3)
+        return await asyncio.to_thread(self._claimed_before, target, key, marker, CLAIM_ROUNDS)
 
     def _marker(
         self, target: Target, key: str, record_id: str, dropped: tuple[str, ...], subject: str | None
