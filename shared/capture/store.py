@@ -18,7 +18,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 
 from shared.capture.counts import CaptureCounts
-from shared.capture.subjects import subject_field, subject_tag
+from shared.capture.subjects import stored_subject_tag, subject_field
 from shared.core.clock import Clock
 from shared.core.errors import NotFound, StorageUnavailable, field_problems
 from shared.core.fieldtypes import InvalidValue, StoredValue
@@ -70,6 +70,11 @@ class CaptureStore:
         self._clock = clock
         self._counts = counts
         self._residency = residency or Residency(registry, settings)
+
+    @property
+    def aio(self) -> AsyncBlobs:
+        """The account's aio client, for the other writes of an async capture (a form's idempotency marker)."""
+        return self._aio
 
     def resolve(self, tenant_id: str, dataset_id: str, capability: Capability) -> Target:
         """The tenant and dataset a capture goes to, or the reason it may not be stored here."""
@@ -201,7 +206,7 @@ class CaptureStore:
         stored = record.fields.get(spec.name) if spec is not None else None
         if spec is None or stored is None or stored == "":
             return None
-        return subject_tag(self._settings.master_key.get_secret_value(), record.tenant, spec, stored)
+        return stored_subject_tag(self._settings.master_key.get_secret_value(), record.tenant, stored)
 
     def _write(self, record: Record, tags: dict[str, str]) -> None:
         name, body = record_blob(record.tenant, record.dataset, record.id), record_body(record)

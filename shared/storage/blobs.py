@@ -144,7 +144,8 @@ def request_kind(method: str, url: str) -> str:
 
 
 # What the HTTP libraries read from the environment when told to: a proxy (requests and aiohttp), and a CA
-# bundle (requests only; a proxy that inspects TLS needs one). Lower-case spellings too, as both read them.
+# bundle (requests only; a proxy that inspects TLS needs one). Lower-case spellings of the proxies too, as both read
+# them; the bundle's in upper case only, as requests reads it.
 PROXY_SETTINGS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
 CA_BUNDLE_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
@@ -161,13 +162,23 @@ def environment_names(names: Iterable[str], environ: Mapping[str, str] | None = 
     return any(name.upper() in wanted for name, value in (os.environ if environ is None else environ).items() if value)
 
 
+def ca_bundle_named(environ: Mapping[str, str] | None = None) -> str | None:
+    """The CA bundle the environment names for requests, in requests' own order; None: the default trust store."""
+    environ = os.environ if environ is None else environ
+    return next((environ[name] for name in CA_BUNDLE_SETTINGS if environ.get(name)), None)
+
+
 # azure.core exports RequestsTransport through a module __getattr__, which mypy reads as Any.
 class CountingTransport(RequestsTransport):  # type: ignore[misc]  # subclassing Any: see the line above
     """Counts the HTTP requests the SDK sends: benchmarks and tests check storage round trips."""
 
     def __init__(self, **kwargs: object) -> None:
         session = requests.Session()
-        session.trust_env = environment_names((*PROXY_SETTINGS, *CA_BUNDLE_SETTINGS))
+        session.trust_env = environment_names(PROXY_SETTINGS)
+        if not session.trust_env and (bundle := ca_bundle_named()) is not None:
+            # The bundle requests would take from the environment, taken once: trusting the environment only for
+            # it made requests look up proxies and ~/.netrc at every request too (a fifth of a form post's CPU).
+            kwargs.setdefault("connection_verify", bundle)
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
         session.mount("http://", adapter)
         session.mount("https://", adapter)

@@ -15,6 +15,7 @@ back to the form's page with an error code on failure). The rules, in order:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -60,6 +61,7 @@ CONTROL_PREFIX = "_packcloud_"
 SUBMISSION_FIELD = "_packcloud_submission"  # the snippet's submission id: an idempotency key in the form
 RETURN_FIELD = "_packcloud_return"  # the form's page, for plain posts whose browser sends no full Referer
 MARKER_TTL = timedelta(hours=24)
+CLAIM_ROUNDS = 3  # a marker that keeps changing under a claim: a 503 after this many tries
 PREFLIGHT_HEADERS = ("accept", "content-type", "idempotency-key")
 PREFLIGHT_MAX_AGE = "600"
 
@@ -70,6 +72,23 @@ class FormPost:
     dataset: str
     body: bytes
     headers: Mapping[str, str]  # lower-case names
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A submission that passed every check: its record (None: the honeypot was filled, nothing is stored),
+    its idempotency key and the names of the undeclared fields it carried."""
+
+    record: Record | None
+    key: str | None
+    dropped: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Stored:
+    record_id: str
+    dropped: tuple[str, ...]
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,26 +168,57 @@ class FormIntake:
     def preflight(self, tenant: str, dataset: str, headers: Mapping[str, str]) -> FormAnswer:
         return FormAnswer(204, None, preflight(self.target(tenant, dataset).dataset, headers))
 
+    async def preflight_async(self, tenant: str, dataset: str, headers: Mapping[str, str]) -> FormAnswer:
+        target = await self._capture.resolve_async(tenant, dataset, "webform")
+        return FormAnswer(204, None, preflight(target.dataset, headers))
+
     def submit(self, post: FormPost) -> FormAnswer:
         target = self.target(post.tenant, post.dataset)
         origin = allowed_origin(target.dataset, post.headers)
-        navigation = is_navigation(post.headers)
         values: dict[str, FormValue] = {}
         try:
-            self._limit(post)
-            values = parse_form(post.body, post.headers.get("content-type"), self._settings.max_body_bytes)
-            record_id, dropped, replayed = self._accept(target, values, post.headers)
+            values = self._values(post)
+            stored = self._store(target, self._accepted(target, values, post.headers))
         except PackCloudError as error:
-            return self._failure(error, target.dataset, origin, navigation, values, post.headers)
-        if navigation:
-            location = target.dataset.redirect_url or self._return_page(target.dataset, values, post.headers)
+            return self._failure(error, target.dataset, origin, is_navigation(post.headers), values, post.headers)
+        return self._success(target.dataset, origin, values, post.headers, stored)
+
+    async def submit_async(self, post: FormPost) -> FormAnswer:
+        """`submit` for an async function: the same rules in the same order, the same answers; the registry
+        look-up and the writes awaited on the aio client (a cold registry read, and the rare replay of a
+        submission already claimed, in a worker thread: see `_store_async`)."""
+        target = await self._capture.resolve_async(post.tenant, post.dataset, "webform")
+        origin = allowed_origin(target.dataset, post.headers)
+        values: dict[str, FormValue] = {}
+        try:
+            values = self._values(post)
+            stored = await self._store_async(target, self._accepted(target, values, post.headers))
+        except PackCloudError as error:
+            return self._failure(error, target.dataset, origin, is_navigation(post.headers), values, post.headers)
+        return self._success(target.dataset, origin, values, post.headers, stored)
+
+    def _values(self, post: FormPost) -> dict[str, FormValue]:
+        """The courtesy limit, then the body (size, type, syntax)."""
+        self._limit(post)
+        return parse_form(post.body, post.headers.get("content-type"), self._settings.max_body_bytes)
+
+    def _success(
+        self,
+        dataset: DatasetDoc,
+        origin: str,
+        values: Mapping[str, FormValue],
+        headers: Mapping[str, str],
+        stored: Stored,
+    ) -> FormAnswer:
+        if is_navigation(headers):
+            location = dataset.redirect_url or self._return_page(dataset, values, headers)
             if location:
                 return FormAnswer(303, None, {"Location": _with_query(location, {"packcloud_status": "sent"})})
-        headers = {**cors_headers(origin), **({"Idempotent-Replayed": "true"} if replayed else {})}
-        body: dict[str, Any] = {"id": record_id, "dropped_fields": list(dropped)}
-        if target.dataset.redirect_url:
-            body["redirect_url"] = target.dataset.redirect_url
-        return FormAnswer(201, body, headers)
+        answer_headers = {**cors_headers(origin), **({"Idempotent-Replayed": "true"} if stored.replayed else {})}
+        body: dict[str, Any] = {"id": stored.record_id, "dropped_fields": list(stored.dropped)}
+        if dataset.redirect_url:
+            body["redirect_url"] = dataset.redirect_url
+        return FormAnswer(201, body, answer_headers)
 
     def _limit(self, post: FormPost) -> None:
         address = client_ip(post.headers.get("x-forwarded-for"), self._settings.trusted_proxies) or "unknown"
@@ -178,30 +228,59 @@ class FormIntake:
                 "rate_limited", "too many submissions from this client, wait and retry", retry_after=wait
             )
 
-    def _accept(
-        self, target: Target, values: Mapping[str, FormValue], headers: Mapping[str, str]
-    ) -> tuple[str, tuple[str, ...], bool]:
+    def _accepted(self, target: Target, values: Mapping[str, FormValue], headers: Mapping[str, str]) -> Accepted:
+        """Every check of the submission itself, nothing stored yet: its key, its dropped names, its record."""
         dataset = target.dataset
         key = self._idempotency_key(values, headers)
         dropped = self._dropped(dataset, values)
         if dataset.honeypot_field and str(values.get(dataset.honeypot_field) or "").strip():
             # Answered like a success so a bot learns nothing; nothing is stored.
-            return new_record_id(self._clock.now()), dropped, False
-        record = self._prepare(target, values)
+            return Accepted(None, key, dropped)
+        return Accepted(self._prepare(target, values), key, dropped)
+
+    def _store(self, target: Target, accepted: Accepted) -> Stored:
+        """One write; with an idempotency key, the marker's claim first (a retry stores nothing new)."""
+        record, key, dropped = accepted.record, accepted.key, accepted.dropped
+        if record is None:
+            return Stored(new_record_id(self._clock.now()), dropped)
         if key is None:
             self._capture.commit(target, record)
-            return record.id, dropped, False
-        markers = SubmissionMarkers(self._storage, self._capture, self._settings, self._clock)
-        subject = self._capture.subject_tag(dataset, record)
-        claimed = markers.claim(target, key, record.id, dropped, subject)
+            return Stored(record.id, dropped)
+        markers = self._markers()
+        claimed = markers.claim(target, key, record.id, dropped, self._capture.subject_tag(target.dataset, record))
         if claimed is not None:
-            return claimed, tuple(markers.dropped_of(target, key)), True
+            return Stored(claimed, tuple(markers.dropped_of(target, key)), replayed=True)
         try:
             self._capture.commit(target, record)
         except PackCloudError:
             markers.release(target, key)  # the retry the client makes must not find a marker without a record
             raise
-        return record.id, dropped, False
+        return Stored(record.id, dropped)
+
+    async def _store_async(self, target: Target, accepted: Accepted) -> Stored:
+        """`_store` with the aio client: the same writes in the same order. A marker already there (a retry) is
+        read and judged by the sync code in a worker thread: rare, and then several requests."""
+        record, key, dropped = accepted.record, accepted.key, accepted.dropped
+        if record is None:
+            return Stored(new_record_id(self._clock.now()), dropped)
+        if key is None:
+            await self._capture.commit_async(target, record)
+            return Stored(record.id, dropped)
+        markers = self._markers()
+        subject = self._capture.subject_tag(target.dataset, record)
+        claimed = await markers.claim_async(target, key, record.id, dropped, subject)
+        if claimed is not None:
+            earlier = await asyncio.to_thread(markers.dropped_of, target, key)
+            return Stored(claimed, tuple(earlier), replayed=True)
+        try:
+            await self._capture.commit_async(target, record)
+        except PackCloudError:
+            await asyncio.to_thread(markers.release, target, key)
+            raise
+        return Stored(record.id, dropped)
+
+    def _markers(self) -> SubmissionMarkers:
+        return SubmissionMarkers(self._storage, self._capture, self._settings, self._clock)
 
     def _prepare(self, target: Target, values: Mapping[str, FormValue]) -> Record:
         """The record to store, with its proof of consent; every problem, consent included, in one 422."""
@@ -278,6 +357,19 @@ def _iso(clock: Clock) -> str:
     return clock.now().isoformat().replace("+00:00", "Z")
 
 
+@dataclass(frozen=True)
+class Marker:
+    """A claim's marker blob, as written, and what a later round of the claim needs to make it again."""
+
+    name: str
+    body: bytes
+    tags: dict[str, str]
+    at: datetime
+    record_id: str
+    dropped: tuple[str, ...]
+    subject: str | None
+
+
 class SubmissionMarkers:
     """Idempotency markers in the state container: `{tenant}/datasets/{dataset}/idem/<keyed hash>.json`.
 
@@ -303,38 +395,73 @@ class SubmissionMarkers:
         record_id: str,
         dropped: tuple[str, ...],
         subject: str | None = None,
-        rounds: int = 3,
+        rounds: int = CLAIM_ROUNDS,
     ) -> str | None:
         """None when this submission is new and now claimed; else the id already answered for it."""
         if rounds == 0:
             raise StorageUnavailable("the submission's marker keeps changing, retry later", retry_after=1)
-        container = self._storage.container(STATE)
-        name = self._name(target, key)
+        marker = self._marker(target, key, record_id, dropped, subject)
+        with storage_errors():
+            try:
+                self._storage.container(STATE).upload_blob(
+                    marker.name, marker.body, overwrite=False, tags=marker.tags, content_settings=JSON_CONTENT
+                )
+                return None
+            except ResourceExistsError:
+                pass
+        return self._claimed_before(target, key, marker, rounds)
+
+    async def claim_async(
+        self, target: Target, key: str, record_id: str, dropped: tuple[str, ...], subject: str | None = None
+    ) -> str | None:
+        """`claim` for an async function: the new marker written by the aio client; a marker already there (a
+        retry, or an attempt in progress) judged by `claim`'s own code in a worker thread."""
+        marker = self._marker(target, key, record_id, dropped, subject)
+        if not self._storage.ready:  # creating the containers is sync storage: not on the loop
+            await asyncio.to_thread(self._storage.ensure_containers)
+        container = await self._capture.aio.container(STATE)
+        with storage_errors():
+            try:
+                await container.upload_blob(
+                    marker.name, marker.body, overwrite=False, tags=marker.tags, content_settings=JSON_CONTENT
+                )
+                return None
+            except ResourceExistsError:
+                pass
+        return await asyncio.to_thread(self._claimed_before, target, key, marker, CLAIM_ROUNDS)
+
+    def _marker(
+        self, target: Target, key: str, record_id: str, dropped: tuple[str, ...], subject: str | None
+    ) -> Marker:
         now = self._clock.now()
         expires = min(now + MARKER_TTL, target.dataset.expires_at(now))
         body = json.dumps({"record": record_id, "dropped": list(dropped), "at": now.isoformat()}).encode()
         tags = index_tags(target.tenant.id, target.dataset.id, expires=expires, subject=subject)
-        with storage_errors():
-            try:
-                container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON_CONTENT)
-                return None
-            except ResourceExistsError:
-                pass
+        return Marker(self._name(target, key), body, tags, now, record_id, dropped, subject)
+
+    def _claimed_before(self, target: Target, key: str, marker: Marker, rounds: int) -> str | None:
+        """A marker was there: the id it answered, once its record exists; else this attempt's claim."""
         earlier, etag = self._read(target, key)
         if earlier is None:  # released meanwhile: claim again
-            return self.claim(target, key, record_id, dropped, subject, rounds - 1)
+            return self.claim(target, key, marker.record_id, marker.dropped, marker.subject, rounds - 1)
         if self._capture.exists(target.tenant.id, target.dataset.id, str(earlier["record"])):
             return str(earlier["record"])
-        if now - datetime.fromisoformat(earlier["at"]) <= 2 * COMMIT_DEADLINE:
+        if marker.at - datetime.fromisoformat(earlier["at"]) <= 2 * COMMIT_DEADLINE:
             raise Conflict(
                 "submission_in_progress", "the same submission is being stored, retry shortly", retry_after=2
             )
         # The earlier attempt died between its marker and its record: this one takes the marker over.
         with storage_errors():
             try:
-                container.upload_blob(name, body, tags=tags, content_settings=JSON_CONTENT, **only_if_unchanged(etag))
+                self._storage.container(STATE).upload_blob(
+                    marker.name,
+                    marker.body,
+                    tags=marker.tags,
+                    content_settings=JSON_CONTENT,
+                    **only_if_unchanged(etag),
+                )
             except ResourceModifiedError:
-                return self.claim(target, key, record_id, dropped, subject, rounds - 1)
+                return self.claim(target, key, marker.record_id, marker.dropped, marker.subject, rounds - 1)
         return None
 
     def dropped_of(self, target: Target, key: str) -> list[str]:

@@ -100,8 +100,17 @@ def test_the_transports_read_proxy_settings_only_when_the_environment_names_them
             assert opened(settings)[1]._pipeline._transport._use_env_settings is True, name
     with monkeypatch.context() as scoped:
         # requests verifies with a CA bundle the environment names (a TLS-inspecting proxy's); aiohttp never reads it
+        # requests' order: REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE. Taken once, so the environment is not trusted
+        # for it: that made requests look up proxies and ~/.netrc at every request as well.
+        scoped.setenv("CURL_CA_BUNDLE", "/etc/ssl/curl.pem")
+        assert CountingTransport().connection_config.verify == "/etc/ssl/curl.pem"
         scoped.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/inspecting-proxy.pem")
-        assert CountingTransport().session.trust_env is True
+        transport = CountingTransport()
+        assert transport.session.trust_env is False
+        assert transport.connection_config.verify == "/etc/ssl/inspecting-proxy.pem"
         assert opened(settings)[1]._pipeline._transport._use_env_settings is False
+        scoped.setenv("HTTPS_PROXY", "http://proxy.contoso.example:3128")  # with a proxy, requests reads both itself
+        assert CountingTransport().session.trust_env is True
+    assert CountingTransport().connection_config.verify is True
     assert environment_names(PROXY_SETTINGS, {"http_proxy": "http://p:1"}) is True
     assert environment_names(PROXY_SETTINGS, {"HTTP_PROXY": "", "NO_PROXY": "localhost"}) is False
