@@ -35,8 +35,8 @@ from devenv.demo import demo_dataset
 
 ROUNDS = 7
 MODULE_RUNS, TOP_MODULES = 7, 15
-# Parts of the import timed on their own, within import_s: compiling the bot expression (written by `make
-# bot-pattern` from the crawler-user-agents list: shared/capture/bot_pattern.py), and phonenumbers.
+# Parts of the import timed on their own, within import_s: making the bot matcher (from the data `make bot-pattern`
+# writes from the crawler-user-agents list: shared/capture/bot_pattern.py), and phonenumbers.
 IMPORT_SHARES = ("bot_matcher_import_s", "phonenumbers_import_s")
 ORIGIN = "https://www.contoso.example"
 
@@ -45,7 +45,7 @@ APP = """
 import json, sys, sysconfig, time
 origin, user_agent = sys.argv[1:3]
 started, cpu_started = time.perf_counter(), time.process_time()
-import shared.capture.bot_pattern  # the bot expression, compiled at import
+import shared.capture.bot_pattern  # the bot matcher, made at import
 matcher = time.perf_counter()
 import phonenumbers  # libphonenumber's metadata index, for phone fields
 phones = time.perf_counter()
@@ -151,7 +151,7 @@ def main() -> dict[str, object]:
         f"cold start: import function_app {result['import_s']} s + first pixel hit {result['first_request_s']} s vs "
         f"importing its {result['third_party_modules']} third-party modules alone {result['dependencies_import_s']} s "
         f"-> ratio {result['ratio']} (target <= 1.2); CPU time of the imports alone: ratio {result['cpu_import_ratio']}"
-        f"; within the import: compiling the bot expression "
+        f"; within the import: making the bot matcher "
         f"{result['bot_matcher_import_s']} s, phonenumbers {result['phonenumbers_import_s']} s"
     )
     return result

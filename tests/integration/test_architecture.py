@@ -168,7 +168,7 @@ def test_shared_never_imports_azure_functions():
 LOADED_AT_IMPORT = {"shared.pixel", "shared.links.pages", "shared.notice.languages"}
 CAPABILITY_PACKAGES = ("shared.dataverse", "shared.registration", "shared.geologin", "shared.webform")
 # Client libraries that only routes other than the first request's use, and the bot list, which only `make
-# bot-pattern` reads (the app compiles the pattern written from it: shared/capture/bot_pattern.py).
+# bot-pattern` reads (the app loads the data written from it: shared/capture/bot_pattern.py).
 OTHER_ROUTES_LIBRARIES = ("twilio", "sendgrid", "httpx", "msal", "azure.identity", "azure.keyvault")
 BUILD_TIME_ONLY = ("crawleruseragents", "shared.capture.bot_list")
 PROBE = """
