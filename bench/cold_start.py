@@ -7,6 +7,8 @@ the record written), as the first request to a new Azure Functions instance does
 packed as `make deploy` packs it, with its modules' bytecode (infra/bytecode.py). The CPU time of each
 side's import is reported too (`cpu_import_ratio`, without the first request): on a machine shared with
 other work it moves less than the wall clock does.
+`models_built_by_first_request` names the registry models built on first use (shared/registry/models.py,
+ON_FIRST_USE) that the first pixel hit built nonetheless: none, or the import's saving has moved onto the request.
 
 Target: ratio (import + first request) / dependencies' import <= 1.2.
 

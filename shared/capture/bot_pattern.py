@@ -3,12 +3,11 @@ PackCloud's additions (bot_pattern.json, written by `make bot-pattern`).
 
 Compiling the list as one regular expression took `re` 20 to 30 ms of every cold start. Most of its patterns are
 plain text, so they are data here: a user agent is a bot when it contains one, found through an index of the
-few characters (a window) that each holds at every other position of the user agent (a frozenset intersection,
-in C). Only the
-patterns with regex syntax and the case-insensitive additions are compiled, as one small expression (about 3 ms),
-and searched only when the user agent holds text that one of them requires: a browser's seldom does. The answer
-is the whole expression's (`bot_list.bot_pattern()`) on every input (tests/unit/test_bot_list.py); a call costs
-a little less than searching that expression did (bench/bots.py).
+windows of a few characters that each holds, looked up for the windows at every other position of the user agent
+(a frozenset intersection, in C). Only the patterns with regex syntax and the case-insensitive additions are
+compiled, as one small expression (about 2.5 ms), searched only when the user agent holds text that one of them
+requires: a browser's seldom does. The answer is the whole expression's (`bot_list.bot_pattern()`) on every input
+tried (tests/unit/test_bot_list.py); a call costs about half of searching that expression (bench/bots.py).
 """
 
 from __future__ import annotations
