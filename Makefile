@@ -88,7 +88,7 @@ attachments: deps
 audit-verify: deps
 	$(PY) -m shared.audit verify $(TENANT)
 
-# The bot expression the app compiles, made from the pinned crawler-user-agents list (README, "Bots").
+# The bot matcher's data (plain-text patterns, a small expression), made from the pinned crawler-user-agents list (README, "Bots").
 bot-pattern: deps
 	$(PY) -m shared.capture.bot_list
 

@@ -13,7 +13,7 @@ from shared.capture.bot_pattern import BOT_MATCHER
 def is_bot(user_agent: str | None) -> bool:
     """Declared crawlers, link previewers, monitors, HTTP libraries and headless browsers (bot_list.py makes the
     pattern); mail image proxies (Gmail, Yahoo, Outlook) fetch for a person opening a mail: not bots here."""
-    return not user_agent or BOT_MATCHER.search(user_agent) is not None
+    return not user_agent or BOT_MATCHER.search(user_agent)
 
 
 def tracking_refused(headers: Mapping[str, str]) -> bool:

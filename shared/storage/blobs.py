@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -32,8 +32,10 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettin
 from shared.core.clock import tag_time
 from shared.core.errors import StorageUnavailable
 from shared.core.settings import Settings
-from shared.storage import emulated_tags
 from shared.storage.identity import app_credential
+
+if TYPE_CHECKING:
+    from shared.storage.emulated_tags import TagQuery
 
 REGISTRY = "registry"
 RECORDS = "records"
@@ -58,6 +60,7 @@ FIND_PAGE_MAX = 5000
 READERS = 8  # blobs read at once by read_json_each
 # Every JSON blob PackCloud writes (registry documents, records, personal state) is served as JSON.
 JSON_CONTENT = ContentSettings(content_type="application/json")
+EMULATOR_ACCOUNT = "devstoreaccount1"  # Azurite's one account: never a real account's name
 
 # The blob index tags of records and personal state, the one vocabulary their writers and the tag queries (purge,
 # data-subject requests, deletions) share. Values are ids, fixed-width UTC times (`tag_time`, so that range
@@ -238,7 +241,7 @@ class Storage:
     _emulated_tags: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self._emulated_tags = self.service.account_name == emulated_tags.EMULATOR_ACCOUNT
+        self._emulated_tags = self.service.account_name == EMULATOR_ACCOUNT
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Storage:
@@ -294,6 +297,8 @@ class Storage:
         emulated = _emulated_query(where) if self._emulated_tags else None
         if emulated is not None:
             query, prefix = emulated
+            from shared.storage import emulated_tags  # the emulator's only: Azure never loads it
+
             with storage_errors():
                 client = self.container(container)
                 yield from emulated_tags.matching(client, query, prefix, None, _timeout(read_timeout))
@@ -310,6 +315,8 @@ class Storage:
         emulated = _emulated_query(where) if self._emulated_tags else None
         if emulated is not None:
             query, prefix = emulated
+            from shared.storage import emulated_tags  # the emulator's only: Azure never loads it
+
             with storage_errors():
                 client = self.container(container)
                 names, next_marker = emulated_tags.find_page(
@@ -357,7 +364,7 @@ def _read_json(client: ContainerClient, name: str) -> tuple[dict[str, Any] | Non
             return None, None
 
 
-def _emulated_query(where: str) -> tuple[emulated_tags.TagQuery, str] | None:
+def _emulated_query(where: str) -> tuple[TagQuery, str] | None:
     """The query and the name prefix its blobs live under (the tenant's), when it names a tenant; None for a
     query over the whole container (the purge's expired records and state), which Azurite answers itself.
 
@@ -366,7 +373,9 @@ def _emulated_query(where: str) -> tuple[emulated_tags.TagQuery, str] | None:
     query keeps Azurite's first-page limit: on a local stack holding more than 5,000 blobs the purge can leave
     expired state and records of deleted datasets for a later run, while every tenant's retention queries and
     every data-subject request (tenant queries) see all of the tenant's blobs."""
-    query = emulated_tags.TagQuery.parse(where)
+    from shared.storage.emulated_tags import TagQuery  # the emulator's only: Azure never loads it
+
+    query = TagQuery.parse(where)
     tenant = query.equal_to(TAG_TENANT)
     return None if tenant is None else (query, f"{tenant}/")
 

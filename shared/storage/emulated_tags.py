@@ -5,7 +5,7 @@ from the container's first page of blobs only: `FilterBlobPage.fill` (src/blob/p
 advances by the matches rather than by the blobs it read, and gives no continuation when a page holds none, so a
 blob after the first `maxresults` blobs of the container is never found. Real Blob Storage has no such limit.
 `Storage` sends its tag queries that name a tenant here when its account is the emulator's (blobs.py says why the
-others are not); in Azure the service's index answers.
+others are not, and imports this module only then); in Azure the service's index answers.
 
 Only the queries `blobs.tag_query` builds are understood: `"tag" op 'value'` terms (op one of = < <= > >=)
 joined by AND. Anything else is refused with `UnsupportedTagQuery`, as no PackCloud query needs it.
@@ -21,7 +21,6 @@ from typing import Any
 
 from azure.storage.blob import ContainerClient
 
-EMULATOR_ACCOUNT = "devstoreaccount1"  # Azurite's one account: never a real account's name
 LIST_PAGE = 5000  # names one listing request answers at most (the service's maximum)
 # The service's bounds: at most 10 tags in a query, names 1 to 128 and values 0 to 256 of these characters.
 TERMS_MAX = 10

@@ -1,10 +1,13 @@
 """Bot detection from the maintained list: recall on the list's own examples, no current browser taken for a
-bot (tests/data/browser_user_agents.txt), and the one factored matcher agreeing with every pattern on its own.
+bot (tests/data/browser_user_agents.txt), the one factored expression agreeing with every pattern on its own, and
+the app's matcher (plain texts as data, a small expression) agreeing with that expression on every input tried.
 The same figures, with the cost of a call, are bench/bots.py's."""
 
 from __future__ import annotations
 
+import random
 import re
+import string
 
 import pytest
 
@@ -34,12 +37,77 @@ def test_the_factored_matcher_matches_exactly_where_one_of_its_patterns_does():
     each += [re.compile(addition, re.IGNORECASE) for addition in bot_list.ADDITIONS]
     agents = [agent for _, agent in bots.examples()] + bots.browser_user_agents()
     agents += ["", "x", "Seekbot at the start", "no Seekbot here", "wGET/1.2", "Wget/1.21", "SISTRIX Crawler"]
+    whole = bot_list.build_matcher()
     disagreeing = [
-        agent
-        for agent in agents
-        if (bot_pattern.BOT_MATCHER.search(agent) is not None) != any(pattern.search(agent) for pattern in each)
+        agent for agent in agents if (whole.search(agent) is not None) != any(pattern.search(agent) for pattern in each)
     ]
     assert disagreeing == []
+
+
+def _generated_user_agents() -> list[str]:
+    """Every plain-text pattern and every text the expression requires, whole and cut at either end, in its own
+    case and others, alone and inside random text at each offset (the matcher probes every other position), next
+    to characters outside ASCII that `re` folds to ASCII ones, and inside user agents longer than the matcher's
+    presliced windows."""
+    rng = random.Random(21)
+    data = bot_list.matcher_data()
+    texts, _ = bot_list.split_patterns()
+    needs = [*data["expression_needs"], *data["expression_needs_lowercase"], "cubot", "Cubot", "bots"]
+    noise = string.ascii_letters + string.digits + " ;/()._-:!"
+    agents = []
+    for text in [*texts, *needs, *bot_list.ADDITIONS]:
+        for variant in {text, text[1:], text[:-1], text.upper(), text.lower(), text.swapcase(), text[::-1]}:
+            before = "".join(rng.choices(noise, k=rng.randrange(0, 9)))
+            after = "".join(rng.choices(noise, k=rng.randrange(0, 9)))
+            agents += [variant, before + variant + after, f"Mozilla/5.0 ({before}) {variant}"]
+    # The long s, the Kelvin sign, the dotted and dotless i, an e with an accent: the first three match s, k and i
+    # case-insensitively in `re`, where str.lower() leaves them alone.
+    for ascii_letter, letter_like in (
+        ("s", "\u017f"),
+        ("k", "\u212a"),
+        ("i", "\u0130"),
+        ("i", "\u0131"),
+        ("e", "\u00e9"),
+    ):
+        for text in bot_list.ADDITIONS:
+            agents += [
+                text.replace(ascii_letter, letter_like),
+                "Mozilla " + text.upper().replace(ascii_letter.upper(), letter_like),
+            ]
+    browsers = bots.browser_user_agents()
+    agents += [browser + " " * pad + text for browser in browsers[:3] for pad in range(3) for text in texts[::50]]
+    agents += ["z" * 3000] + [
+        filler * length + text for filler in "xy" for length in (2045, 2046, 2047, 2100, 2101) for text in texts[::40]
+    ]
+    agents += ["Wget"[:cut] for cut in range(5)]
+    return agents
+
+
+def test_the_apps_matcher_answers_as_the_whole_expression_on_every_input():
+    whole = bot_list.build_matcher()
+    agents = [agent for _, agent in bots.examples()] + bots.browser_user_agents() + _generated_user_agents()
+    assert len(agents) > 20_000
+    disagreeing = [agent for agent in agents if bot_pattern.BOT_MATCHER.search(agent) != bool(whole.search(agent))]
+    assert disagreeing == []
+    # Both answers occur: the comparison is not between two matchers that say the same thing of everything.
+    assert 0.2 < sum(map(bot_pattern.BOT_MATCHER.search, agents)) / len(agents) < 0.98
+
+
+@pytest.mark.parametrize(
+    ("pattern", "required"),
+    [
+        ("link ?preview", "preview"),
+        ("bot\\b(?<!cubot)", "bot"),
+        ("(sistrix|SISTRIX) [cC]rawler", "rawler"),
+        ("BlogTraffic\\/\\d\\.\\d+ Feed-Fetcher", " Feed-Fetcher"),
+        ("^Seekbot", "Seekbot"),
+        ("colou?r", "colo"),
+        ("(?i)Bot", ""),
+        ("[\\s\\S]*", ""),
+    ],
+)
+def test_required_text_is_text_every_match_holds(pattern, required):
+    assert bot_list.required_text(pattern) == required
 
 
 @pytest.mark.parametrize(
@@ -67,17 +135,17 @@ def test_the_mail_image_proxies_are_the_lists_and_count_as_people():
         assert not any(is_bot(agent) for agent in named[pattern]["instances"])
 
 
-def test_the_deployed_pattern_is_what_the_pinned_list_and_the_additions_make():
+def test_the_deployed_data_is_what_the_pinned_list_and_the_additions_make():
     # A raised list version or a changed addition without `make bot-pattern` would leave the app on the old one.
     assert bot_list.PATTERN_FILE == bot_pattern.PATTERN_FILE
-    assert bot_pattern.PATTERN_FILE.read_text(encoding="utf-8") == bot_list.bot_pattern(), "run `make bot-pattern`"
-    assert bot_pattern.BOT_MATCHER.pattern == bot_list.bot_pattern()
+    assert bot_pattern.PATTERN_FILE.read_text(encoding="utf-8") == bot_list.render(), "run `make bot-pattern`"
+    assert "crawler-user-agents 1." in bot_list.matcher_data()["about"]
 
 
 def test_write_pattern_writes_only_when_it_changed(tmp_path):
-    target = tmp_path / "bot_pattern.txt"
+    target = tmp_path / "bot_pattern.json"
     assert bot_list.write_pattern(target) is True
-    assert target.read_text(encoding="utf-8") == bot_list.bot_pattern()
+    assert target.read_text(encoding="utf-8") == bot_list.render()
     assert bot_list.write_pattern(target) is False
     target.write_text("stale", encoding="utf-8")
     assert bot_list.write_pattern(target) is True
