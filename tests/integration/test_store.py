@@ -243,3 +243,19 @@ def test_declaring_and_deleting_a_dataset_audit_ids_and_retention_only(services,
     assert [e["change"] for e in entries] == ["created", "replaced", "deleted"]
     assert entries[0]["retention_days"] == EXAMPLE["retention_days"] and entries[0]["capability"] == "pixel"
     assert EXAMPLE["controller"]["email"] not in json.dumps(entries)
+
+
+def test_a_new_instance_finds_the_existing_containers_with_one_request(azurite, services):
+    """A cold start's first request pays for the containers check: where they exist (as the Bicep makes them in
+    Azure), one listing and no create answered 409. (Creating them on a fresh Azurite is what every session does.)"""
+    from shared.storage.blobs import CONTAINERS, Storage
+    from tests.factories import settings_for
+
+    services.storage.ensure_containers()  # the session's store: they exist from here on
+    fresh = Storage.from_settings(settings_for(azurite))
+    fresh.ensure_containers()
+    assert fresh.transport.sent == 1 and fresh.ready
+    fresh.ensure_containers()
+    assert fresh.transport.sent == 1  # known once per instance
+    listed = {container.name for container in fresh.service.list_containers()}
+    assert set(CONTAINERS) <= listed
