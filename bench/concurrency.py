@@ -146,20 +146,22 @@ def measure(
     level: int,
     load_parts: Mapping[str, int] | None = None,
     load_cpus: set[int] | None = None,
+    host_cpus: set[int] | None = None,
 ) -> Point:
     """One level's figures. `load_parts` names the processes that generate the load and answer for storage (this
     one's client threads, Azurite, the relay): their CPU per capture, each and in all, tells whether they, not the
     host, were the limit. `load_cpus` are the cores they run on: how busy those were, by any process (the machine
-    may be shared), says whether they were saturated."""
+    may be shared), says whether they were saturated; `host_cpus`, the host's alone, how busy its core was (on a
+    shared machine, by others too: then the host did not have its core to itself)."""
     parts = dict(load_parts or {})
     per_client = max(25, REQUESTS_AT_ONE // level)
     run_concurrently(make_worker, level, 5)  # warm-up: connections, imports, the registry cache
-    cores_before = core_times(load_cpus or set())
+    cores_before, host_cores_before = core_times(load_cpus or set()), core_times(host_cpus or set())
     before, parts_before = cpu_seconds(pid), {name: cpu_seconds(other) for name, other in parts.items()}
     load: Load = run_concurrently(make_worker, level, per_client)
     cpu = cpu_seconds(pid) - before
     by_part = {name: (cpu_seconds(other) - parts_before[name]) * 1000 / load.count for name, other in parts.items()}
-    cores_after = core_times(load_cpus or set())
+    cores_after, host_cores_after = core_times(load_cpus or set()), core_times(host_cpus or set())
     point: Point = {
         "captures_per_s": round(load.rate, 1),
         "cpu_ms_per_capture": round(cpu * 1000 / load.count, 3),
@@ -173,6 +175,9 @@ def measure(
     if load_cpus:
         busy, total = (after - earlier for after, earlier in zip(cores_after, cores_before, strict=True))
         point["load_cores_busy"] = round(busy / total, 3) if total else 0.0
+    if host_cpus:
+        busy, total = (after - earlier for after, earlier in zip(host_cores_after, host_cores_before, strict=True))
+        point["host_cores_busy"] = round(busy / total, 3) if total else 0.0
     return point
 
 
@@ -182,14 +187,16 @@ def knee(curve: dict[int, Point]) -> int:
 
 
 def summarise(
-    levels: dict[str, dict[int, Point]], chosen: int, load_cores: int, host_shares_them: bool
+    levels: dict[str, dict[int, Point]], chosen: int, load_cores: int, host_shares_them: bool, host_cores: int = 0
 ) -> dict[str, Any]:
     """The ratios the targets are about, at the Bicep's level, for the worse of the two kinds; and what limited
     them: `core_bound_speedup`, the most one core could give over concurrency 1 (its captures/s at the CPU cost
     per capture, against concurrency 1's); `load_limited`, whether the cores of the load generator and storage
     were at least 90% busy (by any process: then the curve shows them, not the instance), with
     `load_cores_busy` that share and `load_cores_busy_own` the part of it this benchmark's processes account for
-    (the rest is other work on a shared machine); and `load_cpu_ms_by_part`, where the load side's CPU went."""
+    (the rest is other work on a shared machine); and `load_cpu_ms_by_part`, where the load side's CPU went. With
+    `host_cores` (the instance model), `host_cores_busy` and `host_cores_busy_own` say the same of the host's core:
+    if others kept it busy, the host did not have it to itself and the rates understate the instance."""
     speedups = {kind: curve[chosen]["captures_per_s"] / curve[1]["captures_per_s"] for kind, curve in levels.items()}
     p99_ratios = {kind: curve[chosen]["p99_ms"] / curve[1]["p99_ms"] for kind, curve in levels.items()}
     bound = {
@@ -212,6 +219,19 @@ def summarise(
         "load_cores_busy": {kind: curve[chosen]["load_cores_busy"] for kind, curve in levels.items()},
         "load_cores_busy_own": {kind: round(own_share(curve[chosen]), 3) for kind, curve in levels.items()},
         "load_cpu_ms_by_part": {kind: curve[chosen]["load_cpu_ms_by_part"] for kind, curve in levels.items()},
+        **(
+            {
+                "host_cores_busy": {kind: curve[chosen]["host_cores_busy"] for kind, curve in levels.items()},
+                "host_cores_busy_own": {
+                    kind: round(
+                        curve[chosen]["cpu_ms_per_capture"] * curve[chosen]["captures_per_s"] / 1000 / host_cores, 3
+                    )
+                    for kind, curve in levels.items()
+                },
+            }
+            if host_cores
+            else {}
+        ),
     }
 
 
@@ -229,14 +249,16 @@ def curve(
         api = f"http://127.0.0.1:{port}/api"
         try:
             for kind, worker in (("pixel", pixel_worker(api)), ("form", form_worker(api))):
-                rounds = [measure(host.pid, worker, level, load_parts, load_cpus) for _ in range(ROUNDS)]
+                rounds = [measure(host.pid, worker, level, load_parts, load_cpus, host_cpus) for _ in range(ROUNDS)]
                 levels[kind][level] = max(rounds, key=lambda point: point["captures_per_s"])
                 point = levels[kind][level]
                 split = ", ".join(f"{name} {ms:.2f}" for name, ms in point["load_cpu_ms_by_part"].items())
                 print(
                     f"concurrency {level:2d} {kind:5s}: {point['captures_per_s']:6.1f} captures/s, "
                     f"{point['cpu_ms_per_capture']:.2f} CPU ms each (load side {point['load_cpu_ms_per_capture']:.2f}: "
-                    f"{split}; its cores {point['load_cores_busy']:.0%} busy), p50 {point['p50_ms']:.1f} ms, "
+                    f"{split}; its cores {point['load_cores_busy']:.0%} busy"
+                    + (f"; the host's {point['host_cores_busy']:.0%}" if host_cpus else "")
+                    + f"), p50 {point['p50_ms']:.1f} ms, "
                     f"p99 {point['p99_ms']:.1f} ms",
                     flush=True,
                 )
@@ -275,7 +297,7 @@ def main() -> dict[str, Any]:
         "storage_rtt_ms": STORAGE_RTT_MS,
         "host_cores": len(HOST_CPUS),
         "levels": as_json(instance),
-        **summarise(instance, chosen, len(others), host_shares_them=False),
+        **summarise(instance, chosen, len(others), host_shares_them=False, host_cores=len(HOST_CPUS)),
         "loopback": {"levels": as_json(loopback), **summarise(loopback, chosen, len(cpus), host_shares_them=True)},
     }
     write_results("concurrency", result)
@@ -286,6 +308,11 @@ def main() -> dict[str, Any]:
             f"{TARGET_P99_RATIO:g}); one core's bound {figures['core_bound_speedup']} x; load side CPU ms per "
             f"capture by part {figures['load_cpu_ms_by_part']}; its cores busy {figures['load_cores_busy']} "
             f"(this benchmark's processes {figures['load_cores_busy_own']}), saturated: {figures['load_limited']}"
+            + (
+                f"; the host's core busy {figures['host_cores_busy']} (the host {figures['host_cores_busy_own']})"
+                if "host_cores_busy" in figures
+                else ""
+            )
         )
     return result
 

@@ -213,6 +213,11 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
                 if "load_cpu_ms_by_part" in r
                 else ""
             )
+            + (
+                f"; the host's core busy {r['host_cores_busy']} (the host itself {r['host_cores_busy_own']})"
+                if "host_cores_busy" in r
+                else ""
+            )
         ),
         (
             Check("captures/s vs concurrency 1", "min_speedup", ">=", 8),
