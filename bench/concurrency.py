@@ -27,17 +27,20 @@ concurrency L, one core serves L requests at once without queueing while L x CPU
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
 from bench.common import BROWSER_UA, Load, Stack, local_stack, run_concurrently, write_results
 from bench.latency_proxy import delayed_relay
+from bench.lean_http import Connection, request_bytes
 from devenv.azurite import ROOT, connection_string, free_port
 from devenv.demo import demo_dataset, demo_form_dataset
 from devenv.local_host import start_local_host, stop_local_host
@@ -57,6 +60,9 @@ BICEP = ROOT / "infra" / "modules" / "function-app.bicep"
 # not a measurement (none is possible from here): see infra/README.md, "Per-instance concurrency".
 STORAGE_RTT_MS = float(os.environ.get("BENCH_STORAGE_RTT_MS", "10"))
 HOST_CPUS = {0}  # one core: what a Flex Consumption instance of 2,048 MB has
+SATURATED = 0.9  # the share of their cores' time at which the load side, not the host, sets the pace
+
+Point = dict[str, Any]  # one level's figures for one kind
 
 
 def bicep_concurrency() -> int:
@@ -81,83 +87,125 @@ def pin(pid: int, cpus: set[int]) -> None:
             os.sched_setaffinity(int(task.name), cpus)
 
 
-def client_worker(
-    api: str, headers: dict[str, str], send: Callable[[httpx.Client], httpx.Response], expected: int
-) -> Callable[[], Callable[[], None]]:
-    """Each client thread its own connection; a request answered other than `expected` ends the run."""
+def client_worker(api: str, request: Callable[[], bytes], expected: int) -> Callable[[], Callable[[], None]]:
+    """Each client thread its own kept-alive connection, sending what `request` makes (bench/lean_http.py: the
+    clients share a core with storage, and every CPU millisecond they spend is storage's); an answer other than
+    `expected` ends the run."""
+    path = urlsplit(api).path
 
     def worker() -> Callable[[], None]:
-        client = httpx.Client(base_url=api, headers={"user-agent": BROWSER_UA, **headers}, timeout=30)
+        connection = Connection(api.removesuffix(path))
 
         def call() -> None:
-            answer = send(client)
-            if answer.status_code != expected:
-                raise RuntimeError(f"{answer.request.url.path} answered {answer.status_code}")
+            status = connection.exchange(request())
+            if status != expected:
+                raise RuntimeError(f"{path} answered {status}")
 
         return call
 
     return worker
 
 
+def browser_headers(api: str, **more: str) -> dict[str, str]:
+    return {"host": urlsplit(api).netloc, "user-agent": BROWSER_UA, "accept": "*/*", **more}
+
+
 def pixel_worker(api: str) -> Callable[[], Callable[[], None]]:
-    # One visitor per request: every hit is a new capture, as a page view of a new visitor is.
-    return client_worker(
-        api,
-        {"referer": ORIGIN + "/"},
-        lambda client: client.get("/px/bench/pricing", params={"page_url": PAGE, "visitor": uuid.uuid4().hex}),
-        200,
-    )
+    # One visitor per request: every hit is a new capture, as a page view of a new visitor is. All but the visitor
+    # id is encoded once.
+    target = urlsplit(api).path + "/px/bench/pricing?" + urlencode({"page_url": PAGE, "visitor": "\0"})
+    prefix, suffix = request_bytes("GET", target, browser_headers(api, referer=ORIGIN + "/")).split(b"%00", 1)
+    return client_worker(api, lambda: prefix + uuid.uuid4().hex.encode() + suffix, 200)
 
 
 def form_worker(api: str) -> Callable[[], Callable[[], None]]:
-    return client_worker(
-        api, {"origin": ORIGIN}, lambda client: client.post("/forms/bench/contact", json=SUBMISSION), 201
+    # The same submission each time, each a new capture (no Idempotency-Key): encoded once.
+    headers = browser_headers(api, origin=ORIGIN, **{"content-type": "application/json"})
+    encoded = request_bytes(
+        "POST", urlsplit(api).path + "/forms/bench/contact", headers, json.dumps(SUBMISSION).encode()
     )
+    return client_worker(api, lambda: encoded, 201)
+
+
+def core_times(cpus: set[int]) -> tuple[int, int]:
+    """Busy and total clock ticks of `cpus` since boot, every process's (/proc/stat: user nice system idle iowait
+    irq softirq steal; guest time is already in user)."""
+    busy = total = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *ticks = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            values = [int(tick) for tick in ticks[:8]]
+            busy += sum(values) - values[3] - values[4]
+            total += sum(values)
+    return busy, total
 
 
 def measure(
-    pid: int, make_worker: Callable[[], Callable[[], None]], level: int, load_pids: tuple[int, ...] = ()
-) -> dict[str, float]:
-    """One level's figures; `load_pids` are the processes that generate the load and answer for storage (this one,
-    Azurite, the relay): their CPU per capture tells whether they, not the host, were the limit."""
+    pid: int,
+    make_worker: Callable[[], Callable[[], None]],
+    level: int,
+    load_parts: Mapping[str, int] | None = None,
+    load_cpus: set[int] | None = None,
+    host_cpus: set[int] | None = None,
+) -> Point:
+    """One level's figures. `load_parts` names the processes that generate the load and answer for storage (this
+    one's client threads, Azurite, the relay): their CPU per capture, each and in all, tells whether they, not the
+    host, were the limit. `load_cpus` are the cores they run on: how busy those were, by any process (the machine
+    may be shared), says whether they were saturated; `host_cpus`, the host's alone, how busy its core was (on a
+    shared machine, by others too: then the host did not have its core to itself)."""
+    parts = dict(load_parts or {})
     per_client = max(25, REQUESTS_AT_ONE // level)
     run_concurrently(make_worker, level, 5)  # warm-up: connections, imports, the registry cache
-    before, load_before = cpu_seconds(pid), sum(cpu_seconds(other) for other in load_pids)
+    cores_before, host_cores_before = core_times(load_cpus or set()), core_times(host_cpus or set())
+    before, parts_before = cpu_seconds(pid), {name: cpu_seconds(other) for name, other in parts.items()}
     load: Load = run_concurrently(make_worker, level, per_client)
     cpu = cpu_seconds(pid) - before
-    load_cpu = sum(cpu_seconds(other) for other in load_pids) - load_before
-    return {
+    by_part = {name: (cpu_seconds(other) - parts_before[name]) * 1000 / load.count for name, other in parts.items()}
+    cores_after, host_cores_after = core_times(load_cpus or set()), core_times(host_cpus or set())
+    point: Point = {
         "captures_per_s": round(load.rate, 1),
         "cpu_ms_per_capture": round(cpu * 1000 / load.count, 3),
-        "load_cpu_ms_per_capture": round(load_cpu * 1000 / load.count, 3),
+        "load_cpu_ms_per_capture": round(sum(by_part.values()), 3),
+        "load_cpu_ms_by_part": {name: round(value, 3) for name, value in by_part.items()},
         "wall_ms": round(sum(load.latencies_ms) / load.count, 2),
         "p50_ms": round(load.percentile(0.5), 2),
         "p99_ms": round(load.percentile(0.99), 2),
         "requests": load.count,
     }
+    if load_cpus:
+        busy, total = (after - earlier for after, earlier in zip(cores_after, cores_before, strict=True))
+        point["load_cores_busy"] = round(busy / total, 3) if total else 0.0
+    if host_cpus:
+        busy, total = (after - earlier for after, earlier in zip(host_cores_after, host_cores_before, strict=True))
+        point["host_cores_busy"] = round(busy / total, 3) if total else 0.0
+    return point
 
 
-def knee(curve: dict[int, dict[str, float]]) -> int:
+def knee(curve: dict[int, Point]) -> int:
     best = max(point["captures_per_s"] for point in curve.values())
     return min(level for level, point in curve.items() if point["captures_per_s"] >= KNEE_SHARE * best)
 
 
 def summarise(
-    levels: dict[str, dict[int, dict[str, float]]], chosen: int, load_cores: int, host_shares_them: bool
+    levels: dict[str, dict[int, Point]], chosen: int, load_cores: int, host_shares_them: bool, host_cores: int = 0
 ) -> dict[str, Any]:
     """The ratios the targets are about, at the Bicep's level, for the worse of the two kinds; and what limited
     them: `core_bound_speedup`, the most one core could give over concurrency 1 (its captures/s at the CPU cost
-    per capture, against concurrency 1's), and `load_limited`, whether the load generator and storage used at
-    least 90% of their cores (then the curve shows them, not the instance)."""
+    per capture, against concurrency 1's); `load_limited`, whether the cores of the load generator and storage
+    were at least 90% busy (by any process: then the curve shows them, not the instance), with
+    `load_cores_busy` that share and `load_cores_busy_own` the part of it this benchmark's processes account for
+    (the rest is other work on a shared machine); and `load_cpu_ms_by_part`, where the load side's CPU went. With
+    `host_cores` (the instance model), `host_cores_busy` and `host_cores_busy_own` say the same of the host's core:
+    if others kept it busy, the host did not have it to itself and the rates understate the instance."""
     speedups = {kind: curve[chosen]["captures_per_s"] / curve[1]["captures_per_s"] for kind, curve in levels.items()}
     p99_ratios = {kind: curve[chosen]["p99_ms"] / curve[1]["p99_ms"] for kind, curve in levels.items()}
     bound = {
         kind: 1000 / curve[chosen]["cpu_ms_per_capture"] / curve[1]["captures_per_s"] for kind, curve in levels.items()
     }
 
-    def busy_cores(point: dict[str, float]) -> float:
+    def own_share(point: Point) -> float:
         per_capture = point["load_cpu_ms_per_capture"] + (point["cpu_ms_per_capture"] if host_shares_them else 0)
-        return per_capture * point["captures_per_s"] / 1000
+        return float(per_capture * point["captures_per_s"] / 1000 / load_cores)
 
     return {
         "bicep_concurrency": chosen,
@@ -167,15 +215,31 @@ def summarise(
         "min_speedup": round(min(speedups.values()), 2),
         "max_p99_ratio": round(max(p99_ratios.values()), 2),
         "core_bound_speedup": {kind: round(value, 2) for kind, value in bound.items()},
-        "load_limited": {kind: busy_cores(curve[chosen]) >= 0.9 * load_cores for kind, curve in levels.items()},
+        "load_limited": {kind: curve[chosen]["load_cores_busy"] >= SATURATED for kind, curve in levels.items()},
+        "load_cores_busy": {kind: curve[chosen]["load_cores_busy"] for kind, curve in levels.items()},
+        "load_cores_busy_own": {kind: round(own_share(curve[chosen]), 3) for kind, curve in levels.items()},
+        "load_cpu_ms_by_part": {kind: curve[chosen]["load_cpu_ms_by_part"] for kind, curve in levels.items()},
+        **(
+            {
+                "host_cores_busy": {kind: curve[chosen]["host_cores_busy"] for kind, curve in levels.items()},
+                "host_cores_busy_own": {
+                    kind: round(
+                        curve[chosen]["cpu_ms_per_capture"] * curve[chosen]["captures_per_s"] / 1000 / host_cores, 3
+                    )
+                    for kind, curve in levels.items()
+                },
+            }
+            if host_cores
+            else {}
+        ),
     }
 
 
 def curve(
-    stack: Stack, storage_port: int, host_cpus: set[int] | None, load_pids: tuple[int, ...]
-) -> dict[str, dict[int, dict[str, float]]]:
+    stack: Stack, storage_port: int, host_cpus: set[int] | None, load_parts: Mapping[str, int], load_cpus: set[int]
+) -> dict[str, dict[int, Point]]:
     """Each kind's points at every level, the host reaching storage on `storage_port` (on `host_cpus`, if given)."""
-    levels: dict[str, dict[int, dict[str, float]]] = {kind: {} for kind in KINDS}
+    levels: dict[str, dict[int, Point]] = {kind: {} for kind in KINDS}
     env = {**stack.env, "PACKCLOUD_STORAGE_CONNECTION_STRING": connection_string(storage_port)}
     for level in LEVELS:
         port = free_port()
@@ -185,13 +249,16 @@ def curve(
         api = f"http://127.0.0.1:{port}/api"
         try:
             for kind, worker in (("pixel", pixel_worker(api)), ("form", form_worker(api))):
-                rounds = [measure(host.pid, worker, level, load_pids) for _ in range(ROUNDS)]
+                rounds = [measure(host.pid, worker, level, load_parts, load_cpus, host_cpus) for _ in range(ROUNDS)]
                 levels[kind][level] = max(rounds, key=lambda point: point["captures_per_s"])
                 point = levels[kind][level]
+                split = ", ".join(f"{name} {ms:.2f}" for name, ms in point["load_cpu_ms_by_part"].items())
                 print(
                     f"concurrency {level:2d} {kind:5s}: {point['captures_per_s']:6.1f} captures/s, "
-                    f"{point['cpu_ms_per_capture']:.2f} CPU ms each (load and storage "
-                    f"{point['load_cpu_ms_per_capture']:.2f}), p50 {point['p50_ms']:.1f} ms, "
+                    f"{point['cpu_ms_per_capture']:.2f} CPU ms each (load side {point['load_cpu_ms_per_capture']:.2f}: "
+                    f"{split}; its cores {point['load_cores_busy']:.0%} busy"
+                    + (f"; the host's {point['host_cores_busy']:.0%}" if host_cpus else "")
+                    + f"), p50 {point['p50_ms']:.1f} ms, "
                     f"p99 {point['p99_ms']:.1f} ms",
                     flush=True,
                 )
@@ -200,7 +267,7 @@ def curve(
     return levels
 
 
-def as_json(levels: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
+def as_json(levels: dict[str, dict[int, Point]]) -> dict[str, dict[str, Point]]:
     return {kind: {str(level): point for level, point in points.items()} for kind, points in levels.items()}
 
 
@@ -215,21 +282,22 @@ def main() -> dict[str, Any]:
             manage.put("/manage/tenants/bench", json={}).raise_for_status()
             manage.put("/manage/tenants/bench/datasets/pricing", json=demo_dataset(ORIGIN)).raise_for_status()
             manage.put("/manage/tenants/bench/datasets/contact", json=demo_form_dataset(ORIGIN)).raise_for_status()
+        parts = {"load_generator": os.getpid(), "azurite": stack.azurite.process.pid}
         print("loopback: every process on every core, Azurite answering at once", flush=True)
-        loopback = curve(stack, stack.azurite.port, None, (os.getpid(), stack.azurite.process.pid))
+        loopback = curve(stack, stack.azurite.port, None, parts, cpus)
         print(f"instance: the host on core {sorted(HOST_CPUS)}, storage {STORAGE_RTT_MS:g} ms away", flush=True)
         pin(stack.azurite.process.pid, others)
         os.sched_setaffinity(0, others)  # this process's client threads, started from here on
         try:
             with delayed_relay(stack.azurite.port, STORAGE_RTT_MS, others) as relay:
-                instance = curve(stack, relay.port, HOST_CPUS, (os.getpid(), stack.azurite.process.pid, relay.pid))
+                instance = curve(stack, relay.port, HOST_CPUS, {**parts, "relay": relay.pid}, others)
         finally:
             os.sched_setaffinity(0, cpus)
     result: dict[str, Any] = {
         "storage_rtt_ms": STORAGE_RTT_MS,
         "host_cores": len(HOST_CPUS),
         "levels": as_json(instance),
-        **summarise(instance, chosen, len(others), host_shares_them=False),
+        **summarise(instance, chosen, len(others), host_shares_them=False, host_cores=len(HOST_CPUS)),
         "loopback": {"levels": as_json(loopback), **summarise(loopback, chosen, len(cpus), host_shares_them=True)},
     }
     write_results("concurrency", result)
@@ -237,8 +305,14 @@ def main() -> dict[str, Any]:
         print(
             f"concurrency ({name}): knee {figures['knee']}; at the Bicep's {chosen}: {figures['speedup']} x "
             f"concurrency 1 (target >= {TARGET_SPEEDUP:g}), p99 {figures['p99_ratio']} x (target <= "
-            f"{TARGET_P99_RATIO:g}); one core's bound {figures['core_bound_speedup']} x; load side saturated: "
-            f"{figures['load_limited']}"
+            f"{TARGET_P99_RATIO:g}); one core's bound {figures['core_bound_speedup']} x; load side CPU ms per "
+            f"capture by part {figures['load_cpu_ms_by_part']}; its cores busy {figures['load_cores_busy']} "
+            f"(this benchmark's processes {figures['load_cores_busy_own']}), saturated: {figures['load_limited']}"
+            + (
+                f"; the host's core busy {figures['host_cores_busy']} (the host {figures['host_cores_busy_own']})"
+                if "host_cores_busy" in figures
+                else ""
+            )
         )
     return result
 

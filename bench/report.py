@@ -213,6 +213,17 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
                 if "loopback" in r
                 else ""
             )
+            + (
+                f"; the load side's CPU ms per capture at {r['bicep_concurrency']}: {r['load_cpu_ms_by_part']}, its "
+                f"core busy {r['load_cores_busy']} (this benchmark's processes {r['load_cores_busy_own']})"
+                if "load_cpu_ms_by_part" in r
+                else ""
+            )
+            + (
+                f"; the host's core busy {r['host_cores_busy']} (the host itself {r['host_cores_busy_own']})"
+                if "host_cores_busy" in r
+                else ""
+            )
         ),
         (
             Check("captures/s vs concurrency 1", "min_speedup", ">=", 8),
