@@ -53,7 +53,7 @@ def own_azurite() -> Iterator[Azurite]:
 
 
 @pytest.fixture
-def store(request: pytest.FixtureRequest, azurite: Azurite) -> Azurite:
+def services_azurite(request: pytest.FixtureRequest, azurite: Azurite) -> Azurite:
     """The Azurite a test's settings and services use: the session's, or the module's own for a test or module
     marked `own_azurite`."""
     if request.node.get_closest_marker("own_azurite") is not None:
@@ -63,8 +63,8 @@ def store(request: pytest.FixtureRequest, azurite: Azurite) -> Azurite:
 
 
 @pytest.fixture
-def settings(store: Azurite):
-    return settings_for(store)
+def settings(services_azurite: Azurite):
+    return settings_for(services_azurite)
 
 
 @pytest.fixture

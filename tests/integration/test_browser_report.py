@@ -112,7 +112,7 @@ def audit_counts(azurite, tenant: str) -> dict[str, Counter[tuple[str, str]]]:
 
 
 def test_the_report_shows_thirty_days_of_the_audit_in_charts_with_their_numbers(
-    browser, host, history, store, tmp_path
+    browser, host, history, services_azurite, tmp_path
 ):
     tenant = history.tenant
     url = f"{host}/privacy/{tenant}/report"
@@ -128,7 +128,7 @@ def test_the_report_shows_thirty_days_of_the_audit_in_charts_with_their_numbers(
     assert answer is not None and answer.status == 200
     assert answer.header_value("content-security-policy") == "default-src 'none'; style-src 'unsafe-inline'"
 
-    audited = audit_counts(store, tenant)
+    audited = audit_counts(services_azurite, tenant)
     report = httpx.get(url, headers={"authorization": f"Bearer {history.key}"}, timeout=30).json()
     shown_days = [day["date"] for day in report["datasets"][0]["activity"]]
     assert len(shown_days) == DAYS

@@ -88,27 +88,29 @@ def current(services, tenant):
     return Generations.read(services.registry, tenant)
 
 
-def held(store, tenant):
-    return {json.loads(body)["id"]: json.loads(body) for body in all_blobs(store, RECORDS, f"{tenant}/").values()}
+def held(services_azurite, tenant):
+    return {
+        json.loads(body)["id"]: json.loads(body) for body in all_blobs(services_azurite, RECORDS, f"{tenant}/").values()
+    }
 
 
-def test_purge_deletes_exactly_what_expired_for_every_capability(store, services, clock, tenant):
+def test_purge_deletes_exactly_what_expired_for_every_capability(services_azurite, services, clock, tenant):
     old = [visit(services, tenant), form(services, tenant), signin(services, tenant)]
     clock.advance(timedelta(days=6))
     fresh = [visit(services, tenant), form(services, tenant), signin(services, tenant)]
     clock.advance(timedelta(days=2))  # 8 days: the first form (7 days) expired, nothing else yet
     services.purger().run()
-    assert set(held(store, tenant)) == {r.id for r in old + fresh} - {old[1].id}
+    assert set(held(services_azurite, tenant)) == {r.id for r in old + fresh} - {old[1].id}
     clock.advance(timedelta(days=7))  # 15 days: first visit (14) and second form expired
     services.purger().run()
-    assert set(held(store, tenant)) == {old[2].id, fresh[0].id, fresh[2].id}
+    assert set(held(services_azurite, tenant)) == {old[2].id, fresh[0].id, fresh[2].id}
     clock.advance(timedelta(days=30))
     report = services.purger().run()
-    assert held(store, tenant) == {}
+    assert held(services_azurite, tenant) == {}
     assert report.complete
 
 
-def test_invariant_no_record_outlives_its_retention_plus_one_interval(store, services, clock, tenant):
+def test_invariant_no_record_outlives_its_retention_plus_one_interval(services_azurite, services, clock, tenant):
     start = clock.now()
     for hour in range(0, 26, 5):  # captures every 5 hours for a day, then a purge every hour around expiry
         clock.set(start + timedelta(hours=hour, minutes=hour * 7 % 60))
@@ -116,10 +118,10 @@ def test_invariant_no_record_outlives_its_retention_plus_one_interval(store, ser
     for hour in range(24 * 14, 24 * 15 + 3):
         clock.set(start + timedelta(hours=hour, minutes=5))
         services.purger().run()
-        for record in held(store, tenant).values():
+        for record in held(services_azurite, tenant).values():
             age = clock.now() - _parse(record["captured_at"])
             assert age <= timedelta(days=14, hours=1)
-    assert held(store, tenant) == {}
+    assert held(services_azurite, tenant) == {}
 
 
 def _parse(text):
@@ -128,50 +130,50 @@ def _parse(text):
     return datetime.fromisoformat(text)
 
 
-def test_lowering_retention_applies_to_records_already_stored(store, services, clock, tenant):
+def test_lowering_retention_applies_to_records_already_stored(services_azurite, services, clock, tenant):
     kept = visit(services, tenant)
     clock.advance(timedelta(days=5))
     newer = visit(services, tenant)
     services.registry.put_dataset(tenant, "visits", Dataset.model_validate(variant(retention_days=3)))
     clock.advance(timedelta(minutes=5))
     report = services.purger().run()
-    assert set(held(store, tenant)) - {newer.id} == set()
+    assert set(held(services_azurite, tenant)) - {newer.id} == set()
     assert report.counts(tenant, "visits").deleted_over_retention == 1
-    assert kept.id not in held(store, tenant)
+    assert kept.id not in held(services_azurite, tenant)
 
 
-def test_deleting_a_dataset_or_tenant_deletes_records(store, services, tenant):
+def test_deleting_a_dataset_or_tenant_deletes_records(services_azurite, services, tenant):
     visit(services, tenant)
     form(services, tenant)
     services.registry.delete_dataset(tenant, "contact")
-    assert {r["dataset"] for r in held(store, tenant).values()} == {"visits"}
+    assert {r["dataset"] for r in held(services_azurite, tenant).values()} == {"visits"}
     services.registry.delete_tenant(tenant)
-    assert held(store, tenant) == {}
+    assert held(services_azurite, tenant) == {}
 
 
-def test_a_purge_stopped_halfway_is_finished_by_the_next_run(store, services, clock, tenant):
+def test_a_purge_stopped_halfway_is_finished_by_the_next_run(services_azurite, services, clock, tenant):
     target = services.capture.resolve(tenant, "contact", "webform")
     for n in range(600):
         services.capture.capture(target, {"email": f"p{n}@example.com"})
     clock.advance(timedelta(days=8))
     first = services.purger(budget_s=0).run()  # out of time after the first batch
     assert not first.complete
-    assert 0 < len(held(store, tenant)) < 600
+    assert 0 < len(held(services_azurite, tenant)) < 600
     second = services.purger().run()
     assert second.complete
-    assert held(store, tenant) == {}
+    assert held(services_azurite, tenant) == {}
     assert first.counts(tenant, "contact").deleted_expired + second.counts(tenant, "contact").deleted_expired == 600
 
 
-def test_dry_run_deletes_nothing(store, services, clock, tenant):
+def test_dry_run_deletes_nothing(services_azurite, services, clock, tenant):
     record = visit(services, tenant)
     clock.advance(timedelta(days=15))
     report = services.purger().run(dry_run=True)
     assert any(record.id in name for name in report.would_delete)
-    assert record.id in held(store, tenant)
+    assert record.id in held(services_azurite, tenant)
 
 
-def test_purge_removes_expired_personal_state(store, services, clock, tenant):
+def test_purge_removes_expired_personal_state(services_azurite, services, clock, tenant):
     state = services.storage.container(STATE)
     expires = tag_time(clock.now() + timedelta(days=1))
     state.upload_blob(
@@ -180,10 +182,10 @@ def test_purge_removes_expired_personal_state(store, services, clock, tenant):
     state.upload_blob(f"{tenant}/sequences/invoice.json", b"{}")  # no personal data, no expiry: kept
     clock.advance(timedelta(days=2))
     services.purger().run()
-    assert list(all_blobs(store, STATE, f"{tenant}/")) == [f"{tenant}/sequences/invoice.json"]
+    assert list(all_blobs(services_azurite, STATE, f"{tenant}/")) == [f"{tenant}/sequences/invoice.json"]
 
 
-def test_each_run_is_audited_without_personal_data(store, services, clock, tenant):
+def test_each_run_is_audited_without_personal_data(services_azurite, services, clock, tenant):
     visit(services, tenant, visitor="visitor-jane")
     clock.advance(timedelta(days=15))
     services.purger().run()
@@ -191,7 +193,7 @@ def test_each_run_is_audited_without_personal_data(store, services, clock, tenan
     run = [e for e in runs if any(d["tenant"] == tenant for d in e["datasets"])][-1]
     (mine,) = [d for d in run["datasets"] if d["tenant"] == tenant and d["dataset"] == "visits"]
     assert mine["deleted_expired"] == 1 and "duration_s" in run
-    assert b"visitor-jane" not in b"".join(all_blobs(store, AUDIT).values())
+    assert b"visitor-jane" not in b"".join(all_blobs(services_azurite, AUDIT).values())
 
 
 def test_oldest_remaining_age_is_reported(services, clock, tenant):
@@ -245,20 +247,20 @@ def test_unsettled_records_wait_for_the_next_page(services, clock, tenant):
     ]
 
 
-def test_ack_deletes_at_once_is_idempotent_and_is_counted_by_the_next_purge(store, services, clock, tenant):
+def test_ack_deletes_at_once_is_idempotent_and_is_counted_by_the_next_purge(services_azurite, services, clock, tenant):
     delivery = Delivery(services.storage, services.audit, services.clock)
     records = [visit(services, tenant) for _ in range(3)]
     clock.advance(timedelta(minutes=1))
     ids = [r.id for r in records[:2]]
     assert delivery.acknowledge(tenant, "visits", ids) == (2, 0)
     assert delivery.acknowledge(tenant, "visits", ids) == (0, 2)
-    assert set(held(store, tenant)) == {records[2].id}
+    assert set(held(services_azurite, tenant)) == {records[2].id}
     clock.advance(timedelta(minutes=5))
     report = services.purger().run()
     assert report.counts(tenant, "visits").deleted_for_delivery == 2
 
 
-def test_export_and_erase_one_subject_across_datasets(store, services, settings, tenant):
+def test_export_and_erase_one_subject_across_datasets(services_azurite, services, settings, tenant):
     requests = SubjectRequests(services.storage, services.registry, services.audit, MASTER_KEY)
     mine = [form(services, tenant, "Jane@Example.com"), form(services, tenant, "jane@example.com")]
     services.registry.put_dataset(
@@ -277,7 +279,7 @@ def test_export_and_erase_one_subject_across_datasets(store, services, settings,
     erased = requests.erase(tenant, "jane@example.com")
     assert erased.records == 3
     assert requests.export(tenant, "jane@example.com")["record_count"] == 0
-    assert set(held(store, tenant)) == {other.id}
+    assert set(held(services_azurite, tenant)) == {other.id}
     # The audit names each request by its random id (answered to the caller), never the person.
     entries = [e for e in services.audit.entries(tenant) if e["kind"] in ("export", "erasure")]
     assert [(e["kind"], e["request"]) for e in entries][:2] == [
@@ -322,7 +324,7 @@ def test_captures_are_counted_per_dataset_and_hour(services, clock, tenant):
     assert counts == {("visits", 2), ("contact", 1)}
 
 
-def test_a_purge_process_killed_midway_is_finished_by_the_next_run(store, services, tenant_id):
+def test_a_purge_process_killed_midway_is_finished_by_the_next_run(services_azurite, services, tenant_id):
     """The real command, killed with SIGKILL while deleting; the next run leaves nothing expired."""
     import os
     import secrets
@@ -351,7 +353,7 @@ def test_a_purge_process_killed_midway_is_finished_by_the_next_run(store, servic
     def remaining():
         return sum(1 for _ in container.list_blobs(name_starts_with=f"{tenant_id}/bulk/"))
 
-    env = {**os.environ, **settings_env(store)}
+    env = {**os.environ, **settings_env(services_azurite)}
     command = [sys.executable, "-m", "shared.purge"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60

@@ -75,30 +75,30 @@ def form(services, tenant: str, email: str) -> str:
     return str(services.capture.capture(target, {"email": email}).record.id)
 
 
-def held(store: Azurite, tenant: str) -> set[str]:
-    return {json.loads(body)["id"] for body in all_blobs(store, RECORDS, f"{tenant}/").values()}
+def held(services_azurite: Azurite, tenant: str) -> set[str]:
+    return {json.loads(body)["id"] for body in all_blobs(services_azurite, RECORDS, f"{tenant}/").values()}
 
 
-def filler_left(store: Azurite) -> int:
-    client = BlobServiceClient.from_connection_string(store.connection_string).get_container_client(RECORDS)
+def filler_left(services_azurite: Azurite) -> int:
+    client = BlobServiceClient.from_connection_string(services_azurite.connection_string).get_container_client(RECORDS)
     return sum(1 for _ in client.list_blobs(name_starts_with=FILLER_PREFIX))
 
 
-def test_the_filler_fills_the_page_azurite_answers_from(store):
-    assert filler_left(store) == FILLER
+def test_the_filler_fills_the_page_azurite_answers_from(services_azurite):
+    assert filler_left(services_azurite) == FILLER
 
 
-def test_the_purge_deletes_expired_records_that_sort_after_a_page_of_others(store, services, clock, tenant):
+def test_the_purge_deletes_expired_records_that_sort_after_a_page_of_others(services_azurite, services, clock, tenant):
     expired = {visit(services, tenant) for _ in range(3)}
     clock.advance(timedelta(days=2))  # past the visits' retention of one day
     kept = {form(services, tenant, "jane@example.com")}
     report = services.purger().run()
-    assert held(store, tenant) == kept
+    assert held(services_azurite, tenant) == kept
     assert report.deleted == len(expired)
-    assert filler_left(store) == FILLER  # not expired: untouched
+    assert filler_left(services_azurite) == FILLER  # not expired: untouched
 
 
-def test_an_export_and_an_erasure_find_every_record_of_the_subject(store, services, tenant):
+def test_an_export_and_an_erasure_find_every_record_of_the_subject(services_azurite, services, tenant):
     requests = SubjectRequests(services.storage, services.registry, services.audit, MASTER_KEY)
     mine = {form(services, tenant, "jane@example.com") for _ in range(3)}
     other = form(services, tenant, "john@example.com")
@@ -107,7 +107,7 @@ def test_an_export_and_an_erasure_find_every_record_of_the_subject(store, servic
     assert {r["id"] for r in exported["datasets"]["contact"]["records"]} == mine
     erased = requests.erase(tenant, "jane@example.com")
     assert erased.records == len(mine)
-    assert held(store, tenant) == {other}
+    assert held(services_azurite, tenant) == {other}
 
 
 def test_dead_letters_come_in_small_pages_with_none_missed(services, clock, tenant):
