@@ -47,9 +47,13 @@ lint: deps
 	$(PY) -m mypy
 
 # pytest exits 5 when it collected no test: that is not a failure of the suite.
-# Both tiers: tests/unit first (seconds), then tests/integration (Azurite, hosts, Chromium, checkov).
+# Both tiers: tests/unit first (seconds), then tests/integration (Azurite, hosts, Chromium, checkov), on
+# TEST_WORKERS pytest-xdist workers (one per core of CI's machine), each with its own Azurite, host and secrets
+# file; a file's tests stay on one worker (--dist loadfile), so a module's own fixtures start once.
+TEST_WORKERS ?= 2
 test: deps chromium checkov lint
-	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 # The fast tier alone: pure logic, no Azurite, host, browser or network (tests/unit/conftest.py refuses them).
 unit: deps

@@ -10,8 +10,9 @@ import asyncio
 import copy
 import os
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -333,6 +334,29 @@ def give_registration_key(secrets_path: Path, key: str = REGISTRATION_KEY) -> No
     from shared.storage.secrets import LocalSecrets
 
     LocalSecrets(secrets_path).set(REGISTRATION_KEY_SECRETS[0], key)
+
+
+@contextmanager
+def running_host(azurite: Azurite, **extra: str) -> Iterator[str]:
+    """The local host serving function_app.py on a free port over this Azurite, with the test keys and the session
+    host's web-form limit; yields the API base URL and stops the host after."""
+    from devenv.azurite import free_port
+    from devenv.local_host import start_local_host, stop_local_host
+
+    port = free_port()
+    env = {
+        **os.environ,
+        **settings_env(azurite),
+        "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
+        "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
+        "PACKCLOUD_FORM_RATE_PER_MINUTE": str(FORM_RATE_PER_MINUTE),
+        **extra,
+    }
+    process = start_local_host(port, env)
+    try:
+        yield f"http://127.0.0.1:{port}/api"
+    finally:
+        stop_local_host(process)
 
 
 def home_host_env(azurite: Azurite, secrets_path: Path, **extra: str) -> dict[str, str]:

@@ -19,42 +19,19 @@ import httpx
 import pypdf
 import pytest
 
-from devenv.azurite import Azurite, free_port, start_azurite
-from devenv.local_host import start_local_host, stop_local_host
+from devenv.azurite import Azurite
 from shared.lifecycle.activity import SERIES
 from shared.registry.models import Dataset, TenantIn
-from tests.factories import FUNCTION_KEY, HOST_MASTER_KEY, ROOT, all_blobs, settings_env, settings_for, variant
+from tests.factories import ROOT, all_blobs, running_host, variant
 
-pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def storage() -> Iterator[Azurite]:
-    """This module's own Azurite: its thirty days of purges go over every tenant the store holds, which on the
-    session's is every tenant the other tests left (a setup of 96 to 106 s in a full run, 8 s alone)."""
-    instance = start_azurite()
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture
-def settings(storage: Azurite):
-    return settings_for(storage)
+pytestmark = [pytest.mark.browser, pytest.mark.own_azurite]
 
 
 @pytest.fixture(scope="module")
-def host(storage: Azurite) -> Iterator[str]:
-    """The local host on this module's Azurite."""
-    port = free_port()
-    env = {
-        **os.environ,
-        **settings_env(storage),
-        "DEVHOST_FUNCTION_KEY": FUNCTION_KEY,
-        "DEVHOST_MASTER_KEY": HOST_MASTER_KEY,
-    }
-    process = start_local_host(port, env)
-    yield f"http://127.0.0.1:{port}/api"
-    stop_local_host(process)
+def host(own_azurite: Azurite) -> Iterator[str]:
+    """The local host on this module's Azurite: its thirty days of purges go over every tenant the store holds."""
+    with running_host(own_azurite) as url:
+        yield url
 
 
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -135,7 +112,7 @@ def audit_counts(azurite, tenant: str) -> dict[str, Counter[tuple[str, str]]]:
 
 
 def test_the_report_shows_thirty_days_of_the_audit_in_charts_with_their_numbers(
-    browser, host, history, storage, tmp_path
+    browser, host, history, services_azurite, tmp_path
 ):
     tenant = history.tenant
     url = f"{host}/privacy/{tenant}/report"
@@ -151,7 +128,7 @@ def test_the_report_shows_thirty_days_of_the_audit_in_charts_with_their_numbers(
     assert answer is not None and answer.status == 200
     assert answer.header_value("content-security-policy") == "default-src 'none'; style-src 'unsafe-inline'"
 
-    audited = audit_counts(storage, tenant)
+    audited = audit_counts(services_azurite, tenant)
     report = httpx.get(url, headers={"authorization": f"Bearer {history.key}"}, timeout=30).json()
     shown_days = [day["date"] for day in report["datasets"][0]["activity"]]
     assert len(shown_days) == DAYS

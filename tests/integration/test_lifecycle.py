@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 
-from devenv.azurite import start_azurite
 from shared.core.clock import tag_time
 from shared.lifecycle.delivery import SETTLE, Delivery
 from shared.lifecycle.generations import Generations
@@ -16,7 +15,7 @@ from shared.lifecycle.subject_requests import SubjectRequests
 from shared.registry.models import Dataset, TenantIn
 from shared.storage.audit import SYSTEM
 from shared.storage.blobs import AUDIT, RECORDS, STATE
-from tests.factories import MASTER_KEY, all_blobs, settings_for, variant
+from tests.factories import MASTER_KEY, all_blobs, variant
 
 FORM_FIELDS = [
     {"name": "email", "type": "email", "required": True},
@@ -28,19 +27,10 @@ SIGNIN_FIELDS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def storage():
-    """This module's own Azurite. A purge goes over every tenant in its store and asks the blob index once per
-    dataset, which Azurite answers by scanning every blob it holds: on the session's, each purge here would
-    also work through every tenant and blob the other tests left."""
-    instance = start_azurite()
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture
-def settings(storage):
-    return settings_for(storage)
+# This module's own Azurite. A purge goes over every tenant in its store and asks the blob index once per dataset,
+# which Azurite answers by scanning every blob it holds: on the session's, each purge here would also work through
+# every tenant and blob the other tests left.
+pytestmark = pytest.mark.own_azurite
 
 
 @pytest.fixture
@@ -98,27 +88,29 @@ def current(services, tenant):
     return Generations.read(services.registry, tenant)
 
 
-def held(storage, tenant):
-    return {json.loads(body)["id"]: json.loads(body) for body in all_blobs(storage, RECORDS, f"{tenant}/").values()}
+def held(services_azurite, tenant):
+    return {
+        json.loads(body)["id"]: json.loads(body) for body in all_blobs(services_azurite, RECORDS, f"{tenant}/").values()
+    }
 
 
-def test_purge_deletes_exactly_what_expired_for_every_capability(storage, services, clock, tenant):
+def test_purge_deletes_exactly_what_expired_for_every_capability(services_azurite, services, clock, tenant):
     old = [visit(services, tenant), form(services, tenant), signin(services, tenant)]
     clock.advance(timedelta(days=6))
     fresh = [visit(services, tenant), form(services, tenant), signin(services, tenant)]
     clock.advance(timedelta(days=2))  # 8 days: the first form (7 days) expired, nothing else yet
     services.purger().run()
-    assert set(held(storage, tenant)) == {r.id for r in old + fresh} - {old[1].id}
+    assert set(held(services_azurite, tenant)) == {r.id for r in old + fresh} - {old[1].id}
     clock.advance(timedelta(days=7))  # 15 days: first visit (14) and second form expired
     services.purger().run()
-    assert set(held(storage, tenant)) == {old[2].id, fresh[0].id, fresh[2].id}
+    assert set(held(services_azurite, tenant)) == {old[2].id, fresh[0].id, fresh[2].id}
     clock.advance(timedelta(days=30))
     report = services.purger().run()
-    assert held(storage, tenant) == {}
+    assert held(services_azurite, tenant) == {}
     assert report.complete
 
 
-def test_invariant_no_record_outlives_its_retention_plus_one_interval(storage, services, clock, tenant):
+def test_invariant_no_record_outlives_its_retention_plus_one_interval(services_azurite, services, clock, tenant):
     start = clock.now()
     for hour in range(0, 26, 5):  # captures every 5 hours for a day, then a purge every hour around expiry
         clock.set(start + timedelta(hours=hour, minutes=hour * 7 % 60))
@@ -126,10 +118,10 @@ def test_invariant_no_record_outlives_its_retention_plus_one_interval(storage, s
     for hour in range(24 * 14, 24 * 15 + 3):
         clock.set(start + timedelta(hours=hour, minutes=5))
         services.purger().run()
-        for record in held(storage, tenant).values():
+        for record in held(services_azurite, tenant).values():
             age = clock.now() - _parse(record["captured_at"])
             assert age <= timedelta(days=14, hours=1)
-    assert held(storage, tenant) == {}
+    assert held(services_azurite, tenant) == {}
 
 
 def _parse(text):
@@ -138,50 +130,50 @@ def _parse(text):
     return datetime.fromisoformat(text)
 
 
-def test_lowering_retention_applies_to_records_already_stored(storage, services, clock, tenant):
+def test_lowering_retention_applies_to_records_already_stored(services_azurite, services, clock, tenant):
     kept = visit(services, tenant)
     clock.advance(timedelta(days=5))
     newer = visit(services, tenant)
     services.registry.put_dataset(tenant, "visits", Dataset.model_validate(variant(retention_days=3)))
     clock.advance(timedelta(minutes=5))
     report = services.purger().run()
-    assert set(held(storage, tenant)) - {newer.id} == set()
+    assert set(held(services_azurite, tenant)) - {newer.id} == set()
     assert report.counts(tenant, "visits").deleted_over_retention == 1
-    assert kept.id not in held(storage, tenant)
+    assert kept.id not in held(services_azurite, tenant)
 
 
-def test_deleting_a_dataset_or_tenant_deletes_records(storage, services, tenant):
+def test_deleting_a_dataset_or_tenant_deletes_records(services_azurite, services, tenant):
     visit(services, tenant)
     form(services, tenant)
     services.registry.delete_dataset(tenant, "contact")
-    assert {r["dataset"] for r in held(storage, tenant).values()} == {"visits"}
+    assert {r["dataset"] for r in held(services_azurite, tenant).values()} == {"visits"}
     services.registry.delete_tenant(tenant)
-    assert held(storage, tenant) == {}
+    assert held(services_azurite, tenant) == {}
 
 
-def test_a_purge_stopped_halfway_is_finished_by_the_next_run(storage, services, clock, tenant):
+def test_a_purge_stopped_halfway_is_finished_by_the_next_run(services_azurite, services, clock, tenant):
     target = services.capture.resolve(tenant, "contact", "webform")
     for n in range(600):
         services.capture.capture(target, {"email": f"p{n}@example.com"})
     clock.advance(timedelta(days=8))
     first = services.purger(budget_s=0).run()  # out of time after the first batch
     assert not first.complete
-    assert 0 < len(held(storage, tenant)) < 600
+    assert 0 < len(held(services_azurite, tenant)) < 600
     second = services.purger().run()
     assert second.complete
-    assert held(storage, tenant) == {}
+    assert held(services_azurite, tenant) == {}
     assert first.counts(tenant, "contact").deleted_expired + second.counts(tenant, "contact").deleted_expired == 600
 
 
-def test_dry_run_deletes_nothing(storage, services, clock, tenant):
+def test_dry_run_deletes_nothing(services_azurite, services, clock, tenant):
     record = visit(services, tenant)
     clock.advance(timedelta(days=15))
     report = services.purger().run(dry_run=True)
     assert any(record.id in name for name in report.would_delete)
-    assert record.id in held(storage, tenant)
+    assert record.id in held(services_azurite, tenant)
 
 
-def test_purge_removes_expired_personal_state(storage, services, clock, tenant):
+def test_purge_removes_expired_personal_state(services_azurite, services, clock, tenant):
     state = services.storage.container(STATE)
     expires = tag_time(clock.now() + timedelta(days=1))
     state.upload_blob(
@@ -190,10 +182,10 @@ def test_purge_removes_expired_personal_state(storage, services, clock, tenant):
     state.upload_blob(f"{tenant}/sequences/invoice.json", b"{}")  # no personal data, no expiry: kept
     clock.advance(timedelta(days=2))
     services.purger().run()
-    assert list(all_blobs(storage, STATE, f"{tenant}/")) == [f"{tenant}/sequences/invoice.json"]
+    assert list(all_blobs(services_azurite, STATE, f"{tenant}/")) == [f"{tenant}/sequences/invoice.json"]
 
 
-def test_each_run_is_audited_without_personal_data(storage, services, clock, tenant):
+def test_each_run_is_audited_without_personal_data(services_azurite, services, clock, tenant):
     visit(services, tenant, visitor="visitor-jane")
     clock.advance(timedelta(days=15))
     services.purger().run()
@@ -201,7 +193,7 @@ def test_each_run_is_audited_without_personal_data(storage, services, clock, ten
     run = [e for e in runs if any(d["tenant"] == tenant for d in e["datasets"])][-1]
     (mine,) = [d for d in run["datasets"] if d["tenant"] == tenant and d["dataset"] == "visits"]
     assert mine["deleted_expired"] == 1 and "duration_s" in run
-    assert b"visitor-jane" not in b"".join(all_blobs(storage, AUDIT).values())
+    assert b"visitor-jane" not in b"".join(all_blobs(services_azurite, AUDIT).values())
 
 
 def test_oldest_remaining_age_is_reported(services, clock, tenant):
@@ -255,20 +247,20 @@ def test_unsettled_records_wait_for_the_next_page(services, clock, tenant):
     ]
 
 
-def test_ack_deletes_at_once_is_idempotent_and_is_counted_by_the_next_purge(storage, services, clock, tenant):
+def test_ack_deletes_at_once_is_idempotent_and_is_counted_by_the_next_purge(services_azurite, services, clock, tenant):
     delivery = Delivery(services.storage, services.audit, services.clock)
     records = [visit(services, tenant) for _ in range(3)]
     clock.advance(timedelta(minutes=1))
     ids = [r.id for r in records[:2]]
     assert delivery.acknowledge(tenant, "visits", ids) == (2, 0)
     assert delivery.acknowledge(tenant, "visits", ids) == (0, 2)
-    assert set(held(storage, tenant)) == {records[2].id}
+    assert set(held(services_azurite, tenant)) == {records[2].id}
     clock.advance(timedelta(minutes=5))
     report = services.purger().run()
     assert report.counts(tenant, "visits").deleted_for_delivery == 2
 
 
-def test_export_and_erase_one_subject_across_datasets(storage, services, settings, tenant):
+def test_export_and_erase_one_subject_across_datasets(services_azurite, services, settings, tenant):
     requests = SubjectRequests(services.storage, services.registry, services.audit, MASTER_KEY)
     mine = [form(services, tenant, "Jane@Example.com"), form(services, tenant, "jane@example.com")]
     services.registry.put_dataset(
@@ -287,7 +279,7 @@ def test_export_and_erase_one_subject_across_datasets(storage, services, setting
     erased = requests.erase(tenant, "jane@example.com")
     assert erased.records == 3
     assert requests.export(tenant, "jane@example.com")["record_count"] == 0
-    assert set(held(storage, tenant)) == {other.id}
+    assert set(held(services_azurite, tenant)) == {other.id}
     # The audit names each request by its random id (answered to the caller), never the person.
     entries = [e for e in services.audit.entries(tenant) if e["kind"] in ("export", "erasure")]
     assert [(e["kind"], e["request"]) for e in entries][:2] == [
@@ -332,7 +324,7 @@ def test_captures_are_counted_per_dataset_and_hour(services, clock, tenant):
     assert counts == {("visits", 2), ("contact", 1)}
 
 
-def test_a_purge_process_killed_midway_is_finished_by_the_next_run(storage, services, tenant_id):
+def test_a_purge_process_killed_midway_is_finished_by_the_next_run(services_azurite, services, tenant_id):
     """The real command, killed with SIGKILL while deleting; the next run leaves nothing expired."""
     import os
     import secrets
@@ -361,7 +353,7 @@ def test_a_purge_process_killed_midway_is_finished_by_the_next_run(storage, serv
     def remaining():
         return sum(1 for _ in container.list_blobs(name_starts_with=f"{tenant_id}/bulk/"))
 
-    env = {**os.environ, **settings_env(storage)}
+    env = {**os.environ, **settings_env(services_azurite)}
     command = [sys.executable, "-m", "shared.purge"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60

@@ -11,19 +11,18 @@ failed before that path existed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from devenv.azurite import Azurite, start_azurite
+from devenv.azurite import Azurite
 from shared.dataverse import dead_letters
 from shared.lifecycle.subject_requests import SubjectRequests
 from shared.registry.models import Dataset, TenantIn
 from shared.storage.blobs import FIND_PAGE_MAX, RECORDS, tag_query
-from tests.factories import MASTER_KEY, all_blobs, settings_for, variant
+from tests.factories import MASTER_KEY, all_blobs, variant
 
 # A query without a page size gets Azurite's default page, the service's maximum: so many blobs that sort
 # before every tenant ("!" sorts before any id) fill it.
@@ -43,18 +42,13 @@ def fill(azurite: Azurite) -> None:
         list(pool.map(put, range(FILLER)))
 
 
-@pytest.fixture(scope="module")
-def storage() -> Iterator[Azurite]:
+pytestmark = pytest.mark.own_azurite
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _filled(own_azurite: Azurite) -> None:
     """This module's own Azurite, with a page of filler blobs that sort before every tenant's records."""
-    instance = start_azurite()
-    fill(instance)
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture
-def settings(storage):
-    return settings_for(storage)
+    fill(own_azurite)
 
 
 @pytest.fixture
@@ -81,30 +75,30 @@ def form(services, tenant: str, email: str) -> str:
     return str(services.capture.capture(target, {"email": email}).record.id)
 
 
-def held(storage: Azurite, tenant: str) -> set[str]:
-    return {json.loads(body)["id"] for body in all_blobs(storage, RECORDS, f"{tenant}/").values()}
+def held(services_azurite: Azurite, tenant: str) -> set[str]:
+    return {json.loads(body)["id"] for body in all_blobs(services_azurite, RECORDS, f"{tenant}/").values()}
 
 
-def filler_left(storage: Azurite) -> int:
-    client = BlobServiceClient.from_connection_string(storage.connection_string).get_container_client(RECORDS)
+def filler_left(services_azurite: Azurite) -> int:
+    client = BlobServiceClient.from_connection_string(services_azurite.connection_string).get_container_client(RECORDS)
     return sum(1 for _ in client.list_blobs(name_starts_with=FILLER_PREFIX))
 
 
-def test_the_filler_fills_the_page_azurite_answers_from(storage):
-    assert filler_left(storage) == FILLER
+def test_the_filler_fills_the_page_azurite_answers_from(services_azurite):
+    assert filler_left(services_azurite) == FILLER
 
 
-def test_the_purge_deletes_expired_records_that_sort_after_a_page_of_others(storage, services, clock, tenant):
+def test_the_purge_deletes_expired_records_that_sort_after_a_page_of_others(services_azurite, services, clock, tenant):
     expired = {visit(services, tenant) for _ in range(3)}
     clock.advance(timedelta(days=2))  # past the visits' retention of one day
     kept = {form(services, tenant, "jane@example.com")}
     report = services.purger().run()
-    assert held(storage, tenant) == kept
+    assert held(services_azurite, tenant) == kept
     assert report.deleted == len(expired)
-    assert filler_left(storage) == FILLER  # not expired: untouched
+    assert filler_left(services_azurite) == FILLER  # not expired: untouched
 
 
-def test_an_export_and_an_erasure_find_every_record_of_the_subject(storage, services, tenant):
+def test_an_export_and_an_erasure_find_every_record_of_the_subject(services_azurite, services, tenant):
     requests = SubjectRequests(services.storage, services.registry, services.audit, MASTER_KEY)
     mine = {form(services, tenant, "jane@example.com") for _ in range(3)}
     other = form(services, tenant, "john@example.com")
@@ -113,7 +107,7 @@ def test_an_export_and_an_erasure_find_every_record_of_the_subject(storage, serv
     assert {r["id"] for r in exported["datasets"]["contact"]["records"]} == mine
     erased = requests.erase(tenant, "jane@example.com")
     assert erased.records == len(mine)
-    assert held(storage, tenant) == {other}
+    assert held(services_azurite, tenant) == {other}
 
 
 def test_dead_letters_come_in_small_pages_with_none_missed(services, clock, tenant):

@@ -50,11 +50,13 @@ def test_a_marker_whose_record_never_came_is_taken_over_once_stale(services, tar
     assert submit(services, target, key).body["id"] == record["id"]
 
 
-def test_a_marker_expires_with_the_purge_and_goes_with_its_dataset(services, target, azurite, clock):
+# Its own Azurite: the purge goes over every tenant in the store, on the session's every one the other tests left.
+@pytest.mark.own_azurite
+def test_a_marker_expires_with_the_purge_and_goes_with_its_dataset(services, target, services_azurite, clock):
     assert submit(services, target, "submission-0002").status == 201
-    (name,) = all_blobs(azurite, "state", f"{target.tenant.id}/datasets/contact/idem/")
+    (name,) = all_blobs(services_azurite, "state", f"{target.tenant.id}/datasets/contact/idem/")
     tags = services.storage.container("state").get_blob_client(name).get_blob_tags()
     assert tags["t"] == target.tenant.id and tags["d"] == "contact"
     clock.advance(timedelta(hours=25))
     services.purger().run()
-    assert all_blobs(azurite, "state", f"{target.tenant.id}/") == {}
+    assert all_blobs(services_azurite, "state", f"{target.tenant.id}/") == {}

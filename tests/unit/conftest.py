@@ -139,9 +139,15 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.fixture(autouse=True)
 def _process_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """What function_app reads from the environment at import: a deployment whose storage nothing answers."""
+    """What function_app reads from the environment at import: a deployment whose storage nothing answers.
+
+    Only these: under xdist a worker may run a unit module after integration ones, whose session settings (its
+    Azurite, its secrets file) are still in the process's environment."""
     from shared.core.settings import get_settings
 
+    for name in list(os.environ):
+        if name.startswith("PACKCLOUD_"):
+            monkeypatch.delenv(name)
     for name, value in settings_values(UNREACHABLE_STORAGE).items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()

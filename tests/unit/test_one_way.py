@@ -121,8 +121,9 @@ def test_no_module_sets_a_header_on_an_error_after_constructing_it():
 @pytest.mark.parametrize(
     "key",
     [
-        uuid.uuid4().hex,  # the auto-number tests' keys
-        str(uuid.uuid4()),  # the web-form snippet's randomUUID, .NET's Guid.ToString()
+        # Named: a random id would differ between xdist's workers, which must collect the same tests.
+        pytest.param(uuid.uuid4().hex, id="uuid-hex"),  # the auto-number tests' keys
+        pytest.param(str(uuid.uuid4()), id="uuid"),  # the web-form snippet's randomUUID, .NET's Guid.ToString()
         "callback-0001",
         "submission-0001",
         "order:42:invoice.v2_retry",
