@@ -279,8 +279,12 @@ class Storage:
             self.service.create_container(name)
 
     def read_json(self, container: str, name: str) -> tuple[dict[str, Any] | None, str | None]:
-        """A JSON blob and its ETag, or (None, None) when it does not exist."""
-        return _read_json(self.container(container), name)
+        """A JSON blob and its ETag, or (None, None) when it does not exist.
+
+        A read does not make sure of the containers first: one that is missing holds nothing, which Blob Storage
+        answers as not found as well. So a cold start's registry reads need not wait for the containers' check,
+        which the first write makes (`CaptureStore.resolve_async` runs them side by side)."""
+        return _read_json(self.service.get_container_client(container), name)
 
     def read_json_each(self, container: str, names: list[str]) -> list[dict[str, Any] | None]:
         """Each JSON blob in order, None where it does not exist (deleted meanwhile); a few requests at a time,

@@ -121,6 +121,33 @@ def test_a_cold_registry_is_read_in_a_worker_thread_and_a_warm_one_not_read(serv
     assert len(registry.reads) == 2  # from the cache
 
 
+def test_a_new_instances_first_resolve_reads_tenant_dataset_and_containers_side_by_side(
+    azurite, services, target, tenant_id
+):
+    """A cold start: the containers' check (one listing) and the two registry reads go out together, the reads
+    not waiting for the check, and the capture that follows needs no further request before its write."""
+    from shared.storage.blobs import Storage
+    from tests.factories import settings_for
+
+    fresh = Storage.from_settings(settings_for(azurite))
+    registry = ThreadNotingRegistry(fresh, services.clock, services.settings.region, 60)
+    registry.reads = []
+    store = CaptureStore(fresh, registry, services.settings, services.clock)
+    found = run_on_own_loop(store.resolve_async(tenant_id, "pricing", "pixel"))
+    assert found.dataset.id == "pricing" and found.tenant.id == tenant_id
+    assert fresh.transport.sent == 3 and fresh.ready  # list containers, tenant, dataset
+    assert len(set(registry.reads)) == 2  # two worker threads: the reads side by side
+
+
+def test_a_read_from_a_container_that_does_not_exist_is_not_found_not_an_error(azurite):
+    from shared.storage.blobs import Storage
+    from tests.factories import settings_for
+
+    fresh = Storage.from_settings(settings_for(azurite))
+    assert fresh.read_json("no-such-container", "x.json") == (None, None)
+    assert not fresh.ready  # a read makes no container
+
+
 def test_the_counts_of_an_hour_reach_the_audit_trail_from_async_captures(services, target, tenant_id, clock):
     run_on_own_loop(services.capture.capture_async(target, VALUES, lenient=True))
     clock.advance(timedelta(hours=1))
