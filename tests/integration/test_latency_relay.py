@@ -40,6 +40,10 @@ def test_the_relay_passes_every_byte_both_ways(azurite: Azurite, delay_ms: float
         assert container.get_blob_client("small-3").get_blob_tags() == {"kind": "small"}
         with pytest.raises(ResourceNotFoundError):  # an error answer arrives whole, too
             container.download_blob("missing").readall()
+        # One time per SDK request, a 3 MB body in many chunks each way alike: Create Container, a Put Blob and a
+        # Get Blob per body (3 MB is under both SDK's single-request sizes), Get Blob Tags, the missing Get Blob.
+        times = relay.take_storage_times()
+        assert times.requests == len(times.seconds) == 1 + 2 * len(bodies) + 2
 
 
 def test_pin_moves_every_thread_of_a_process(azurite: Azurite):
