@@ -22,6 +22,13 @@ latency, not throughput. The targets are checked at the level the Bicep holds: >
 instance-second of concurrency 1, with a p99 no more than 2 x concurrency 1's. What carries over to Azure whatever
 the storage latency is the host's CPU milliseconds per capture (bench/cost.py projects an instance from it): at
 concurrency L, one core serves L requests at once without queueing while L x CPU <= the wall time of one.
+
+On the instance curve the relay also times Azurite itself per storage request (`storage_ms`: from the request's first
+bytes forwarded to its answer's first byte, without the relay's hold) and counts the requests per capture. Azurite is
+one single-threaded process on a core shared with the clients and the relay, so its answers slow down with
+concurrency, which Blob Storage, scaled out and not on the instance's core, would not do. `host_side_speedup` is
+derived from that, not measured: the captures/s the level would give if storage's own time stayed at concurrency 1's
+(`host_side`).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from bench.common import BROWSER_UA, Load, Stack, local_stack, run_concurrently, write_results
-from bench.latency_proxy import delayed_relay
+from bench.latency_proxy import Relay, delayed_relay
 from bench.lean_http import Connection, request_bytes
 from devenv.azurite import ROOT, connection_string, free_port
 from devenv.demo import demo_dataset, demo_form_dataset
@@ -147,17 +154,21 @@ def measure(
     load_parts: Mapping[str, int] | None = None,
     load_cpus: set[int] | None = None,
     host_cpus: set[int] | None = None,
+    relay: Relay | None = None,
 ) -> Point:
     """One level's figures. `load_parts` names the processes that generate the load and answer for storage (this
     one's client threads, Azurite, the relay): their CPU per capture, each and in all, tells whether they, not the
     host, were the limit. `load_cpus` are the cores they run on: how busy those were, by any process (the machine
     may be shared), says whether they were saturated; `host_cpus`, the host's alone, how busy its core was (on a
-    shared machine, by others too: then the host did not have its core to itself)."""
+    shared machine, by others too: then the host did not have its core to itself). With `relay`, the storage requests
+    per capture and upstream's own answer times, as the relay timed them."""
     parts = dict(load_parts or {})
     per_client = max(25, REQUESTS_AT_ONE // level)
     run_concurrently(make_worker, level, 5)  # warm-up: connections, imports, the registry cache
     cores_before, host_cores_before = core_times(load_cpus or set()), core_times(host_cpus or set())
     before, parts_before = cpu_seconds(pid), {name: cpu_seconds(other) for name, other in parts.items()}
+    if relay is not None:
+        relay.take_storage_times()  # the warm-up's: from here on, the measured load's
     load: Load = run_concurrently(make_worker, level, per_client)
     cpu = cpu_seconds(pid) - before
     by_part = {name: (cpu_seconds(other) - parts_before[name]) * 1000 / load.count for name, other in parts.items()}
@@ -178,7 +189,28 @@ def measure(
     if host_cpus:
         busy, total = (after - earlier for after, earlier in zip(host_cores_after, host_cores_before, strict=True))
         point["host_cores_busy"] = round(busy / total, 3) if total else 0.0
+    if relay is not None:
+        taken = relay.take_storage_times()
+        storage = Load(taken.requests, load.seconds, [seconds * 1000 for seconds in taken.seconds])
+        mean = sum(storage.latencies_ms) / len(storage.latencies_ms) if storage.latencies_ms else float("nan")
+        point["storage_ms"] = {
+            "p50": round(storage.percentile(0.5), 3),
+            "p99": round(storage.percentile(0.99), 3),
+            "mean": round(mean, 3),
+        }
+        point["storage_requests_per_capture"] = round(taken.requests / load.count, 3)
     return point
+
+
+def host_side(curve: dict[int, Point], level: int) -> tuple[float, float]:
+    """Derived, not measured: `level`'s mean capture wall time (ms) with the growth of storage's own answer time over
+    concurrency 1's taken out (mean wall - (mean storage ms at `level` - at 1) x storage requests per capture), and
+    the speedup over concurrency 1's captures/s that `level` clients would give at that wall time (level / wall).
+    It models storage that does not queue: what the level would give if only the host, not Azurite, slowed down."""
+    one, point = curve[1], curve[level]
+    growth = point["storage_ms"]["mean"] - one["storage_ms"]["mean"]
+    wall = point["wall_ms"] - growth * point["storage_requests_per_capture"]
+    return wall, level * 1000 / wall / one["captures_per_s"]
 
 
 def knee(curve: dict[int, Point]) -> int:
@@ -196,7 +228,9 @@ def summarise(
     `load_cores_busy` that share and `load_cores_busy_own` the part of it this benchmark's processes account for
     (the rest is other work on a shared machine); and `load_cpu_ms_by_part`, where the load side's CPU went. With
     `host_cores` (the instance model), `host_cores_busy` and `host_cores_busy_own` say the same of the host's core:
-    if others kept it busy, the host did not have it to itself and the rates understate the instance."""
+    if others kept it busy, the host did not have it to itself and the rates understate the instance. Where the
+    relay timed storage: `storage_mean_ms` (upstream's own answer time, mean, at 1 and at the Bicep's level),
+    `storage_adjusted_wall_ms` and `host_side_speedup` (derived: `host_side`, at the Bicep's level and by level)."""
     speedups = {kind: curve[chosen]["captures_per_s"] / curve[1]["captures_per_s"] for kind, curve in levels.items()}
     p99_ratios = {kind: curve[chosen]["p99_ms"] / curve[1]["p99_ms"] for kind, curve in levels.items()}
     bound = {
@@ -232,13 +266,40 @@ def summarise(
             if host_cores
             else {}
         ),
+        **(
+            {
+                "storage_mean_ms": {
+                    kind: {"1": curve[1]["storage_ms"]["mean"], str(chosen): curve[chosen]["storage_ms"]["mean"]}
+                    for kind, curve in levels.items()
+                },
+                "storage_requests_per_capture": {
+                    kind: curve[chosen]["storage_requests_per_capture"] for kind, curve in levels.items()
+                },
+                "storage_adjusted_wall_ms": {
+                    kind: round(host_side(curve, chosen)[0], 2) for kind, curve in levels.items()
+                },
+                "host_side_speedup": {kind: round(host_side(curve, chosen)[1], 2) for kind, curve in levels.items()},
+                "host_side_speedup_by_level": {
+                    kind: {level: round(host_side(curve, level)[1], 2) for level in curve}
+                    for kind, curve in levels.items()
+                },
+            }
+            if all("storage_ms" in point for curve in levels.values() for point in curve.values())
+            else {}
+        ),
     }
 
 
 def curve(
-    stack: Stack, storage_port: int, host_cpus: set[int] | None, load_parts: Mapping[str, int], load_cpus: set[int]
+    stack: Stack,
+    storage_port: int,
+    host_cpus: set[int] | None,
+    load_parts: Mapping[str, int],
+    load_cpus: set[int],
+    relay: Relay | None = None,
 ) -> dict[str, dict[int, Point]]:
-    """Each kind's points at every level, the host reaching storage on `storage_port` (on `host_cpus`, if given)."""
+    """Each kind's points at every level, the host reaching storage on `storage_port` (on `host_cpus`, if given;
+    `relay`, if storage is behind it, times storage's answers)."""
     levels: dict[str, dict[int, Point]] = {kind: {} for kind in KINDS}
     env = {**stack.env, "PACKCLOUD_STORAGE_CONNECTION_STRING": connection_string(storage_port)}
     for level in LEVELS:
@@ -249,7 +310,9 @@ def curve(
         api = f"http://127.0.0.1:{port}/api"
         try:
             for kind, worker in (("pixel", pixel_worker(api)), ("form", form_worker(api))):
-                rounds = [measure(host.pid, worker, level, load_parts, load_cpus, host_cpus) for _ in range(ROUNDS)]
+                rounds = [
+                    measure(host.pid, worker, level, load_parts, load_cpus, host_cpus, relay) for _ in range(ROUNDS)
+                ]
                 levels[kind][level] = max(rounds, key=lambda point: point["captures_per_s"])
                 point = levels[kind][level]
                 split = ", ".join(f"{name} {ms:.2f}" for name, ms in point["load_cpu_ms_by_part"].items())
@@ -259,7 +322,13 @@ def curve(
                     f"{split}; its cores {point['load_cores_busy']:.0%} busy"
                     + (f"; the host's {point['host_cores_busy']:.0%}" if host_cpus else "")
                     + f"), p50 {point['p50_ms']:.1f} ms, "
-                    f"p99 {point['p99_ms']:.1f} ms",
+                    f"p99 {point['p99_ms']:.1f} ms"
+                    + (
+                        f"; storage's own ms p50 {point['storage_ms']['p50']:.1f} p99 {point['storage_ms']['p99']:.1f} "
+                        f"mean {point['storage_ms']['mean']:.1f}, {point['storage_requests_per_capture']:.2f} a capture"
+                        if "storage_ms" in point
+                        else ""
+                    ),
                     flush=True,
                 )
         finally:
@@ -290,7 +359,7 @@ def main() -> dict[str, Any]:
         os.sched_setaffinity(0, others)  # this process's client threads, started from here on
         try:
             with delayed_relay(stack.azurite.port, STORAGE_RTT_MS, others) as relay:
-                instance = curve(stack, relay.port, HOST_CPUS, {**parts, "relay": relay.pid}, others)
+                instance = curve(stack, relay.port, HOST_CPUS, {**parts, "relay": relay.pid}, others, relay)
         finally:
             os.sched_setaffinity(0, cpus)
     result: dict[str, Any] = {
@@ -311,6 +380,15 @@ def main() -> dict[str, Any]:
             + (
                 f"; the host's core busy {figures['host_cores_busy']} (the host {figures['host_cores_busy_own']})"
                 if "host_cores_busy" in figures
+                else ""
+            )
+            + (
+                f"; storage's own mean ms (Azurite, without the relay's hold) {figures['storage_mean_ms']}, "
+                f"{figures['storage_requests_per_capture']} a capture; DERIVED, not measured (storage that does not "
+                f"queue): wall ms with storage's growth over concurrency 1 removed "
+                f"{figures['storage_adjusted_wall_ms']}, host-side speedup {figures['host_side_speedup']} x "
+                f"(by level {figures['host_side_speedup_by_level']})"
+                if "host_side_speedup" in figures
                 else ""
             )
         )

@@ -10,11 +10,22 @@ It runs in a process of its own, not in the host it measures, on the same core a
 asyncio protocols on uvloop (the local host's loop, a dev dependency), no streams and no task per connection; a
 chunk from upstream is queued with its time and one timer per connection sends whatever is due. Connections never
 wait for each other: each has its own queue and timer on the one loop.
+
+It also times upstream (Azurite) itself, per request: from the moment the relay forwards a request's first bytes to
+the moment the first byte of its answer arrives, before the relay's hold. The storage SDKs send HTTP/1.1 requests one
+at a time per kept-alive connection (no pipelining), so on a connection the first chunk from the host after an answer
+began starts a new request, and the first chunk from upstream after that starts its answer; the relay reads no HTTP.
+Per chunk that costs a comparison, and per request a monotonic read at each end and an append. The parent takes the
+times since its last ask over the relay's stdin and stdout (`Relay.take_storage_times`); the relay ends when its stdin
+closes, so it never outlives the benchmark. A time includes any wait of the relay itself to read the answer (it shares
+a core with Azurite and the clients): it is everything between the host's request and Azurite's answer that Blob
+Storage would not have.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
@@ -30,10 +41,42 @@ import uvloop
 
 
 @dataclass(frozen=True)
+class StorageTimes:
+    """Upstream's answer times (seconds, first byte of the request forwarded to first byte of the answer back) and the
+    number of requests relayed, over one span of the relay's life."""
+
+    requests: int
+    seconds: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Relay:
     port: int
     delay_ms: float
     pid: int
+    process: subprocess.Popen[bytes] = field(repr=False, compare=False)
+
+    def take_storage_times(self) -> StorageTimes:
+        """The times since the last call (or the relay's start); the relay then starts anew. From one thread at a time:
+        it is one question and one answer on the relay's pipes."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(b"take\n")
+        self.process.stdin.flush()
+        answer = json.loads(self.process.stdout.readline())
+        return StorageTimes(int(answer["requests"]), tuple(float(value) for value in answer["seconds"]))
+
+
+class _Timings:
+    """What the relay has timed since the parent last took it."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.seconds: list[float] = []
+
+    def take(self) -> bytes:
+        taken = {"requests": self.requests, "seconds": [round(value, 6) for value in self.seconds]}
+        self.requests, self.seconds = 0, []
+        return json.dumps(taken).encode() + b"\n"
 
 
 class _Side(asyncio.Protocol):
@@ -92,13 +135,36 @@ class _Side(asyncio.Protocol):
             self.peer.transport.resume_reading()
 
 
+class _Upstream(_Side):
+    """Upstream's end: the first chunk of an answer ends the time of the host's request it answers."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay_s: float, client: _Client) -> None:
+        super().__init__(loop, delay_s)
+        self.client = client
+
+    def data_received(self, data: bytes) -> None:
+        asked_at = self.client.asked_at
+        if asked_at is not None:
+            self.client.timings.seconds.append(time.monotonic() - asked_at)
+            self.client.asked_at = None
+        super().data_received(data)
+
+
 class _Client(_Side):
     """The host's end: on connection, the relay opens its own to upstream and pairs the two."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, upstream_port: int, delay_s: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, upstream_port: int, delay_s: float, timings: _Timings) -> None:
         super().__init__(loop, 0.0)  # the host's requests go upstream at once; the answers are held
         self.upstream_port = upstream_port
         self.answer_delay_s = delay_s
+        self.timings = timings
+        self.asked_at: float | None = None  # when the request awaiting its answer's first byte went upstream
+
+    def data_received(self, data: bytes) -> None:
+        if self.asked_at is None:  # the first chunk since an answer began: a new request (later ones are its body)
+            self.asked_at = time.monotonic()
+            self.timings.requests += 1
+        super().data_received(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -108,12 +174,14 @@ class _Client(_Side):
         assert self.transport is not None
         try:
             upstream_transport, upstream = await self.loop.create_connection(
-                lambda: _Side(self.loop, self.answer_delay_s), "127.0.0.1", self.upstream_port
+                lambda: _Upstream(self.loop, self.answer_delay_s, self), "127.0.0.1", self.upstream_port
             )
         except OSError:
             self.transport.close()
             return
         upstream.peer, self.peer = self, upstream
+        if self.early and self.asked_at is not None:
+            self.asked_at = time.monotonic()  # the first request goes upstream only now: its time starts here
         for chunk in self.early:
             upstream_transport.write(chunk)
         self.early.clear()
@@ -121,14 +189,36 @@ class _Client(_Side):
             upstream_transport.close()
 
 
+class _Control(asyncio.Protocol):
+    """The relay's stdin: each line asks for the times so far (answered on stdout); its end ends the relay."""
+
+    def __init__(self, timings: _Timings, ended: asyncio.Future[None]) -> None:
+        self.timings = timings
+        self.ended = ended
+        self.pending = b""
+
+    def data_received(self, data: bytes) -> None:
+        *asks, self.pending = (self.pending + data).split(b"\n")
+        for _ in asks:
+            sys.stdout.buffer.write(self.timings.take())
+            sys.stdout.buffer.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+
 async def serve(upstream_port: int, delay_ms: float) -> None:
     loop = asyncio.get_running_loop()
+    timings = _Timings()
+    ended: asyncio.Future[None] = loop.create_future()
+    await loop.connect_read_pipe(lambda: _Control(timings, ended), sys.stdin)
     server = await loop.create_server(
-        lambda: _Client(loop, upstream_port, delay_ms / 1000), "127.0.0.1", 0, backlog=512
+        lambda: _Client(loop, upstream_port, delay_ms / 1000, timings), "127.0.0.1", 0, backlog=512
     )
     print(server.sockets[0].getsockname()[1], flush=True)
-    async with server:
-        await server.serve_forever()
+    async with server:  # serving since create_server; until the parent closes the relay's stdin
+        await ended
 
 
 @contextmanager
@@ -137,6 +227,7 @@ def delayed_relay(upstream_port: int, delay_ms: float, cpus: set[int] | None = N
     the life of the block: in the benchmark's process its loop would wait for the client threads' GIL."""
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.latency_proxy", str(upstream_port), str(delay_ms)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=Path(__file__).resolve().parent.parent,
     )
@@ -145,8 +236,10 @@ def delayed_relay(upstream_port: int, delay_ms: float, cpus: set[int] | None = N
         port = int(process.stdout.readline())
         if cpus:
             os.sched_setaffinity(process.pid, cpus)
-        yield Relay(port, delay_ms, process.pid)
+        yield Relay(port, delay_ms, process.pid, process)
     finally:
+        assert process.stdin is not None
+        process.stdin.close()
         process.terminate()
         process.wait(timeout=10)
 

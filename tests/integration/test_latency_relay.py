@@ -1,7 +1,9 @@
 """bench/latency_proxy.py, the relay bench/concurrency.py puts between the host and Azurite: whatever it delays,
 the byte stream reaching either side is unchanged, over kept-alive connections, large bodies and errors alike; an
 answer is held back, not passed on as it arrives; and connections never wait for each other. (How long it holds a
-response is the benchmark's to report, not a test's to time: the checks are on order and content.)"""
+response is the benchmark's to report, not a test's to time: the checks are on order and content.) Its timing of
+upstream gives one time per request on kept-alive connections, however many chunks each way, each at least upstream's
+pause, taken before the hold."""
 
 from __future__ import annotations
 
@@ -38,6 +40,10 @@ def test_the_relay_passes_every_byte_both_ways(azurite: Azurite, delay_ms: float
         assert container.get_blob_client("small-3").get_blob_tags() == {"kind": "small"}
         with pytest.raises(ResourceNotFoundError):  # an error answer arrives whole, too
             container.download_blob("missing").readall()
+        # One time per SDK request, a 3 MB body in many chunks each way alike: Create Container, a Put Blob and a
+        # Get Blob per body (3 MB is under both SDK's single-request sizes), Get Blob Tags, the missing Get Blob.
+        times = relay.take_storage_times()
+        assert times.requests == len(times.seconds) == 1 + 2 * len(bodies) + 2
 
 
 def test_pin_moves_every_thread_of_a_process(azurite: Azurite):
@@ -148,3 +154,74 @@ def test_an_answer_is_held_not_passed_on_as_it_arrives():
         arrived_at = time.monotonic()
         assert arrived_at - first_sent_at[0] >= 0.95  # held for the delay, not passed on as it arrived
         assert first_byte + read_exactly(connection, sum(map(len, pieces)) - 1) == b"".join(pieces)
+
+
+def paused_upstream(pauses: list[float]) -> Callable[[int, socket.socket], None]:
+    """An upstream reading 8-byte requests, each naming its pause (an index into `pauses`), answering each after it,
+    in two pieces, until its connection closes."""
+
+    def answer(n: int, connection: socket.socket) -> None:
+        while request := connection.recv(8, socket.MSG_WAITALL):
+            time.sleep(pauses[request[-1]])
+            connection.sendall(b"answer")
+            time.sleep(0.01)
+            connection.sendall(request[-1:])
+
+    return answer
+
+
+def ask_in_two_pieces(connection: socket.socket, pause: int) -> bytes:
+    """A request sent as two chunks 20 ms apart (a header, then its body): one request to the relay."""
+    connection.sendall(b"requ")
+    time.sleep(0.02)
+    connection.sendall(b"est" + bytes([pause]))
+    return read_exactly(connection, 7)
+
+
+def test_the_relay_times_upstream_per_request_on_kept_alive_connections():
+    """Four connections ask five requests each, one at a time, each in two chunks, and upstream answers each after a
+    pause of its own and in two chunks: twenty requests, twenty times, and on one connection the times come in the
+    order of its requests, each at least its pause (lower bounds: a busy machine only makes them later). Taking the
+    times starts anew."""
+    pauses = [0.0, 0.2, 0.05]
+    order = [1, 0, 1, 0, 2]  # one connection's requests, by pause
+    with fake_upstream(paused_upstream(pauses)) as upstream, delayed_relay(upstream, 3) as relay:
+        with socket.create_connection(("127.0.0.1", relay.port), timeout=30) as connection:
+            assert [ask_in_two_pieces(connection, pause) for pause in order] == [b"answer" + bytes([p]) for p in order]
+        alone = relay.take_storage_times()
+        assert alone.requests == len(alone.seconds) == len(order)
+        assert all(seconds >= pauses[pause] for seconds, pause in zip(alone.seconds, order, strict=True))
+
+        def client(n: int) -> None:
+            with socket.create_connection(("127.0.0.1", relay.port), timeout=30) as connection:
+                for pause in order:
+                    assert ask_in_two_pieces(connection, pause) == b"answer" + bytes([pause])
+
+        clients = [threading.Thread(target=client, args=(n,)) for n in range(3)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(60)
+        together = relay.take_storage_times()
+        assert together.requests == len(together.seconds) == 3 * len(order)
+        assert sum(seconds >= pauses[1] for seconds in together.seconds) >= 3 * order.count(1)
+        assert relay.take_storage_times().requests == 0
+
+
+def test_the_time_is_upstreams_not_the_relays_hold():
+    """The time of a request is there as soon as upstream's answer reached the relay, while the relay still holds
+    the answer back from the client (for a minute: nothing reaches it during the test)."""
+    with (
+        fake_upstream(paused_upstream([0.0])) as upstream,
+        delayed_relay(upstream, 60_000) as relay,
+        socket.create_connection(("127.0.0.1", relay.port), timeout=30) as connection,
+    ):
+        connection.sendall(b"request\0")
+        taken: list[float] = []
+        while not taken:
+            taken += relay.take_storage_times().seconds
+            time.sleep(0.01)
+        assert len(taken) == 1
+        connection.setblocking(False)  # a socket with a timeout would wait for data, whatever the flags
+        with pytest.raises(BlockingIOError):  # nothing readable: the answer is still held
+            connection.recv(1)
