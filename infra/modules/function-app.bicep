@@ -41,7 +41,7 @@ param maximumInstanceCount int = 40
 @description('HTTP requests one instance serves at once; the Python worker gets as many threads (PYTHON_THREADPOOL_THREAD_COUNT). Chosen from bench/concurrency.py: see infra/README.md.')
 @minValue(1)
 @maxValue(32)
-param perInstanceConcurrency int = 8
+param perInstanceConcurrency int = 16
 
 @description('Memory of one instance, in MB.')
 @allowed([
