@@ -115,7 +115,9 @@ class SmsAccount(CredentialDocument):
     messaging_service_sid: str | None = None
 
 
-SMS_ACCOUNTS = CredentialSpec(SmsAccount, SMS_ACCOUNTS_PREFIX, purpose="sms-twilio", audit=AUDIT_KIND)
+SMS_ACCOUNTS = CredentialSpec(
+    SmsAccount, SMS_ACCOUNTS_PREFIX, purpose="sms-twilio", audit=AUDIT_KIND, legacy_secret=sms_secret_name
+)
 
 
 class SmsAccounts:
@@ -125,13 +127,12 @@ class SmsAccounts:
 
     def __init__(self, storage: Storage, secrets: SecretStore, audit: AuditLog, clock: Clock) -> None:
         self._secrets = secrets
-        self._audit = audit
         self._docs = TenantCredentials(storage, secrets, audit, clock, SMS_ACCOUNTS)
 
     def get(self, tenant: Tenant) -> SmsAccountIn | None:
-        doc = self._docs.get(tenant)
+        doc, documented = self._docs.current(tenant)
         if doc is None:
-            return None if self._docs.stored(tenant.id) is not None else self._legacy(tenant)
+            return None if documented else self._legacy(tenant)
         raw = self._docs.secret(doc)
         try:
             secrets = json.loads(raw) if raw is not None else None
@@ -155,11 +156,7 @@ class SmsAccounts:
         return created
 
     def delete(self, tenant: str) -> bool:
-        found = self._docs.delete(tenant, audited=False)
-        found = self._secrets.delete(sms_secret_name(tenant)) or found
-        if found:
-            self._audit.append(tenant, AUDIT_KIND, change="deleted")
-        return found
+        return self._docs.delete(tenant, audited=True)
 
     def forget(self, tenant_id: str) -> None:
         """With its tenant (shared/services.py `forget_tenant_credentials`)."""

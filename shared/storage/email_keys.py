@@ -58,7 +58,9 @@ class VerificationKeyDoc(CredentialDocument):
     """As stored: which secret holds the key, for which generation of the tenant; nothing else to say."""
 
 
-EMAIL_KEYS = CredentialSpec(VerificationKeyDoc, EMAIL_KEYS_PREFIX, purpose="sendgrid-key", audit=AUDIT_KIND)
+EMAIL_KEYS = CredentialSpec(
+    VerificationKeyDoc, EMAIL_KEYS_PREFIX, purpose="sendgrid-key", audit=AUDIT_KIND, legacy_secret=legacy_key_secret
+)
 
 
 class VerificationKeyStore:
@@ -66,15 +68,14 @@ class VerificationKeyStore:
 
     def __init__(self, storage: Storage, secrets: SecretStore, audit: AuditLog, clock: Clock) -> None:
         self._secrets = secrets
-        self._audit = audit
         self._docs = TenantCredentials(storage, secrets, audit, clock, EMAIL_KEYS)
 
     def get(self, tenant: TenantRef) -> str | None:
         """The key given to this generation of the tenant (a document's; else one kept in the earlier layout)."""
-        doc = self._docs.get(tenant)
+        doc, documented = self._docs.current(tenant)
         if doc is not None:
             return self._docs.secret(doc)
-        if self._docs.stored(tenant.id) is not None:
+        if documented:
             return None  # an earlier generation's: a document was written, so no earlier-layout key is left
         return self._secrets.get(legacy_key_secret(tenant.id))
 
@@ -90,11 +91,7 @@ class VerificationKeyStore:
 
     def delete(self, tenant_id: str) -> bool:
         """The document and its secret, and a key kept in the earlier layout; audited. False when there was none."""
-        found = self._docs.delete(tenant_id, audited=False)
-        found = self._secrets.delete(legacy_key_secret(tenant_id)) or found
-        if found:
-            self._audit.append(tenant_id, AUDIT_KIND, change="deleted")
-        return found
+        return self._docs.delete(tenant_id, audited=True)
 
     def forget(self, tenant_id: str) -> None:
         """With its tenant (shared/services.py `forget_tenant_credentials`)."""

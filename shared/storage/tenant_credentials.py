@@ -70,12 +70,14 @@ D = TypeVar("D", bound=CredentialDocument)
 class CredentialSpec(Generic[D]):
     """One provider's credential: its document model, the documents' prefix in the registry container, the
     `<purpose>` of its secrets' names `pc-<tenant>--<purpose>-<random>`, and its audit entries' kind (whose
-    `change` is created, replaced or deleted)."""
+    `change` is created, replaced or deleted). `legacy_secret`: the one fixed-name secret a provider kept its
+    credential in before documents (`tenant -> name`), which deleting the credential deletes too."""
 
     document: type[D]
     prefix: str
     purpose: str
     audit: str
+    legacy_secret: Callable[[str], str] | None = None
 
 
 class TenantCredentials(Generic[D]):
@@ -92,14 +94,20 @@ class TenantCredentials(Generic[D]):
         self.prefix = spec.prefix
         self._purpose = spec.purpose
         self.kind = spec.audit
+        self._legacy_secret = spec.legacy_secret
 
     def blob(self, tenant_id: str) -> str:
         return f"{self.prefix}{tenant_id}.json"
 
     def get(self, tenant: TenantRef) -> D | None:
         """The tenant's document, when it was given to this generation of the tenant."""
+        return self.current(tenant)[0]
+
+    def current(self, tenant: TenantRef) -> tuple[D | None, bool]:
+        """This generation's document, and whether the tenant has one of any generation (then no credential of the
+        earlier fixed-name layout is left to read): one storage read for both."""
         doc = self.stored(tenant.id)
-        return doc if doc is not None and doc.tenant_generation == tenant.generation else None
+        return (doc if doc is not None and doc.tenant_generation == tenant.generation else None), doc is not None
 
     def stored(self, tenant_id: str) -> D | None:
         """The document whatever its generation (the deliverer and the timers remove what outlived its tenant)."""
@@ -148,17 +156,19 @@ class TenantCredentials(Generic[D]):
         return doc, not replaced
 
     def delete(self, tenant_id: str, *, audited: bool, also: Iterable[str] = ()) -> bool:
-        """The document, the blobs `also` (a provider's own, such as a status), then the secret; `audited`: with
-        the `deleted` audit entry. False when there was no document."""
+        """The document, the blobs `also` (a provider's own, such as a status), then the secret, and the spec's
+        `legacy_secret` (not suppressed: a 503 while the vault is away, so it cannot outlive its tenant); `audited`:
+        with the `deleted` audit entry. False when there was neither a document nor a legacy secret."""
         doc = self.stored(tenant_id)
-        if doc is None:
-            return False
-        for name in (self.blob(tenant_id), *also):
-            self.delete_blob(name)
-        self._forget_secret(doc.secret_name)
-        if audited:
+        if doc is not None:
+            for name in (self.blob(tenant_id), *also):
+                self.delete_blob(name)
+            self._forget_secret(doc.secret_name)
+        legacy = self._legacy_secret is not None and self._secrets.delete(self._legacy_secret(tenant_id))
+        found = doc is not None or legacy
+        if found and audited:
             self._audit.append(tenant_id, self.kind, change="deleted")
-        return True
+        return found
 
     def tenants(self) -> list[str]:
         """Every tenant with a document: one listing."""
