@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 
@@ -29,6 +29,9 @@ from shared.registry.residency import Residency
 from shared.registry.store import Registry
 from shared.storage.aio_blobs import AsyncBlobs
 from shared.storage.blobs import JSON_CONTENT, RECORDS, Storage, index_tags, storage_errors
+
+if TYPE_CHECKING:
+    from azure.storage.blob.aio import ContainerClient as AioContainerClient
 
 # A record that took longer than this to commit is withdrawn (503, the caller retries): so every record
 # is visible within this time of its id's timestamp, and the delivery feed can page by id without skipping.
@@ -71,10 +74,13 @@ class CaptureStore:
         self._counts = counts
         self._residency = residency or Residency(registry, settings)
 
-    @property
-    def aio(self) -> AsyncBlobs:
-        """The account's aio client, for the other writes of an async capture (a form's idempotency marker)."""
-        return self._aio
+    async def aio_container(self, name: str) -> AioContainerClient:
+        """A container of the account's aio client, made sure of first (a new instance's containers' check is sync
+        storage: in a worker thread, not on the loop); for every async write of a capture, its record's and a form's
+        idempotency marker's."""
+        if not self._storage.ready:
+            await asyncio.to_thread(self._storage.ensure_containers)
+        return await self._aio.container(name)
 
     def resolve(self, tenant_id: str, dataset_id: str, capability: Capability) -> Target:
         """The tenant and dataset a capture goes to, or the reason it may not be stored here."""
@@ -232,9 +238,7 @@ class CaptureStore:
     async def _write_async(self, record: Record, tags: dict[str, str]) -> None:
         """`_write` with the aio client: the same blob, body, tags, conditions, deadline and error mapping."""
         name, body = record_blob(record.tenant, record.dataset, record.id), record_body(record)
-        if not self._storage.ready:  # creating the containers is sync storage: not on the loop
-            await asyncio.to_thread(self._storage.ensure_containers)
-        container = await self._aio.container(RECORDS)
+        container = await self.aio_container(RECORDS)
         with storage_errors(), contextlib.suppress(ResourceExistsError):
             await container.upload_blob(name, body, overwrite=False, tags=tags, content_settings=JSON_CONTENT)
         if self._too_late(record):

@@ -417,9 +417,7 @@ class SubmissionMarkers:
         """`claim` for an async function: the new marker written by the aio client; a marker already there (a
         retry, or an attempt in progress) judged by `claim`'s own code in a worker thread."""
         marker = self._marker(target, key, record_id, dropped, subject)
-        if not self._storage.ready:  # creating the containers is sync storage: not on the loop
-            await asyncio.to_thread(self._storage.ensure_containers)
-        container = await self._capture.aio.container(STATE)
+        container = await self._capture.aio_container(STATE)
         with storage_errors():
             try:
                 await container.upload_blob(
