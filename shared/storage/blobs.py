@@ -263,7 +263,7 @@ class Storage:
         with self._lock:
             if self._ready:
                 return
-            # Part of every cold start's first request. In Azure the Bicep has made the containers, so one listing
+            # The first sync write of an instance. In Azure the Bicep has made the containers, so one listing
             # (a page; the capture account holds no others) finds them all: four creates answered 409 cost a cold
             # start about twice the CPU and a thread pool. Missing ones (a fresh Azurite) are created at once.
             with storage_errors():
@@ -282,8 +282,8 @@ class Storage:
         """A JSON blob and its ETag, or (None, None) when it does not exist.
 
         A read does not make sure of the containers first: one that is missing holds nothing, which Blob Storage
-        answers as not found as well. So a cold start's registry reads need not wait for the containers' check,
-        which the first write makes (`CaptureStore.resolve_async` runs them side by side)."""
+        answers as not found as well. So a cold start's registry reads need not wait for the containers' check
+        (an async capture's write makes none: `CaptureStore.upload_new_async`)."""
         return _read_json(self.service.get_container_client(container), name)
 
     def read_json_each(self, container: str, names: list[str]) -> list[dict[str, Any] | None]:

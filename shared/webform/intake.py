@@ -417,12 +417,9 @@ class SubmissionMarkers:
         """`claim` for an async function: the new marker written by the aio client; a marker already there (a
         retry, or an attempt in progress) judged by `claim`'s own code in a worker thread."""
         marker = self._marker(target, key, record_id, dropped, subject)
-        container = await self._capture.aio_container(STATE)
         with storage_errors():
             try:
-                await container.upload_blob(
-                    marker.name, marker.body, overwrite=False, tags=marker.tags, content_settings=JSON_CONTENT
-                )
+                await self._capture.upload_new_async(STATE, marker.name, marker.body, marker.tags)
                 return None
             except ResourceExistsError:
                 pass

@@ -121,11 +121,11 @@ def test_a_cold_registry_is_read_in_a_worker_thread_and_a_warm_one_not_read(serv
     assert len(registry.reads) == 2  # from the cache
 
 
-def test_a_new_instances_first_resolve_reads_tenant_dataset_and_containers_side_by_side(
+def test_a_new_instances_first_resolve_reads_tenant_and_dataset_side_by_side_and_checks_no_container(
     azurite, services, target, tenant_id
 ):
-    """A cold start: the containers' check (one listing) and the two registry reads go out together, the reads
-    not waiting for the check, and the capture that follows needs no further request before its write."""
+    """A cold start: the two registry reads go out together, and nothing else; the containers' check is not
+    made (the capture's write finds them, test below)."""
     from shared.storage.blobs import Storage
     from tests.factories import settings_for
 
@@ -135,8 +135,64 @@ def test_a_new_instances_first_resolve_reads_tenant_dataset_and_containers_side_
     store = CaptureStore(fresh, registry, services.settings, services.clock)
     found = run_on_own_loop(store.resolve_async(tenant_id, "pricing", "pixel"))
     assert found.dataset.id == "pricing" and found.tenant.id == tenant_id
-    assert fresh.transport.sent == 3 and fresh.ready  # list containers, tenant, dataset
+    assert fresh.transport.sent == 2 and not fresh.ready  # tenant, dataset; no listing of containers
     assert len(set(registry.reads)) == 2  # two worker threads: the reads side by side
+
+
+def test_a_new_instances_first_capture_imports_the_aio_sdk_while_it_reads(azurite, services, target, tenant_id):
+    """In a new interpreter (this one has the SDK loaded), as a new instance's first pixel hit: after the cold
+    resolve, before any write, the aio SDK the write needs is imported (the import overlapped the registry reads),
+    and the capture then needs its write alone."""
+    import os
+    import subprocess
+    import sys
+
+    from devenv.azurite import ROOT
+    from tests.factories import settings_env
+
+    probe = (
+        "import sys\n"
+        "from shared.services import get_services; from tests.factories import run_on_own_loop\n"
+        "services = get_services()\n"
+        "assert 'azure.storage.blob.aio' not in sys.modules\n"
+        f"target = run_on_own_loop(services.capture.resolve_async({tenant_id!r}, 'pricing', 'pixel'))\n"
+        "print('azure.storage.blob.aio' in sys.modules, services.storage.transport.sent)\n"
+        "values = {'page_url': 'https://www.contoso.example/pricing', 'visitor': 'v-1'}\n"
+        "run_on_own_loop(services.capture.capture_async(target, values, lenient=True))\n"
+        "print(services.storage.transport.sent)\n"
+    )
+    environment = {**os.environ, **settings_env(azurite)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "2", "3"]  # imported; the 2 reads; and 1 write
+
+
+@pytest.mark.own_azurite
+def test_an_async_write_whose_container_is_missing_makes_the_containers_and_is_stored(
+    services_azurite, services, target, tenant_id
+):
+    """No check before the first write: a container that is not there (a fresh Azurite) is made when the write
+    finds it missing, and the write is sent once more; the record's and a form marker's alike."""
+    from shared.storage.blobs import STATE, Storage, index_tags
+    from tests.factories import settings_for
+
+    raw = BlobServiceClient.from_connection_string(services_azurite.connection_string)
+    raw.delete_container(RECORDS)
+    raw.delete_container(STATE)
+    fresh = Storage.from_settings(settings_for(services_azurite))
+    store = CaptureStore(fresh, services.registry, services.settings, services.clock)
+    record = run_on_own_loop(store.capture_async(target, VALUES, lenient=True)).record
+    assert fresh.ready  # made once the write found its container missing
+    stored = json.loads(blob(services_azurite, record_blob(tenant_id, "pricing", record.id)).download_blob().readall())
+    assert stored["id"] == record.id
+    raw.delete_container(STATE)
+    fresher = Storage.from_settings(settings_for(services_azurite))
+    store = CaptureStore(fresher, services.registry, services.settings, services.clock)
+    tags = index_tags(tenant_id, "pricing", expires=record.expires_at)
+    run_on_own_loop(store.upload_new_async(STATE, f"{tenant_id}/marker.json", b"{}", tags))
+    assert raw.get_blob_client(STATE, f"{tenant_id}/marker.json").download_blob().readall() == b"{}"
 
 
 def test_a_read_from_a_container_that_does_not_exist_is_not_found_not_an_error(azurite):
