@@ -5,7 +5,8 @@ Compiling the list as one regular expression took `re` 20 to 30 ms of every cold
 plain text, so they are data here: a user agent is a bot when it contains one, found through an index of the
 windows of a few characters that each holds, looked up for the windows at every other position of the user agent
 (a frozenset intersection, in C). Only the patterns with regex syntax and the case-insensitive additions are
-compiled, as one small expression (about 2.5 ms), searched only when the user agent holds text that one of them
+compiled, as one small expression (about 2.5 ms, on the first user agent that needs it, not at import: a new
+instance's first request is usually a browser's), searched only when the user agent holds text that one of them
 requires: a browser's seldom does. The answer is the whole expression's (`bot_list.bot_pattern()`) on every input
 tried (tests/unit/test_bot_list.py); a call costs about half of searching that expression (bench/bots.py).
 """
@@ -24,7 +25,18 @@ _PRESLICED = 2048
 class BotMatcher:
     """`search(user_agent)`: whether any of the list's patterns or the additions matches, as `re.search` would."""
 
-    __slots__ = ("_expression", "_index", "_keys", "_needs", "_needs_lowercase", "_short", "_slices", "_step", "_width")
+    __slots__ = (
+        "_expression",
+        "_index",
+        "_keys",
+        "_needs",
+        "_needs_lowercase",
+        "_pattern",
+        "_short",
+        "_slices",
+        "_step",
+        "_width",
+    )
 
     def __init__(self, data: dict[str, object]) -> None:
         literals, width, step = data["literals"], data["window"], data["step"]
@@ -41,7 +53,8 @@ class BotMatcher:
         self._index: dict[str, tuple[str, ...]] = {key: tuple(texts) for key, texts in literals.items()}
         self._keys = frozenset(self._index)
         self._short = tuple(short)
-        self._expression = re.compile(str(data["expression"]))
+        self._pattern = str(data["expression"])
+        self._expression: re.Pattern[str] | None = None  # compiled on first need
         self._needs, self._needs_lowercase = tuple(needs), tuple(lowercase)
         self._width, self._step = width, step
         self._slices = [slice(start, start + width) for start in range(0, _PRESLICED - width + 1, step)]
@@ -61,7 +74,13 @@ class BotMatcher:
             for text in index[key]:
                 if text in user_agent:
                     return True
-        return self._expression_may_match(user_agent) and self._expression.search(user_agent) is not None
+        return self._expression_may_match(user_agent) and self._compiled().search(user_agent) is not None
+
+    def _compiled(self) -> re.Pattern[str]:
+        # Threads that race here each compile the same expression; any of the results serves.
+        if self._expression is None:
+            self._expression = re.compile(self._pattern)
+        return self._expression
 
     def _expression_may_match(self, user_agent: str) -> bool:
         # Outside ASCII, `re` folds case beyond str.lower() (the long s matches `s`, the Kelvin sign `k`): no shortcut.

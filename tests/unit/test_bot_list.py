@@ -149,3 +149,12 @@ def test_write_pattern_writes_only_when_it_changed(tmp_path):
     assert bot_list.write_pattern(target) is False
     target.write_text("stale", encoding="utf-8")
     assert bot_list.write_pattern(target) is True
+
+
+def test_the_small_expression_is_compiled_on_the_first_user_agent_that_needs_it_not_at_import():
+    matcher = bot_pattern.load_matcher()
+    for browser in bots.browser_user_agents():  # none holds text the expression requires
+        assert not matcher.search(browser)
+    assert matcher._expression is None
+    assert matcher.search("Some CRAWLer/1.0")  # "crawl" in any case: only the expression has it
+    assert isinstance(matcher._expression, re.Pattern)
