@@ -8,7 +8,8 @@ packed as `make deploy` packs it, with its modules' bytecode (infra/bytecode.py)
 side's import is reported too (`cpu_import_ratio`, without the first request): on a machine shared with
 other work it moves less than the wall clock does.
 `models_built_by_first_request` names the registry models built on first use (shared/registry/models.py,
-ON_FIRST_USE) that the first pixel hit built nonetheless: none, or the import's saving has moved onto the request.
+ON_FIRST_USE, and the registration's region in shared/registry/store.py) that the first pixel hit built nonetheless:
+none, or the import's saving has moved onto the request.
 
 Target: ratio (import + first request) / dependencies' import <= 1.2.
 
@@ -72,8 +73,9 @@ request = func.HttpRequest(
 )
 status = loop.run_until_complete(function.get_user_function()(request)).status_code
 answered = time.perf_counter()
-from shared.registry import models  # which of the models built on first use the first request built
+from shared.registry import models, store  # which of the models built on first use the first request built
 first_use = [name for name in ("Dataset", "TenantIn", "KeyRotation") if getattr(models, name).__pydantic_complete__]
+first_use += ["_Registered"] if store._Registered.__pydantic_complete__ else []
 loop.run_until_complete(loop.shutdown_asyncgens())
 loop.close()
 site = sysconfig.get_paths()["purelib"]

@@ -78,7 +78,8 @@ def registration_blob(tenant: str) -> str:
 class _Registered(BaseModel):
     """The one fact of a registration every request may need: the region its tenant is homed in."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Built on first use (~1 ms): only a request for a tenant unknown here reads it, never a known tenant's capture.
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     region: Region
 
