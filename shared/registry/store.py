@@ -84,6 +84,31 @@ class _Registered(BaseModel):
     region: Region
 
 
+class _Read:
+    """A cached read under way, which requests for the same document wait for instead of reading it again."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._value: BaseModel | None = None
+        self._error: BaseException | None = None
+
+    def succeed(self, value: BaseModel | None) -> None:
+        self._value = value
+        self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._done.set()
+
+    def answer(self) -> BaseModel | None:
+        """The leader's document, or its error (a storage outage: each waiting request answers 503 at once,
+        instead of each trying in turn)."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 class Registry:
     def __init__(self, storage: Storage, clock: Clock, region: Region, cache_ttl_seconds: float) -> None:
         self._storage = storage
@@ -91,6 +116,7 @@ class Registry:
         self._region = region
         self._lock = threading.Lock()
         self._changes = 0  # raised by every write through this registry, so a slower read cannot undo it
+        self._reads: dict[str, _Read] = {}  # cached reads under way, by blob name: `_cached`
         self._cache: TTLCache[str, BaseModel | None] | None = (
             TTLCache(maxsize=CACHE_MAX_ENTRIES, ttl=cache_ttl_seconds) if cache_ttl_seconds > 0 else None
         )
@@ -244,20 +270,38 @@ class Registry:
     # -- plumbing -------------------------------------------------------------------------------
 
     def _cached(self, name: str, model: type[T]) -> T | None:
+        """From the cache, or read once however many ask at once: at a cold start or when an entry expires, every
+        request in flight on the instance (16 at the Bicep's concurrency) misses together, and without this each
+        would read the same document. The first reads; the others wait for its answer, or its error."""
         if self._cache is None:
             return self._read(name, model)
         with self._lock:
             # One lookup: `in` then `[]` could see an entry expire in between (a KeyError, a 500).
             found = self._cache.get(name, _MISSING)
             changes = self._changes
+            flight = None if found is not _MISSING else self._reads.get(name)
+            leads = found is _MISSING and flight is None
+            if leads:
+                flight = self._reads[name] = _Read()
         if found is not _MISSING:
             return found  # type: ignore[return-value]  # a blob name holds one model: `model`
-        value = self._read(name, model)
+        assert flight is not None
+        if not leads:
+            return flight.answer()  # type: ignore[return-value]  # the leader read the same name: `model`
+        try:
+            value = self._read(name, model)
+        except BaseException as error:
+            with self._lock:
+                del self._reads[name]
+            flight.fail(error)
+            raise
         with self._lock:
             # A write or deletion on this instance while the read was under way may have cached a newer
             # document: the older one read here must not replace it (the instance that made a change sees it).
             if self._changes == changes:
                 self._cache[name] = value
+            del self._reads[name]  # with the entry cached: a request from here on finds one or the other
+        flight.succeed(value)
         return value
 
     def _fresh(self, name: str, model: type[T]) -> T | None:

@@ -139,6 +139,26 @@ def test_a_new_instances_first_resolve_reads_tenant_and_dataset_side_by_side_and
     assert len(set(registry.reads)) == 2  # two worker threads: the reads side by side
 
 
+def test_sixteen_first_requests_at_once_on_a_new_instance_read_the_tenant_and_dataset_once(
+    azurite, services, target, tenant_id
+):
+    """A new instance takes up to 16 requests at once (the Bicep's concurrency): they share the two reads."""
+    import asyncio
+
+    from shared.storage.blobs import Storage
+    from tests.factories import settings_for
+
+    fresh = Storage.from_settings(settings_for(azurite))
+    store = CaptureStore(fresh, Registry(fresh, services.clock, "eu", 60), services.settings, services.clock)
+
+    async def sixteen() -> list[str]:
+        found = await asyncio.gather(*(store.resolve_async(tenant_id, "pricing", "pixel") for _ in range(16)))
+        return [target.dataset.id for target in found]
+
+    assert run_on_own_loop(sixteen()) == ["pricing"] * 16
+    assert fresh.transport.sent == 2  # the tenant and the dataset, once
+
+
 def test_a_new_instances_first_capture_imports_the_aio_sdk_while_it_reads(azurite, services, target, tenant_id):
     """In a new interpreter (this one has the SDK loaded), as a new instance's first pixel hit: after the cold
     resolve, before any write, the aio SDK the write needs is imported (the import overlapped the registry reads),

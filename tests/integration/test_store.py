@@ -118,6 +118,81 @@ def test_registry_cache_serves_reads_without_storage(services, pixel_target, ten
     assert services.storage.transport.sent - before <= 1  # only the first look-up of the absent tenant
 
 
+class SlowRegistry:
+    """A registry whose storage reads take 50 ms and are counted (made in the test, from the real class)."""
+
+    @staticmethod
+    def build(services, fail: bool = False):
+        import threading
+        import time
+
+        from shared.core.errors import StorageUnavailable
+        from shared.registry.store import Registry
+
+        class Slow(Registry):
+            reads = 0
+            counting = threading.Lock()
+
+            def _read(self, name, model):  # type: ignore[no-untyped-def]  # the parent's signature
+                with Slow.counting:
+                    Slow.reads += 1
+                time.sleep(0.05)  # every request below asks while the first read is under way
+                if fail:
+                    raise StorageUnavailable("storage is unavailable, retry later")
+                return super()._read(name, model)
+
+        return Slow(services.storage, services.clock, services.settings.region, 60)
+
+
+def test_requests_that_miss_the_cache_at_once_read_the_document_once_and_share_it(services, pixel_target, tenant_id):
+    """A cold start, or an entry's expiry, at the Bicep's concurrency of 16: one read, not sixteen."""
+    import threading
+
+    registry = SlowRegistry.build(services)
+    barrier, found = threading.Barrier(16), []
+
+    def request() -> None:
+        barrier.wait()
+        found.append(registry.get_dataset(tenant_id, "pricing"))
+
+    threads = [threading.Thread(target=request) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert type(registry).reads == 1
+    assert len(found) == 16 and all(doc == found[0] for doc in found) and found[0].id == "pricing"
+    assert registry.get_dataset(tenant_id, "pricing") == found[0] and type(registry).reads == 1  # cached
+
+
+def test_when_the_one_read_fails_every_request_waiting_for_it_gets_its_error_at_once(services, pixel_target, tenant_id):
+    """Storage down: the fifteen that waited answer 503 with the first, none tries again in turn (each try waits for
+    the storage timeouts and retries), and the next request after them reads again."""
+    import threading
+
+    from shared.core.errors import StorageUnavailable
+
+    registry = SlowRegistry.build(services, fail=True)
+    barrier, errors = threading.Barrier(16), []
+
+    def request() -> None:
+        barrier.wait()
+        try:
+            registry.get_tenant(tenant_id)
+        except StorageUnavailable as error:
+            errors.append(error.status)
+
+    threads = [threading.Thread(target=request) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [503] * 16 and type(registry).reads == 1
+    with pytest.raises(StorageUnavailable):
+        registry.get_tenant(tenant_id)
+    assert type(registry).reads == 2  # not cached: the next request reads
+
+
 def test_cache_expires_so_other_instances_see_changes(settings, clock, tenant_id):
     from shared.services import Services
 
