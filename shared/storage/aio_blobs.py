@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import sys
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +56,7 @@ class AsyncBlobs:
         # Built once per loop: making a container client parses the account's configuration again (~0.15 ms,
         # some 7% of a pixel hit's CPU), and one client serves any number of concurrent tasks.
         self._containers: dict[str, ContainerClient] = {}
+        self._sdk_loaded = False  # set by load_sdk (once imported already, its first call costs a thread hop)
 
     @property
     def open(self) -> bool:
@@ -64,12 +64,17 @@ class AsyncBlobs:
 
     async def load_sdk(self) -> None:
         """Import the aio SDK (aiohttp's client and azure.storage.blob.aio, ~20 ms of CPU) in a worker thread: a
-        cold start's first request does it while its registry reads wait for storage, not after them."""
-        if AIO_SDK not in sys.modules:
-            await asyncio.to_thread(importlib.import_module, AIO_SDK)
+        cold start's first request does it while its registry reads wait for storage, not after them. Until one
+        import has ended, every caller waits in a thread of its own: the module is in sys.modules from the moment
+        its import begins, and the client made from it on the event loop would wait there for the rest."""
+        if not self._sdk_loaded:
+            await asyncio.to_thread(importlib.import_module, AIO_SDK)  # an import under way: waits for its end
+            self._sdk_loaded = True
 
     async def container(self, name: str) -> ContainerClient:
         loop = asyncio.get_running_loop()
+        if self._service is None or self._loop is not loop:
+            await self.load_sdk()  # in a worker thread, never on the loop; then checked again, as it awaited
         if self._service is None or self._loop is not loop:
             # A new loop (tests run several, one after the other): the client of the old one cannot be used
             # here, and was closed when that loop shut down.

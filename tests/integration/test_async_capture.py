@@ -189,6 +189,41 @@ def test_a_new_instances_first_capture_imports_the_aio_sdk_while_it_reads(azurit
     assert done.stdout.split() == ["True", "2", "3"]  # imported; the 2 reads; and 1 write
 
 
+def test_the_aio_sdk_is_never_imported_on_the_event_loop_even_with_the_registry_already_cached(
+    azurite, services, target, tenant_id
+):
+    """In a new interpreter: the registry warmed by a sync read (no cold resolve to start the import), then an async
+    capture: the aio SDK (~20 ms) is imported in a worker thread, not on the loop that every request shares."""
+    import os
+    import subprocess
+    import sys
+
+    from devenv.azurite import ROOT
+    from tests.factories import settings_env
+
+    probe = (
+        "import sys, threading, asyncio\n"
+        "importers = []\n"
+        "sys.addaudithook(lambda event, args: event == 'import' and args[0].startswith('azure.storage.blob.aio.')"
+        " and importers.append(threading.get_ident()))\n"
+        "from shared.services import get_services; from tests.factories import run_on_own_loop\n"
+        "services = get_services()\n"
+        f"target = services.capture.resolve({tenant_id!r}, 'pricing', 'pixel')\n"
+        "values = {'page_url': 'https://www.contoso.example/pricing', 'visitor': 'v-1'}\n"
+        "async def capture():\n"
+        "    await services.capture.capture_async(target, values, lenient=True)\n"
+        "    return threading.get_ident()\n"
+        "loop_thread = run_on_own_loop(capture())\n"
+        "print(len(importers) > 0, loop_thread in importers)\n"
+    )
+    environment = {**os.environ, **settings_env(azurite)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "False"]  # imported, and not on the loop's thread
+
+
 @pytest.mark.own_azurite
 def test_an_async_write_whose_container_is_missing_makes_the_containers_and_is_stored(
     services_azurite, services, target, tenant_id
