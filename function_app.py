@@ -6,12 +6,7 @@ message naming it instead of failing on the first request.
 
 import azure.functions as func
 
-from shared.storage.platform_probe import probe_platform_in_background
-
-# Before the other imports, so that its wait overlaps them: the SDK clients' platform name (platform_probe.py).
-probe_platform_in_background()
-
-from functions import (  # noqa: E402  # after the probe's start, on purpose
+from functions import (
     attachments,
     autonumber,
     dataverse_delivery,
@@ -33,8 +28,8 @@ from functions import (  # noqa: E402  # after the probe's start, on purpose
     tracking_pixel,
     webform_capture,
 )
-from shared.core.logs import quiet_request_logs  # noqa: E402
-from shared.core.settings import get_settings  # noqa: E402
+from shared.core.logs import quiet_request_logs
+from shared.core.settings import get_settings
 
 settings = get_settings()
 # Before any storage request: client libraries would log request URLs (subject hashes, queries) otherwise.

@@ -230,30 +230,3 @@ def test_importing_the_app_registers_every_function_and_loads_no_other_routes_co
     }
     assert "shared.capture.bot_pattern" in loaded["modules"]  # the probe saw the app's capture code load
     assert "shared.sms" in packages and "shared.mailchimp" in packages  # the layer line was read
-
-
-PLATFORM_PROBE = """
-import json, sys, threading
-spawned = []
-sys.addaudithook(lambda event, args: event == "subprocess.Popen" and spawned.append(threading.current_thread().name))
-import function_app
-from shared.storage.platform_probe import THREAD_NAME
-for thread in threading.enumerate():
-    if thread.name == THREAD_NAME:
-        thread.join()
-from shared.services import get_services
-services = get_services()  # the sync storage client, as a first request makes it
-services.capture  # and what captures with it
-print(json.dumps(spawned))
-"""
-
-
-def test_the_sdk_clients_platform_name_is_asked_for_at_import_in_the_background_not_by_the_first_request():
-    """azure-core's User-Agent runs `uname -p` in a child process on the first client a process makes: started by
-    the probe thread while the app is imported, never by the code that makes the storage client."""
-    env = {**os.environ, **settings_values(UNREACHABLE_STORAGE), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", PLATFORM_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["platform-probe"]
