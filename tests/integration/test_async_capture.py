@@ -159,10 +159,9 @@ def test_sixteen_first_requests_at_once_on_a_new_instance_read_the_tenant_and_da
     assert fresh.transport.sent == 2  # the tenant and the dataset, once
 
 
-def test_a_new_instances_first_capture_imports_the_aio_sdk_while_it_reads(azurite, services, target, tenant_id):
-    """In a new interpreter (this one has the SDK loaded), as a new instance's first pixel hit: after the cold
-    resolve, before any write, the aio SDK the write needs is imported (the import overlapped the registry reads),
-    and the capture then needs its write alone."""
+def in_new_interpreter(azurite, probe: str) -> list[str]:
+    """What `probe` prints, run in a new interpreter with the test's settings: a new instance, whose first request
+    finds nothing loaded that this test process has."""
     import os
     import subprocess
     import sys
@@ -170,6 +169,18 @@ def test_a_new_instances_first_capture_imports_the_aio_sdk_while_it_reads(azurit
     from devenv.azurite import ROOT
     from tests.factories import settings_env
 
+    environment = {**os.environ, **settings_env(azurite)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()
+
+
+def test_a_new_instances_first_capture_imports_the_aio_sdk_while_it_reads(azurite, services, target, tenant_id):
+    """In a new interpreter (this one has the SDK loaded), as a new instance's first pixel hit: after the cold
+    resolve, before any write, the aio SDK the write needs is imported (the import overlapped the registry reads),
+    and the capture then needs its write alone."""
     probe = (
         "import sys\n"
         "from shared.services import get_services; from tests.factories import run_on_own_loop\n"
@@ -181,12 +192,7 @@ def test_a_new_instances_first_capture_imports_the_aio_sdk_while_it_reads(azurit
         "run_on_own_loop(services.capture.capture_async(target, values, lenient=True))\n"
         "print(services.storage.transport.sent)\n"
     )
-    environment = {**os.environ, **settings_env(azurite)}
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["True", "2", "3"]  # imported; the 2 reads; and 1 write
+    assert in_new_interpreter(azurite, probe) == ["True", "2", "3"]  # imported; the 2 reads; and 1 write
 
 
 def test_the_aio_sdk_is_never_imported_on_the_event_loop_even_with_the_registry_already_cached(
@@ -194,13 +200,6 @@ def test_the_aio_sdk_is_never_imported_on_the_event_loop_even_with_the_registry_
 ):
     """In a new interpreter: the registry warmed by a sync read (no cold resolve to start the import), then an async
     capture: the aio SDK (~20 ms) is imported in a worker thread, not on the loop that every request shares."""
-    import os
-    import subprocess
-    import sys
-
-    from devenv.azurite import ROOT
-    from tests.factories import settings_env
-
     probe = (
         "import sys, threading, asyncio\n"
         "importers = []\n"
@@ -216,12 +215,7 @@ def test_the_aio_sdk_is_never_imported_on_the_event_loop_even_with_the_registry_
         "loop_thread = run_on_own_loop(capture())\n"
         "print(len(importers) > 0, loop_thread in importers)\n"
     )
-    environment = {**os.environ, **settings_env(azurite)}
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["True", "False"]  # imported, and not on the loop's thread
+    assert in_new_interpreter(azurite, probe) == ["True", "False"]  # imported, and not on the loop's thread
 
 
 @pytest.mark.own_azurite
