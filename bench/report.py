@@ -109,6 +109,12 @@ BENCHMARKS: dict[str, tuple[Details, tuple[Check, ...]]] = {
             f"its {r['third_party_modules']} third-party modules alone {r['dependencies_import_s']} s "
             f"(medians of {r['rounds']}); CPU time of the imports alone: ratio {r.get('cpu_import_ratio', '-')}"
             + (
+                f"; against the modules imported with the collector off too, as the app imports "
+                f"({r['dependencies_import_collector_off_s']} s): ratio {r['ratio_collector_off_on_both_sides']}"
+                if "ratio_collector_off_on_both_sides" in r
+                else ""
+            )
+            + (
                 f"; within the import, the bot matcher "
                 f"{r['bot_matcher_import_s']} s, phonenumbers {r['phonenumbers_import_s']} s"
                 if "bot_matcher_import_s" in r

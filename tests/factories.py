@@ -588,3 +588,23 @@ MAILCHIMP_EVENTS: dict[str, Any] = {
         {"name": "list_id", "type": "string", "personal": False},
     ],
 }
+
+
+def in_new_interpreter(environment: dict[str, str], probe: str) -> list[str]:
+    """The words `probe` prints, run from the checkout in a new interpreter with these settings on top of this
+    environment: a new instance, which finds nothing loaded that this test process has."""
+    import subprocess
+    import sys
+
+    from devenv.azurite import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()

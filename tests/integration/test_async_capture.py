@@ -17,7 +17,16 @@ from shared.registry.models import Dataset, TenantIn
 from shared.registry.store import Registry
 from shared.storage.aio_blobs import AsyncBlobs
 from shared.storage.blobs import RECORDS, RETRY_TOTAL
-from tests.factories import EXAMPLE, UNREACHABLE_STORAGE, all_blobs, run_on_own_loop, settings_from, settings_values
+from tests.factories import (
+    EXAMPLE,
+    UNREACHABLE_STORAGE,
+    all_blobs,
+    in_new_interpreter,
+    run_on_own_loop,
+    settings_env,
+    settings_from,
+    settings_values,
+)
 
 VALUES = {"page_url": "https://www.contoso.example/pricing", "visitor": "v-1", "ip": "203.0.113.77", "x": "dropped"}
 
@@ -159,24 +168,6 @@ def test_sixteen_first_requests_at_once_on_a_new_instance_read_the_tenant_and_da
     assert fresh.transport.sent == 2  # the tenant and the dataset, once
 
 
-def in_new_interpreter(azurite, probe: str) -> list[str]:
-    """What `probe` prints, run in a new interpreter with the test's settings: a new instance, whose first request
-    finds nothing loaded that this test process has."""
-    import os
-    import subprocess
-    import sys
-
-    from devenv.azurite import ROOT
-    from tests.factories import settings_env
-
-    environment = {**os.environ, **settings_env(azurite)}
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.split()
-
-
 def test_a_new_instances_first_capture_imports_the_aio_sdk_while_it_reads(azurite, services, target, tenant_id):
     """In a new interpreter (this one has the SDK loaded), as a new instance's first pixel hit: after the cold
     resolve, before any write, the aio SDK the write needs is imported (the import overlapped the registry reads),
@@ -192,7 +183,7 @@ def test_a_new_instances_first_capture_imports_the_aio_sdk_while_it_reads(azurit
         "run_on_own_loop(services.capture.capture_async(target, values, lenient=True))\n"
         "print(services.storage.transport.sent)\n"
     )
-    assert in_new_interpreter(azurite, probe) == ["True", "2", "3"]  # imported; the 2 reads; and 1 write
+    assert in_new_interpreter(settings_env(azurite), probe) == ["True", "2", "3"]  # imported; the 2 reads; and 1 write
 
 
 def test_the_aio_sdk_is_never_imported_on_the_event_loop_even_with_the_registry_already_cached(
@@ -215,7 +206,10 @@ def test_the_aio_sdk_is_never_imported_on_the_event_loop_even_with_the_registry_
         "loop_thread = run_on_own_loop(capture())\n"
         "print(len(importers) > 0, loop_thread in importers)\n"
     )
-    assert in_new_interpreter(azurite, probe) == ["True", "False"]  # imported, and not on the loop's thread
+    assert in_new_interpreter(settings_env(azurite), probe) == [
+        "True",
+        "False",
+    ]  # imported, and not on the loop's thread
 
 
 @pytest.mark.own_azurite
